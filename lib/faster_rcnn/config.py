@@ -1,0 +1,355 @@
+"""The experiment configuration: tf-faster-rcnn's keys and defaults, plus the keys this project adds.
+
+``cfg`` is one process-wide EasyDict, as in tf-faster-rcnn. Experiments change it through
+``cfg_from_file`` (a YAML file, read with ``yaml.safe_load``) and ``cfg_from_list`` (``--set KEY VALUE``
+pairs). Both refuse a key that does not exist and a value whose type does not fit the default, naming the
+key, so a typo in a yml fails at start-up instead of being silently ignored.
+
+Layer functions never read ``cfg``: the network and the engine pass the values they need as keyword
+arguments (see DESIGN section 3).
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import os
+import os.path as osp
+from typing import Any
+
+import numpy as np
+import yaml
+from easydict import EasyDict as edict
+
+__C = edict()
+cfg = __C
+
+# ---------------------------------------------------------------------------------------------------------
+# Training options
+# ---------------------------------------------------------------------------------------------------------
+__C.TRAIN = edict()
+
+__C.TRAIN.LEARNING_RATE = 0.001
+__C.TRAIN.MOMENTUM = 0.9
+__C.TRAIN.WEIGHT_DECAY = 0.0001
+# Factor of each LR step
+__C.TRAIN.GAMMA = 0.1
+# Iterations at which the LR is multiplied by GAMMA
+__C.TRAIN.STEPSIZE = [30000]
+# Iterations between two log lines
+__C.TRAIN.DISPLAY = 10
+# Twice the learning rate for biases (Caffe's convention, used by the vgg16 yml)
+__C.TRAIN.DOUBLE_BIAS = True
+# Initialise new layers from a truncated normal instead of a normal distribution
+__C.TRAIN.TRUNCATED = False
+# Apply weight decay to biases too
+__C.TRAIN.BIAS_DECAY = False
+# Append the gt boxes to the proposals used for the R-CNN head
+__C.TRAIN.USE_GT = False
+# Group images of similar aspect ratio into one batch (only matters when IMS_PER_BATCH > 1)
+__C.TRAIN.ASPECT_GROUPING = False
+# Snapshots kept on disk (the final one is always kept as well)
+__C.TRAIN.SNAPSHOT_KEPT = 3
+# Seconds between two validation summaries
+__C.TRAIN.SUMMARY_INTERVAL = 180
+# Shorter side of the training image, chosen at random among these
+__C.TRAIN.SCALES = (600,)
+# Longest side of the training image
+__C.TRAIN.MAX_SIZE = 1000
+# Images per batch (per process in distributed training)
+__C.TRAIN.IMS_PER_BATCH = 1
+# RoIs sampled per image for the R-CNN head
+__C.TRAIN.BATCH_SIZE = 128
+# Fraction of those RoIs that are foreground
+__C.TRAIN.FG_FRACTION = 0.25
+# IoU with a gt box from which a RoI is foreground
+__C.TRAIN.FG_THRESH = 0.5
+# RoIs with IoU in [LO, HI) are background
+__C.TRAIN.BG_THRESH_HI = 0.5
+__C.TRAIN.BG_THRESH_LO = 0.1
+# Horizontally flipped copies of the training images
+__C.TRAIN.USE_FLIPPED = True
+# Train the bounding-box regressors
+__C.TRAIN.BBOX_REG = True
+# Overlap a RoI needs with a gt box to be used as a regression example
+__C.TRAIN.BBOX_THRESH = 0.5
+# Iterations between two snapshots
+__C.TRAIN.SNAPSHOT_ITERS = 5000
+# Snapshot file prefix: <prefix>_iter_<N>.pth
+__C.TRAIN.SNAPSHOT_PREFIX = 'res101_faster_rcnn'
+# Normalise the R-CNN regression targets by BBOX_NORMALIZE_MEANS / STDS
+__C.TRAIN.BBOX_NORMALIZE_TARGETS = True
+__C.TRAIN.BBOX_INSIDE_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+__C.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED = True
+__C.TRAIN.BBOX_NORMALIZE_MEANS = (0.0, 0.0, 0.0, 0.0)
+__C.TRAIN.BBOX_NORMALIZE_STDS = (0.1, 0.1, 0.2, 0.2)
+# Proposal method of the roidb ('gt' only: proposals come from the RPN)
+__C.TRAIN.PROPOSAL_METHOD = 'gt'
+# The network has an RPN (always, in Faster R-CNN)
+__C.TRAIN.HAS_RPN = True
+# IoU from which an anchor is positive
+__C.TRAIN.RPN_POSITIVE_OVERLAP = 0.7
+# IoU below which an anchor is negative
+__C.TRAIN.RPN_NEGATIVE_OVERLAP = 0.3
+# Let negatives overwrite positives (assign negatives last)
+__C.TRAIN.RPN_CLOBBER_POSITIVES = False
+# Fraction of foreground anchors in the RPN minibatch
+__C.TRAIN.RPN_FG_FRACTION = 0.5
+# Anchors sampled per image for the RPN loss
+__C.TRAIN.RPN_BATCHSIZE = 256
+# NMS threshold of the proposal layer
+__C.TRAIN.RPN_NMS_THRESH = 0.7
+# Proposals kept before NMS
+__C.TRAIN.RPN_PRE_NMS_TOP_N = 12000
+# Proposals kept after NMS
+__C.TRAIN.RPN_POST_NMS_TOP_N = 2000
+# Deprecated in the reference, kept for the ymls that set it
+__C.TRAIN.RPN_BBOX_INSIDE_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+# Weight of positive anchors in the RPN box loss (-1: uniform 1/N_sampled)
+__C.TRAIN.RPN_POSITIVE_WEIGHT = -1.0
+# Use all gt boxes, including 'difficult' ones (VOC)
+__C.TRAIN.USE_ALL_GT = True
+# --- added by this project ---
+# Optimizer: 'sgd' (the reference) or 'adamw' (for networks trained from scratch, e.g. shapes)
+__C.TRAIN.OPTIMIZER = 'sgd'
+# LR schedule: 'step' (x GAMMA at each STEPSIZE, the reference) or 'cosine' (to 0 at the last iteration)
+__C.TRAIN.LR_POLICY = 'step'
+# Linear warm-up from LEARNING_RATE * WARMUP_FACTOR over WARMUP_ITERS iterations (0: none, the reference)
+__C.TRAIN.WARMUP_ITERS = 0
+__C.TRAIN.WARMUP_FACTOR = 0.001
+# Mixed precision: '' (fp32), 'bf16' or 'fp16'; box decoding, IoU and NMS always stay in fp32
+__C.TRAIN.AMP = ''
+# Gradient clipping by global norm (0: none, the reference)
+__C.TRAIN.CLIP_GRAD_NORM = 0.0
+
+# ---------------------------------------------------------------------------------------------------------
+# Testing options
+# ---------------------------------------------------------------------------------------------------------
+__C.TEST = edict()
+
+__C.TEST.SCALES = (600,)
+__C.TEST.MAX_SIZE = 1000
+# IoU threshold of the per-class NMS
+__C.TEST.NMS = 0.3
+# Use SVM scores instead of softmax (unsupported; kept so old ymls load)
+__C.TEST.SVM = False
+# Apply the regressed box deltas
+__C.TEST.BBOX_REG = True
+__C.TEST.HAS_RPN = False
+__C.TEST.PROPOSAL_METHOD = 'gt'
+__C.TEST.RPN_NMS_THRESH = 0.7
+__C.TEST.RPN_PRE_NMS_TOP_N = 6000
+__C.TEST.RPN_POST_NMS_TOP_N = 300
+# 'nms' (pre-NMS top-N, NMS, post-NMS top-N) or 'top' (top RPN_TOP_N anchors, no NMS)
+__C.TEST.MODE = 'nms'
+__C.TEST.RPN_TOP_N = 5000
+# --- added by this project ---
+# Detections kept per image over all classes (test_net's --num_dets overrides it)
+__C.TEST.MAX_PER_IMAGE = 100
+# Score threshold below which detections are dropped before NMS
+__C.TEST.SCORE_THRESH = 0.0
+
+# ---------------------------------------------------------------------------------------------------------
+# Network options
+# ---------------------------------------------------------------------------------------------------------
+__C.RESNET = edict()
+# Max-pool the 14x14 crops to 7x7 (else crop 7x7 directly)
+__C.RESNET.MAX_POOL = False
+# Blocks frozen besides the root (0 to 3)
+__C.RESNET.FIXED_BLOCKS = 1
+
+__C.MOBILENET = edict()
+# Regularise the depthwise convolutions as well
+__C.MOBILENET.REGU_DEPTH = False
+# Leading layers (of torchvision's MobileNetV2 features) frozen
+__C.MOBILENET.FIXED_LAYERS = 5
+__C.MOBILENET.WEIGHT_DECAY = 0.00004
+# Width multiplier (only 1.0 has published weights)
+__C.MOBILENET.DEPTH_MULTIPLIER = 1.0
+
+# --- added by this project: the small network trained from scratch (shapes quick start) ---
+__C.TINY = edict()
+# Output channels of the five 3x3 conv stages; stages 2 to 5 halve the resolution (stride 16)
+__C.TINY.CHANNELS = [32, 64, 96, 128, 128]
+# Width of the fully connected R-CNN tail
+__C.TINY.FC_DIM = 256
+
+# ---------------------------------------------------------------------------------------------------------
+# MISC
+# ---------------------------------------------------------------------------------------------------------
+# Pixel means and standard deviations in BGR order on the 0-255 scale. The reference subtracts Caffe's
+# BGR means only; torchvision's ImageNet weights expect RGB, /255, minus (0.485, 0.456, 0.406),
+# divided by (0.229, 0.224, 0.225): the ymls of those networks set the equivalent values here.
+__C.PIXEL_MEANS = np.array([[[102.9801, 115.9465, 122.7717]]])
+__C.PIXEL_STDS = np.array([[[1.0, 1.0, 1.0]]])
+# Channel order of the network input after normalisation: 'BGR' (Caffe) or 'RGB' (torchvision)
+__C.CHANNEL_ORDER = 'BGR'
+
+# Seed of every random generator (python, numpy, torch, data order)
+__C.RNG_SEED = 3
+
+# Root of the project
+__C.ROOT_DIR = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+# Where datasets live
+__C.DATA_DIR = osp.abspath(osp.join(__C.ROOT_DIR, 'data'))
+# MATLAB binary (official VOC evaluation; unsupported, kept so old ymls load)
+__C.MATLAB = 'matlab'
+# Experiment name: output/<EXP_DIR>/<imdb>/<tag>
+__C.EXP_DIR = 'default'
+# Kept for compatibility: NMS always runs on the tensors' device
+__C.USE_GPU_NMS = True
+# 'crop' (TensorFlow crop_and_resize, the reference), 'align' (RoIAlign) or 'pool' (RoIPool)
+__C.POOLING_MODE = 'crop'
+__C.POOLING_SIZE = 7
+# Anchor scales (multiples of the 16-pixel base box) and ratios (h / w)
+__C.ANCHOR_SCALES = [8, 16, 32]
+__C.ANCHOR_RATIOS = [0.5, 1, 2]
+# Channels of the RPN's 3x3 conv
+__C.RPN_CHANNELS = 512
+# Small number for numerical stability
+__C.EPS = 1e-14
+
+# --- added by this project ---
+__C.DATA_LOADER = edict()
+# DataLoader worker processes (0: load in the main process)
+__C.DATA_LOADER.NUM_WORKERS = 2
+
+
+def _default_snapshot() -> edict:
+    return copy.deepcopy(__C)
+
+
+# The pristine defaults, for tests and tools that need to reset the global config.
+_DEFAULTS = _default_snapshot()
+
+
+def reset_cfg() -> None:
+    """Restore every key of ``cfg`` to its default (tests and long-lived processes use this)."""
+    __C.clear()
+    __C.update(copy.deepcopy(_DEFAULTS))
+
+
+def get_output_dir(imdb_name: str, weights_filename: str | None = None, tag: str | None = None) -> str:
+    """``output/<EXP_DIR>/<imdb_name>/<tag or 'default'>[/<weights_filename>]``, created if missing."""
+    outdir = osp.abspath(osp.join(__C.ROOT_DIR, 'output', __C.EXP_DIR, imdb_name, tag or 'default'))
+    if weights_filename is not None:
+        outdir = osp.join(outdir, weights_filename)
+    os.makedirs(outdir, exist_ok=True)
+    return outdir
+
+
+def get_output_tb_dir(imdb_name: str, weights_filename: str | None = None, tag: str | None = None) -> str:
+    """``tensorboard/<EXP_DIR>/<imdb_name>/<tag or 'default'>[/<weights_filename>]``, created if missing."""
+    outdir = osp.abspath(osp.join(__C.ROOT_DIR, 'tensorboard', __C.EXP_DIR, imdb_name, tag or 'default'))
+    if weights_filename is not None:
+        outdir = osp.join(outdir, weights_filename)
+    os.makedirs(outdir, exist_ok=True)
+    return outdir
+
+
+class ConfigError(ValueError):
+    """A config file or --set pair names an unknown key or gives a value of the wrong type."""
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f'array of shape {value.shape}'
+    return type(value).__name__
+
+
+def _coerce(key: str, new: Any, old: Any) -> Any:
+    """Return ``new`` converted to the type of the default ``old``, or raise ConfigError naming ``key``."""
+    if isinstance(old, np.ndarray):
+        arr = np.asarray(new, dtype=old.dtype)
+        if arr.size != old.size:
+            raise ConfigError(f'config key {key}: expected {old.size} numbers (like {old.ravel().tolist()}), '
+                              f'got {new!r}')
+        return arr.reshape(old.shape)
+    if isinstance(old, bool) or isinstance(new, bool):
+        if isinstance(old, bool) and isinstance(new, bool):
+            return new
+        raise ConfigError(f'config key {key}: expected {_type_name(old)}, got {_type_name(new)} {new!r}')
+    if isinstance(old, float) and isinstance(new, int):
+        return float(new)
+    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
+        # A list where the default is a tuple (YAML has no tuples) is fine; element types must still fit.
+        if old:
+            proto = old[0]
+            out = [_coerce(f'{key}[{i}]', v, proto) for i, v in enumerate(new)]
+        else:
+            out = list(new)
+        return type(old)(out)
+    if old is None or new is None:
+        return new
+    if type(new) is not type(old):
+        raise ConfigError(f'config key {key}: expected {_type_name(old)}, got {_type_name(new)} {new!r}')
+    return new
+
+
+def _merge_a_into_b(a: dict, b: edict, prefix: str = '') -> None:
+    for k, v in a.items():
+        full = f'{prefix}{k}'
+        if k not in b:
+            raise ConfigError(f'unknown config key {full}: check its spelling against faster_rcnn/config.py')
+        if isinstance(b[k], edict):
+            if not isinstance(v, dict):
+                raise ConfigError(f'config key {full}: expected a section (mapping), got {_type_name(v)}')
+            _merge_a_into_b(v, b[k], prefix=f'{full}.')
+        else:
+            b[k] = _coerce(full, v, b[k])
+
+
+def cfg_from_dict(new: dict) -> None:
+    """Merge a nested mapping into ``cfg`` with the same checks as ``cfg_from_file``."""
+    _merge_a_into_b(new, __C)
+
+
+def cfg_from_file(filename: str) -> None:
+    """Merge the YAML file ``filename`` into ``cfg``.
+
+    Raises ConfigError for an unknown key or a wrong type (naming the file and the key).
+    """
+    try:
+        with open(filename, encoding='utf-8') as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f'cannot read config file {filename}: {e.strerror}') from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f'config file {filename} is not valid YAML: {e}') from e
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise ConfigError(f'config file {filename}: expected a mapping of keys at the top level')
+    try:
+        _merge_a_into_b(data, __C)
+    except ConfigError as e:
+        raise ConfigError(f'{filename}: {e}') from None
+
+
+def _parse_literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        # A bare word such as `crop` or `res101_faster_rcnn` is a string.
+        return text
+
+
+def cfg_from_list(cfg_list: list[str]) -> None:
+    """Merge ``['KEY.SUB', 'value', ...]`` pairs (the ``--set`` arguments) into ``cfg``.
+
+    Values are parsed as Python literals (``[600]``, ``0.01``, ``True``); anything else is a string.
+    """
+    if len(cfg_list) % 2 != 0:
+        raise ConfigError(f'--set expects KEY VALUE pairs, got an odd number of items: {cfg_list}')
+    for key, text in zip(cfg_list[0::2], cfg_list[1::2]):
+        parts = key.split('.')
+        node = __C
+        for i, sub in enumerate(parts[:-1]):
+            if sub not in node or not isinstance(node[sub], edict):
+                raise ConfigError(f'unknown config key {".".join(parts[:i + 1])} (in --set {key})')
+            node = node[sub]
+        last = parts[-1]
+        if last not in node:
+            raise ConfigError(f'unknown config key {key}: check its spelling against faster_rcnn/config.py')
+        if isinstance(node[last], edict):
+            raise ConfigError(f'config key {key} is a section; set one of its keys instead')
+        node[last] = _coerce(key, _parse_literal(text), node[last])
