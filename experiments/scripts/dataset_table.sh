@@ -1,0 +1,49 @@
+# Sourced by train_faster_rcnn.sh and test_faster_rcnn.sh: DATASET -> imdbs, schedule, anchors, config.
+# Sets TRAIN_IMDB, TEST_IMDB, STEPSIZE, ITERS, ANCHORS, RATIOS and CFG_FILE from DATASET and NET.
+CFG_FILE="experiments/cfgs/${NET}.yml"
+ANCHORS=""
+RATIOS="[0.5,1,2]"
+case ${DATASET} in
+  pascal_voc)
+    TRAIN_IMDB="voc_2007_trainval"; TEST_IMDB="voc_2007_test"
+    STEPSIZE="[50000]"; ITERS=70000; ANCHORS="[8,16,32]" ;;
+  pascal_voc_0712)
+    TRAIN_IMDB="voc_2007_trainval+voc_2012_trainval"; TEST_IMDB="voc_2007_test"
+    STEPSIZE="[80000]"; ITERS=110000; ANCHORS="[8,16,32]" ;;
+  coco)
+    TRAIN_IMDB="coco_2014_train+coco_2014_valminusminival"; TEST_IMDB="coco_2014_minival"
+    STEPSIZE="[350000]"; ITERS=490000; ANCHORS="[4,8,16,32]" ;;
+  coco_2017)
+    TRAIN_IMDB="coco_2017_train"; TEST_IMDB="coco_2017_val"
+    STEPSIZE="[350000]"; ITERS=490000; ANCHORS="[4,8,16,32]" ;;
+  shapes)
+    # The quick start: its own config (network, anchors, cosine schedule) in experiments/cfgs/shapes.yml.
+    TRAIN_IMDB="shapes_trainval"; TEST_IMDB="shapes_test"
+    STEPSIZE="[100000]"; ITERS=${SHAPES_ITERS:-1600}
+    CFG_FILE="experiments/cfgs/shapes.yml" ;;
+  *)
+    echo "No dataset given: use pascal_voc, pascal_voc_0712, coco, coco_2017 or shapes" >&2
+    exit 1 ;;
+esac
+# res101-lg and the like use the base network with their own config.
+NET_BASE=${NET%-lg}
+ANCHOR_SET=()
+if [[ -n "${ANCHORS}" ]]; then
+  ANCHOR_SET=(ANCHOR_SCALES "${ANCHORS}" ANCHOR_RATIOS "${RATIOS}")
+fi
+if [[ ! -f "${CFG_FILE}" ]]; then
+  echo "No config ${CFG_FILE} for NET=${NET}: use vgg16, res50, res101, res101-lg, res152, mobile (or tiny with shapes)" >&2
+  exit 1
+fi
+EXP_DIR=$(python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['EXP_DIR'])" "${CFG_FILE}")
+PREFIX=$(python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['TRAIN']['SNAPSHOT_PREFIX'])" "${CFG_FILE}")
+TAG=${EXTRA_ARGS_SLUG:-default}
+NET_FINAL="output/${EXP_DIR}/${TRAIN_IMDB}/${TAG}/${PREFIX}_iter_${ITERS}.pth"
+# GPU_ID: a CUDA device list ("0", "0,1": one process per GPU through torchrun) or "cpu".
+if [[ "${GPU_ID}" == "cpu" ]]; then
+  DEVICE_ARGS=(--device cpu); NPROC=1
+else
+  export CUDA_VISIBLE_DEVICES=${GPU_ID}
+  DEVICE_ARGS=()
+  IFS=',' read -r -a _gpus <<< "${GPU_ID}"; NPROC=${#_gpus[@]}
+fi

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The quick start: install, generate the `shapes` dataset, train the small network on it on this machine's
+# CPU (or GPU 0), test it (prints "Mean AP = ..."), and draw its detections on data/demo.
+#   bash experiments/scripts/quickstart.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bash experiments/scripts/setup_env.sh
+# shellcheck disable=SC1091
+source .venv/bin/activate
+./experiments/scripts/train_faster_rcnn.sh 0 shapes tiny
+GPU_ID=0; DATASET=shapes; NET=tiny; EXTRA_ARGS_SLUG=""
+source experiments/scripts/dataset_table.sh
+python tools/demo.py --net tiny --model "${NET_FINAL}" --cfg experiments/cfgs/shapes.yml \
+  --images data/demo --output output/demo --thresh 0.5
+echo
+echo "Model:        ${NET_FINAL}"
+echo "TensorBoard:  tensorboard --logdir tensorboard/${EXP_DIR}  (train and _val runs)"
+echo "Demo images:  output/demo/*_detections.jpg"
+echo "Logs:         experiments/logs/"

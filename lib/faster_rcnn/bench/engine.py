@@ -1,0 +1,122 @@
+"""``tools/benchmark.py train|test``: seconds per training iteration and per test image, data pipeline included.
+
+    python tools/benchmark.py train --net tiny --imdb shapes_trainval --cfg experiments/cfgs/shapes.yml
+    python tools/benchmark.py test  --net tiny --imdb shapes_test --cfg experiments/cfgs/shapes.yml [--model M]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from faster_rcnn.config import cfg
+from faster_rcnn.data.loader import build_train_loader
+from faster_rcnn.data.roidb import combined_roidb
+from faster_rcnn.datasets.factory import get_imdb
+from faster_rcnn.engine.optimizer import build_optimizer
+from faster_rcnn.engine.rng import seed_everything
+from faster_rcnn.engine.tester import im_detect, load_detector, read_image, select_detections
+from faster_rcnn.engine.trainer import autocast_context, batch_to_device
+from faster_rcnn.nets.factory import build_network
+from faster_rcnn.utils.cli import add_config_args, apply_config, resolve_device
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def _peak_memory_mb(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda' else None
+
+
+def bench_train(args: argparse.Namespace, device: torch.device) -> dict:
+    seed_everything(cfg.RNG_SEED)
+    imdb, roidb = combined_roidb(args.imdb, training=True)
+    model = build_network(args.net, imdb.num_classes, cfg=cfg).to(device).train()
+    optimizer = build_optimizer(model, cfg)
+    loader = build_train_loader(roidb, ims_per_batch=cfg.TRAIN.IMS_PER_BATCH, seed=cfg.RNG_SEED,
+                                num_workers=args.workers if args.workers is not None else cfg.DATA_LOADER.NUM_WORKERS,
+                                aspect_grouping=cfg.TRAIN.ASPECT_GROUPING)
+    it = iter(loader)
+    step_times, wait_times = [], []
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    for i in range(args.warmup + args.iters):
+        t0 = time.perf_counter()
+        batch = next(it)
+        images, im_info, gt_boxes = batch_to_device(batch, device)
+        t1 = time.perf_counter()
+        with autocast_context(device):
+            losses = model(images, im_info, gt_boxes)
+        optimizer.zero_grad(set_to_none=True)
+        losses['total_loss'].backward()
+        optimizer.step()
+        _sync(device)
+        t2 = time.perf_counter()
+        if i >= args.warmup:
+            step_times.append(t2 - t0)
+            wait_times.append(t1 - t0)
+    return {'what': 'train', 'net': args.net, 'imdb': args.imdb, 'device': str(device),
+            'ims_per_batch': cfg.TRAIN.IMS_PER_BATCH, 'iters': args.iters,
+            'median_s_per_iter': statistics.median(step_times),
+            'median_data_wait_s': statistics.median(wait_times),
+            'peak_memory_mb': _peak_memory_mb(device)}
+
+
+def bench_test(args: argparse.Namespace, device: torch.device) -> dict:
+    imdb = get_imdb(args.imdb)
+    if args.model:
+        model, _ = load_detector(args.model, args.net, device, num_classes=imdb.num_classes)
+    else:
+        seed_everything(cfg.RNG_SEED)
+        model = build_network(args.net, imdb.num_classes, cfg=cfg).to(device).eval()
+    n = min(imdb.num_images, args.warmup + args.iters)
+    det_times, post_times, read_times = [], [], []
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    for i in range(n):
+        t0 = time.perf_counter()
+        im = read_image(imdb.image_path_at(i))
+        t1 = time.perf_counter()
+        scores, boxes = im_detect(model, im, device)
+        _sync(device)
+        t2 = time.perf_counter()
+        select_detections(scores, boxes, score_thresh=cfg.TEST.SCORE_THRESH, nms_thresh=cfg.TEST.NMS,
+                          max_per_image=cfg.TEST.MAX_PER_IMAGE)
+        t3 = time.perf_counter()
+        if i >= args.warmup:
+            read_times.append(t1 - t0)
+            det_times.append(t2 - t1)
+            post_times.append(t3 - t2)
+    return {'what': 'test', 'net': args.net, 'imdb': args.imdb, 'device': str(device), 'images': len(det_times),
+            'median_s_per_image': statistics.median(d + p + r for d, p, r in zip(det_times, post_times, read_times)),
+            'median_im_detect_s': statistics.median(det_times), 'median_nms_s': statistics.median(post_times),
+            'median_read_s': statistics.median(read_times), 'peak_memory_mb': _peak_memory_mb(device)}
+
+
+def main(argv: list[str]) -> int:
+    what, rest = argv[0], argv[1:]
+    parser = argparse.ArgumentParser(prog=f'benchmark.py {what}',
+                                     description=f'seconds per {"training iteration" if what == "train" else "test image"}')
+    parser.add_argument('--net', default='tiny')
+    parser.add_argument('--imdb', default='shapes_trainval' if what == 'train' else 'shapes_test')
+    parser.add_argument('--iters', type=int, default=20, help='timed iterations / images')
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--workers', type=int, default=None)
+    parser.add_argument('--model', default=None, help='(test) a trained snapshot; default: random weights')
+    parser.add_argument('--json', default=None, help='write the numbers to this file')
+    add_config_args(parser)
+    args = parser.parse_args(rest)
+    apply_config(args, verbose=False)
+    device = torch.device(resolve_device(args.device))
+    result = bench_train(args, device) if what == 'train' else bench_test(args, device)
+    for k, v in result.items():
+        print(f'{k:>22}: {v:.4f}' if isinstance(v, float) else f'{k:>22}: {v}')
+    if args.json:
+        with open(args.json, 'w', encoding='utf-8') as f:
+            json.dump(result, f, indent=2)
+    return 0

@@ -1,0 +1,108 @@
+"""Snapshots: written atomically, loaded without running code, pruned to TRAIN.SNAPSHOT_KEPT.
+
+A snapshot is one ``<prefix>_iter_<N>.pth`` file holding everything an exact resume needs::
+
+    {'format': 1, 'iter': N, 'net': 'vgg16', 'classes': [...], 'model': state_dict, 'optimizer': state_dict,
+     'rng': {...}, 'data': {'batches_consumed': N}}
+
+It is written to a temporary file in the same folder and renamed, so a crash or a kill never leaves a
+truncated snapshot under the final name, and it is read with ``torch.load(..., weights_only=True)``.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import os.path as osp
+import re
+import tempfile
+from typing import Any
+
+import torch
+
+SNAPSHOT_FORMAT = 1
+_ITER_RE = re.compile(r'_iter_(\d+)\.pth$')
+
+
+class CheckpointError(RuntimeError):
+    """A snapshot file is missing, unreadable or does not fit the network it is loaded into."""
+
+
+def snapshot_path(output_dir: str, prefix: str, iteration: int) -> str:
+    return osp.join(output_dir, f'{prefix}_iter_{iteration}.pth')
+
+
+def list_snapshots(output_dir: str, prefix: str) -> list[tuple[int, str]]:
+    """``[(iteration, path), ...]`` of the snapshots in ``output_dir``, oldest first."""
+    found = []
+    for path in glob.glob(osp.join(glob.escape(output_dir), f'{glob.escape(prefix)}_iter_*.pth')):
+        m = _ITER_RE.search(path)
+        if m:
+            found.append((int(m.group(1)), path))
+    return sorted(found)
+
+
+def save_atomic(obj: Any, path: str) -> None:
+    """``torch.save`` to a temporary file next to ``path``, fsync, then rename over ``path``."""
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_snapshot(path: str, map_location: str | torch.device = 'cpu') -> dict:
+    """Read a snapshot (or a bare state_dict) safely; errors name the file."""
+    if not osp.isfile(path):
+        raise CheckpointError(f'checkpoint {path} does not exist: check --model / --weight')
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt or foreign files
+        raise CheckpointError(f'checkpoint {path} cannot be read safely ({type(e).__name__}: {e}); '
+                              'it may be truncated or not a checkpoint of this project') from e
+    if not isinstance(obj, dict):
+        raise CheckpointError(f'checkpoint {path} holds a {type(obj).__name__}, expected a dict')
+    return obj
+
+
+def model_state_from(obj: dict, path: str) -> dict:
+    """The model's state_dict inside a snapshot, or the object itself when it is a bare state_dict."""
+    if 'model' in obj and isinstance(obj['model'], dict):
+        return obj['model']
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj
+    raise CheckpointError(f'checkpoint {path} has no model weights (keys: {sorted(obj)[:10]})')
+
+
+def load_model_weights(model: torch.nn.Module, obj: dict, path: str, net: str | None = None) -> None:
+    """Load the model weights of a snapshot strictly; name the file and the mismatched keys on failure."""
+    if net is not None and obj.get('net') not in (None, net):
+        raise CheckpointError(f'checkpoint {path} was trained with --net {obj["net"]}, not --net {net}')
+    state = model_state_from(obj, path)
+    result = model.load_state_dict(state, strict=False)
+    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    if missing or unexpected:
+        raise CheckpointError(
+            f'checkpoint {path} does not fit this network ({type(model).__name__}): '
+            f'missing keys {missing[:8]}{" ..." if len(missing) > 8 else ""}, '
+            f'unexpected keys {unexpected[:8]}{" ..." if len(unexpected) > 8 else ""}. '
+            'Check --net and the number of classes of --imdb.')
+
+
+def prune_snapshots(output_dir: str, prefix: str, keep: int, protect: int | None = None) -> list[str]:
+    """Delete the oldest snapshots so that ``keep`` remain (``protect``: an iteration never deleted)."""
+    snaps = [s for s in list_snapshots(output_dir, prefix) if s[0] != protect]
+    removed = []
+    if keep <= 0:
+        return removed
+    for _, path in snaps[:-keep] if len(snaps) > keep else []:
+        os.unlink(path)
+        removed.append(path)
+    return removed

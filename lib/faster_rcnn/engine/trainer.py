@@ -1,0 +1,270 @@
+"""The training loop: SGD steps, LR schedule, logging, TensorBoard, validation, snapshots, exact resume.
+
+The loop itself is small; what happens around a step lives in plain functions (``log_line``,
+``write_snapshot``, ``validation_summary``) so they can be read and tested one by one.
+
+Sync points: the step itself never reads a value back to the host. Whether a loss went NaN or infinite is
+tracked on the device and read every TRAIN.DISPLAY iterations and before every snapshot, so a bad step
+is reported with its iteration and no snapshot is ever written after it.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os.path as osp
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from faster_rcnn.config import cfg
+from faster_rcnn.data.loader import build_train_loader
+from faster_rcnn.engine.checkpoint import (SNAPSHOT_FORMAT, list_snapshots, load_model_weights, load_snapshot,
+                                           prune_snapshots, save_atomic, snapshot_path)
+from faster_rcnn.engine.distributed import DistInfo, all_reduce_mean, barrier
+from faster_rcnn.engine.lr_schedule import apply_lr, lr_factor
+from faster_rcnn.engine.optimizer import build_optimizer
+from faster_rcnn.engine.rng import get_rng_states, seed_everything, set_rng_states
+from faster_rcnn.engine.summary import SummaryWriters
+from faster_rcnn.nets.factory import build_network
+from faster_rcnn.nets.weights import load_imagenet_weights
+
+LOSS_NAMES = ('rpn_cross_entropy', 'rpn_loss_box', 'cross_entropy', 'loss_box', 'total_loss')
+
+
+class NonFiniteLossError(RuntimeError):
+    """A training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainState:
+    """What the loop carries between iterations."""
+    iteration: int = 0
+    # First iteration whose loss was not finite (-1: none), kept on the device to avoid a sync per step.
+    first_bad: torch.Tensor | None = None
+    last_snapshot: str | None = None
+    loss_sums: torch.Tensor | None = None
+    loss_count: int = 0
+    timer_start: float = field(default_factory=time.perf_counter)
+    timer_iters: int = 0
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def autocast_context(device: torch.device):
+    """bf16 / fp16 autocast when TRAIN.AMP asks for it; the layers keep boxes, IoU and NMS in fp32."""
+    if not cfg.TRAIN.AMP:
+        return contextlib.nullcontext()
+    dtypes = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+    if cfg.TRAIN.AMP not in dtypes:
+        raise ValueError(f"TRAIN.AMP {cfg.TRAIN.AMP!r} is unknown: use '', 'bf16' or 'fp16'")
+    return torch.autocast(device_type=device.type, dtype=dtypes[cfg.TRAIN.AMP])
+
+
+def batch_to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    images = batch['data'].to(device, non_blocking=True)
+    im_info = batch['im_info'].to(device, non_blocking=True)
+    gt_boxes = [g.to(device, non_blocking=True) for g in batch['gt_boxes']]
+    return images, im_info, gt_boxes
+
+
+def check_finite(state: TrainState) -> None:
+    """Raise NonFiniteLossError if a loss went NaN/inf since the start (reads one value from the device)."""
+    if state.first_bad is None:
+        return
+    bad = int(state.first_bad)
+    if bad >= 0:
+        hint = ('lower TRAIN.LEARNING_RATE, add warm-up (TRAIN.WARMUP_ITERS), or clip gradients '
+                '(TRAIN.CLIP_GRAD_NORM)')
+        raise NonFiniteLossError(f'the training loss became NaN or infinite at iteration {bad + 1}; training '
+                                 f'stopped, no snapshot was written after it. Last good snapshot: '
+                                 f'{state.last_snapshot or "none"}. Try to {hint}.')
+
+
+def log_line(state: TrainState, max_iters: int, lr: float, info: DistInfo) -> dict[str, float]:
+    """Print the mean losses since the last line, lr, speed and ETA; returns the values (for TensorBoard)."""
+    means = all_reduce_mean(state.loss_sums / max(state.loss_count, 1), info)
+    values = dict(zip(LOSS_NAMES, means.tolist()))
+    elapsed = time.perf_counter() - state.timer_start
+    speed = elapsed / max(state.timer_iters, 1)
+    eta = speed * (max_iters - state.iteration)
+    if info.is_main:
+        print(f'iter: {state.iteration} / {max_iters}, total loss: {values["total_loss"]:.6f}\n'
+              f' >>> rpn_loss_cls: {values["rpn_cross_entropy"]:.6f}\n'
+              f' >>> rpn_loss_box: {values["rpn_loss_box"]:.6f}\n'
+              f' >>> loss_cls: {values["cross_entropy"]:.6f}\n'
+              f' >>> loss_box: {values["loss_box"]:.6f}\n'
+              f' >>> lr: {lr:.6g}\n'
+              f'speed: {speed:.3f}s / iter, eta: {_format_eta(eta)}', flush=True)
+    values['speed'] = speed
+    state.loss_sums.zero_()
+    state.loss_count = 0
+    state.timer_start = time.perf_counter()
+    state.timer_iters = 0
+    return values
+
+
+def _format_eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f'{h:d}:{m:02d}:{s:02d}'
+
+
+def write_snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState, *, net: str,
+                   classes: list[str], output_dir: str, scaler: torch.amp.GradScaler | None,
+                   final: bool = False) -> str:
+    """Write ``<prefix>_iter_<N>.pth`` atomically and prune to TRAIN.SNAPSHOT_KEPT (the final one is kept on top
+    of those); returns its path."""
+    path = snapshot_path(output_dir, cfg.TRAIN.SNAPSHOT_PREFIX, state.iteration)
+    payload = {
+        'format': SNAPSHOT_FORMAT,
+        'iter': state.iteration,
+        'net': net,
+        'classes': list(classes),
+        'model': unwrap(model).state_dict(),
+        'optimizer': optimizer.state_dict(),
+        'rng': get_rng_states(),
+        # The data order is a pure function of (seed, batches consumed): one integer restores it.
+        'data': {'batches_consumed': state.iteration, 'seed': int(cfg.RNG_SEED)},
+    }
+    if scaler is not None:
+        payload['grad_scaler'] = scaler.state_dict()
+    save_atomic(payload, path)
+    print(f'Wrote snapshot to: {path}', flush=True)
+    prune_snapshots(output_dir, cfg.TRAIN.SNAPSHOT_PREFIX, cfg.TRAIN.SNAPSHOT_KEPT,
+                    protect=state.iteration if final else None)
+    return path
+
+
+def find_resume_snapshot(output_dir: str) -> str | None:
+    snaps = list_snapshots(output_dir, cfg.TRAIN.SNAPSHOT_PREFIX)
+    return snaps[-1][1] if snaps else None
+
+
+def _infinite(loader) -> Iterator[dict]:
+    while True:
+        yield from loader
+
+
+def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None, output_dir: str, tb_dir: str,
+              pretrained_model: str | None, max_iters: int, info: DistInfo, fresh: bool = False,
+              num_workers: int | None = None) -> str:
+    """Train ``net`` on ``roidb`` for ``max_iters`` iterations; returns the final snapshot's path.
+
+    Starting again in the same ``output_dir`` resumes from its newest snapshot unless ``fresh``.
+    """
+    device = info.device
+    seed_everything(cfg.RNG_SEED)
+    model = build_network(net, imdb.num_classes, cfg=cfg).to(device)
+    optimizer = build_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler(device.type) if cfg.TRAIN.AMP == 'fp16' else None
+
+    resume_path = None if fresh else find_resume_snapshot(output_dir)
+    start_iter, rng_states = 0, None
+    if resume_path is not None:
+        snap = load_snapshot(resume_path, map_location=device)
+        load_model_weights(model, snap, resume_path, net=net)
+        optimizer.load_state_dict(snap['optimizer'])
+        if scaler is not None and 'grad_scaler' in snap:
+            scaler.load_state_dict(snap['grad_scaler'])
+        start_iter, rng_states = int(snap['iter']), snap['rng']
+        if info.is_main:
+            print(f'Resuming from {resume_path} at iteration {start_iter}', flush=True)
+    elif pretrained_model:
+        if info.is_main:
+            print(f'Loading initial model weights from {pretrained_model}', flush=True)
+        load_imagenet_weights(model, pretrained_model)
+    elif info.is_main:
+        print('No pretrained weights: training from scratch', flush=True)
+
+    if start_iter >= max_iters:
+        final = snapshot_path(output_dir, cfg.TRAIN.SNAPSHOT_PREFIX, start_iter)
+        if info.is_main:
+            print(f'Nothing to do: {final} already reached iteration {start_iter} >= --iters {max_iters}')
+        return final
+
+    train_model: torch.nn.Module = model
+    if info.distributed:
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+
+    loader = build_train_loader(roidb, ims_per_batch=cfg.TRAIN.IMS_PER_BATCH, seed=cfg.RNG_SEED,
+                                start_batch=start_iter, rank=info.rank, world_size=info.world_size,
+                                num_workers=cfg.DATA_LOADER.NUM_WORKERS if num_workers is None else num_workers,
+                                aspect_grouping=cfg.TRAIN.ASPECT_GROUPING)
+    data_iter = _infinite(loader)
+    # Workers start (and may draw from the global RNG) before the saved RNG states are put back.
+    first_batch = next(data_iter)
+    if rng_states is not None:
+        set_rng_states(rng_states)
+
+    writers = SummaryWriters(tb_dir, enabled=info.is_main)
+    state = TrainState(iteration=start_iter, first_bad=torch.full((), -1, dtype=torch.long, device=device),
+                       last_snapshot=resume_path, loss_sums=torch.zeros(len(LOSS_NAMES), device=device))
+    last_summary = time.perf_counter()
+    base_lr = cfg.TRAIN.LEARNING_RATE
+    train_model.train()
+    batch = first_batch
+    try:
+        while state.iteration < max_iters:
+            factor = lr_factor(state.iteration, policy=cfg.TRAIN.LR_POLICY, max_iters=max_iters,
+                               stepsize=cfg.TRAIN.STEPSIZE, gamma=cfg.TRAIN.GAMMA,
+                               warmup_iters=cfg.TRAIN.WARMUP_ITERS, warmup_factor=cfg.TRAIN.WARMUP_FACTOR)
+            lr = apply_lr(optimizer, base_lr, factor)
+            images, im_info, gt_boxes = batch_to_device(batch, device)
+            with autocast_context(device):
+                losses = train_model(images, im_info, gt_boxes)
+            total = losses['total_loss']
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(total).backward()
+                scaler.unscale_(optimizer)
+            else:
+                total.backward()
+            if cfg.TRAIN.CLIP_GRAD_NORM > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.TRAIN.CLIP_GRAD_NORM)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+
+            stacked = torch.stack([losses[k].detach().float() for k in LOSS_NAMES])
+            finite = torch.isfinite(stacked).all()
+            state.first_bad = torch.where((state.first_bad < 0) & ~finite,
+                                          torch.full_like(state.first_bad, state.iteration), state.first_bad)
+            state.loss_sums += stacked
+            state.loss_count += 1
+            state.timer_iters += 1
+            state.iteration += 1
+
+            if state.iteration % cfg.TRAIN.DISPLAY == 0 or state.iteration == max_iters:
+                check_finite(state)
+                values = log_line(state, max_iters, lr, info)
+                writers.scalars(values, lr, state.iteration)
+            if info.is_main and valroidb and time.perf_counter() - last_summary > cfg.TRAIN.SUMMARY_INTERVAL:
+                writers.summaries(unwrap(train_model), batch, valroidb, imdb.classes, state.iteration, device)
+                last_summary = time.perf_counter()
+            if state.iteration % cfg.TRAIN.SNAPSHOT_ITERS == 0 and state.iteration < max_iters:
+                check_finite(state)
+                if info.is_main:
+                    state.last_snapshot = write_snapshot(model, optimizer, state, net=net,
+                                                         classes=list(imdb.classes), output_dir=output_dir,
+                                                         scaler=scaler)
+                barrier(info)
+            if state.iteration < max_iters:
+                batch = next(data_iter)
+        check_finite(state)
+        final = snapshot_path(output_dir, cfg.TRAIN.SNAPSHOT_PREFIX, state.iteration)
+        if info.is_main:
+            write_snapshot(model, optimizer, state, net=net, classes=list(imdb.classes), output_dir=output_dir,
+                           scaler=scaler, final=True)
+        barrier(info)
+        return final
+    finally:
+        writers.close()

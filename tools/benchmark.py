@@ -1,0 +1,32 @@
+#!/usr/bin/env python3
+"""Speed measurements. Every speed number in the README comes from here.
+
+    python tools/benchmark.py layers [--device cpu|cuda] [--json FILE]   # RPN / R-CNN layers vs torchvision NMS
+    python tools/benchmark.py nets   [--nets vgg16,res101] [--device ...]  # whole networks vs torchvision FasterRCNN
+    python tools/benchmark.py data   [--imdb shapes_trainval]             # loader images/s with 0, 1, 2 workers
+    python tools/benchmark.py train  [--net tiny --imdb shapes_trainval]  # s / training iteration, data included
+    python tools/benchmark.py test   [--net tiny --imdb shapes_test]      # s / test image
+
+Each prints medians over several runs after a warm-up; `--json FILE` writes them. Run `... <what> --help`.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+_MODULES = {'layers': 'faster_rcnn.bench.layers', 'nets': 'faster_rcnn.bench.nets',
+            'data': 'faster_rcnn.bench.data', 'train': 'faster_rcnn.bench.engine', 'test': 'faster_rcnn.bench.engine'}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ('-h', '--help') or argv[0] not in _MODULES:
+        print(__doc__)
+        return 0 if argv and argv[0] in ('-h', '--help') else 2
+    module = importlib.import_module(_MODULES[argv[0]])
+    if argv[0] in ('train', 'test'):
+        return module.main(argv)
+    return module.main(argv[1:])
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
