@@ -1,0 +1,43 @@
+"""``build_network(name, num_classes)``: the one place that maps a network name to its backbone."""
+from __future__ import annotations
+
+from faster_rcnn.config import cfg as global_cfg
+
+from typing import TYPE_CHECKING
+
+from .backbone import Backbone
+
+if TYPE_CHECKING:
+    from .network import FasterRCNN
+
+NETWORKS = ('vgg16', 'res50', 'res101', 'res152', 'mobile', 'tiny')
+
+
+def build_backbone(name: str, *, cfg=global_cfg) -> Backbone:
+    """The backbone ``name`` configured from ``cfg`` (RESNET.*, MOBILENET.*, TINY.*, POOLING_SIZE)."""
+    if name == 'vgg16':
+        from .vgg16 import VGG16
+        return VGG16()
+    if name in ('res50', 'res101', 'res152'):
+        from .resnet import ResNet
+        return ResNet(name, fixed_blocks=int(cfg.RESNET.FIXED_BLOCKS), max_pool=bool(cfg.RESNET.MAX_POOL))
+    if name == 'mobile':
+        from .mobilenet import MobileNetV2
+        return MobileNetV2(fixed_layers=int(cfg.MOBILENET.FIXED_LAYERS),
+                           depth_multiplier=float(cfg.MOBILENET.DEPTH_MULTIPLIER))
+    if name == 'tiny':
+        from .tiny import Tiny
+        return Tiny(channels=list(cfg.TINY.CHANNELS), fc_dim=int(cfg.TINY.FC_DIM),
+                    pooling_size=int(cfg.POOLING_SIZE))
+    raise ValueError(f'unknown network {name!r}: expected one of {list(NETWORKS)}')
+
+
+def build_network(name: str, num_classes: int, *, cfg=global_cfg) -> 'FasterRCNN':
+    """A Faster R-CNN with backbone ``name`` for ``num_classes`` classes (background included).
+
+    The config is read here, once: later changes of ``cfg`` do not affect the module. POOLING_MODE and
+    TEST.MODE are checked before anything is built.
+    """
+    from .network import FasterRCNN, NetworkSettings  # the layers are only needed for the whole network
+    settings = NetworkSettings.from_cfg(cfg)
+    return FasterRCNN(build_backbone(name, cfg=cfg), num_classes, settings, net_name=name)

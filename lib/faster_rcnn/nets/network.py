@@ -1,0 +1,264 @@
+"""The Faster R-CNN module: backbone head -> RPN -> proposals -> RoI features -> backbone tail -> predictors.
+
+Semantics are tf-faster-rcnn's (DESIGN section 2). A batch holds N images padded to one size; each image
+keeps its own extent ``im_info[i] = (h, w, scale)``, so anchor targets only use anchors inside that image
+and its proposals are clipped to it. Every per-image loss is the reference's single-image loss, and the
+batch loss is their mean.
+
+The forward pass never leaves the device: no numpy, no ``.item()``; the only host synchronisation is the
+one NMS needs inside the proposal layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from faster_rcnn.layers.anchor_target import anchor_target_layer
+from faster_rcnn.layers.anchors import anchors_for
+from faster_rcnn.layers.losses import smooth_l1_loss
+from faster_rcnn.layers.proposal import proposal_layer
+from faster_rcnn.layers.proposal_target import proposal_target_layer
+from faster_rcnn.layers.proposal_top import proposal_top_layer
+from faster_rcnn.layers.roi_pool import roi_features
+
+from .backbone import Backbone
+
+POOLING_MODES = ('crop', 'align', 'pool')
+TEST_MODES = ('nms', 'top')
+FEAT_STRIDE = 16
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """The configuration values the module reads, captured once at construction (see ``from_cfg``)."""
+
+    anchor_scales: tuple[float, ...]
+    anchor_ratios: tuple[float, ...]
+    rpn_channels: int
+    pooling_mode: str
+    pooling_size: int
+    truncated_init: bool
+    anchor_target_kwargs: dict
+    proposal_target_kwargs: dict
+    train_proposal_kwargs: dict
+    test_proposal_kwargs: dict
+    test_mode: str
+    test_rpn_top_n: int
+    bbox_means: tuple[float, ...]
+    bbox_stds: tuple[float, ...]
+    denormalize_bbox: bool
+
+    @classmethod
+    def from_cfg(cls, cfg) -> 'NetworkSettings':
+        if cfg.POOLING_MODE not in POOLING_MODES:
+            raise ValueError(f'config key POOLING_MODE: unknown mode {cfg.POOLING_MODE!r}, '
+                             f'expected one of {list(POOLING_MODES)}')
+        if cfg.TEST.MODE not in TEST_MODES:
+            raise ValueError(f'config key TEST.MODE: unknown mode {cfg.TEST.MODE!r}, expected one of {list(TEST_MODES)}')
+        tr = cfg.TRAIN
+        return cls(
+            anchor_scales=tuple(float(s) for s in cfg.ANCHOR_SCALES),
+            anchor_ratios=tuple(float(r) for r in cfg.ANCHOR_RATIOS),
+            rpn_channels=int(cfg.RPN_CHANNELS),
+            pooling_mode=cfg.POOLING_MODE,
+            pooling_size=int(cfg.POOLING_SIZE),
+            truncated_init=bool(tr.TRUNCATED),
+            anchor_target_kwargs=dict(
+                rpn_positive_overlap=tr.RPN_POSITIVE_OVERLAP, rpn_negative_overlap=tr.RPN_NEGATIVE_OVERLAP,
+                rpn_clobber_positives=tr.RPN_CLOBBER_POSITIVES, rpn_batchsize=tr.RPN_BATCHSIZE,
+                rpn_fg_fraction=tr.RPN_FG_FRACTION, rpn_positive_weight=tr.RPN_POSITIVE_WEIGHT),
+            proposal_target_kwargs=dict(
+                batch_size=tr.BATCH_SIZE, fg_fraction=tr.FG_FRACTION, fg_thresh=tr.FG_THRESH,
+                bg_thresh_hi=tr.BG_THRESH_HI, bg_thresh_lo=tr.BG_THRESH_LO,
+                bbox_normalize_targets_precomputed=tr.BBOX_NORMALIZE_TARGETS_PRECOMPUTED,
+                bbox_normalize_means=tuple(tr.BBOX_NORMALIZE_MEANS),
+                bbox_normalize_stds=tuple(tr.BBOX_NORMALIZE_STDS),
+                bbox_inside_weights=tuple(tr.BBOX_INSIDE_WEIGHTS)),
+            train_proposal_kwargs=dict(pre_nms_top_n=tr.RPN_PRE_NMS_TOP_N, post_nms_top_n=tr.RPN_POST_NMS_TOP_N,
+                                       nms_thresh=tr.RPN_NMS_THRESH),
+            test_proposal_kwargs=dict(pre_nms_top_n=cfg.TEST.RPN_PRE_NMS_TOP_N,
+                                      post_nms_top_n=cfg.TEST.RPN_POST_NMS_TOP_N,
+                                      nms_thresh=cfg.TEST.RPN_NMS_THRESH),
+            test_mode=cfg.TEST.MODE,
+            test_rpn_top_n=int(cfg.TEST.RPN_TOP_N),
+            bbox_means=tuple(float(v) for v in tr.BBOX_NORMALIZE_MEANS),
+            bbox_stds=tuple(float(v) for v in tr.BBOX_NORMALIZE_STDS),
+            denormalize_bbox=bool(tr.BBOX_NORMALIZE_TARGETS_PRECOMPUTED),
+        )
+
+
+def _init_new_layer(layer: nn.Conv2d | nn.Linear, std: float, truncated: bool) -> None:
+    """tf-faster-rcnn's initialiser of layers that have no ImageNet weights; biases start at 0."""
+    if truncated:
+        nn.init.trunc_normal_(layer.weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
+    else:
+        nn.init.normal_(layer.weight, mean=0.0, std=std)
+    nn.init.zeros_(layer.bias)
+
+
+class FasterRCNN(nn.Module):
+    """Faster R-CNN on a ``Backbone``.
+
+    Args:
+        backbone: the head/tail pair (see ``faster_rcnn.nets.backbone``).
+        num_classes: K, background included.
+        settings: ``NetworkSettings.from_cfg(cfg)``.
+        net_name: 'vgg16', 'res101', ... (used by the optimizer and checkpoints).
+    """
+
+    def __init__(self, backbone: Backbone, num_classes: int, settings: NetworkSettings, net_name: str = '') -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f'num_classes must count the background and at least one class, got {num_classes}')
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.settings = settings
+        self.net_name = net_name
+        self.num_anchors = len(settings.anchor_scales) * len(settings.anchor_ratios)
+        a = self.num_anchors
+        self.rpn_conv = nn.Conv2d(backbone.head_channels, settings.rpn_channels, 3, padding=1)
+        # rpn_cls_score channels are (2, A): the A background scores, then the A foreground scores.
+        self.rpn_cls_score = nn.Conv2d(settings.rpn_channels, 2 * a, 1)
+        # rpn_bbox_pred channels are (A, 4).
+        self.rpn_bbox_pred = nn.Conv2d(settings.rpn_channels, 4 * a, 1)
+        self.cls_score = nn.Linear(backbone.tail_channels, num_classes)
+        self.bbox_pred = nn.Linear(backbone.tail_channels, 4 * num_classes)
+        for layer, std in ((self.rpn_conv, 0.01), (self.rpn_cls_score, 0.01), (self.rpn_bbox_pred, 0.01),
+                           (self.cls_score, 0.01), (self.bbox_pred, 0.001)):
+            _init_new_layer(layer, std, settings.truncated_init)
+        self.register_buffer('_bbox_stds', torch.tensor(settings.bbox_stds, dtype=torch.float32).repeat(num_classes),
+                             persistent=False)
+        self.register_buffer('_bbox_means', torch.tensor(settings.bbox_means, dtype=torch.float32).repeat(num_classes),
+                             persistent=False)
+        self.summary_tensors: dict[str, Tensor] = {}
+
+    # -- pieces ------------------------------------------------------------------------------------------
+    def _rpn(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(N, C, H, W) -> scores (N, H*W*A, 2) fp32, fg probabilities (N, H*W*A) fp32, deltas (N, H*W*A, 4).
+
+        Rows follow the anchor order of DESIGN 2.2: (y, x, a), anchor fastest.
+        """
+        n, _, h, w = features.shape
+        a = self.num_anchors
+        x = F.relu(self.rpn_conv(features), inplace=True)
+        scores = self.rpn_cls_score(x).float().view(n, 2, a, h, w).permute(0, 3, 4, 2, 1).reshape(n, h * w * a, 2)
+        deltas = self.rpn_bbox_pred(x).float().view(n, a, 4, h, w).permute(0, 3, 4, 1, 2).reshape(n, h * w * a, 4)
+        fg_prob = F.softmax(scores, dim=2)[:, :, 1]
+        return scores, fg_prob, deltas
+
+    def _proposals(self, fg_prob: Tensor, deltas: Tensor, anchors: Tensor, im_info: Tensor,
+                   training: bool) -> list[tuple[Tensor, Tensor]]:
+        """Per image (rois (R_i, 5) with column 0 = the image's batch index, roi_scores (R_i,))."""
+        out = []
+        with torch.no_grad():
+            for i in range(fg_prob.shape[0]):
+                if training or self.settings.test_mode == 'nms':
+                    kw = self.settings.train_proposal_kwargs if training else self.settings.test_proposal_kwargs
+                    rois, scores = proposal_layer(fg_prob[i], deltas[i], anchors, im_info[i], **kw)
+                else:
+                    rois, scores = proposal_top_layer(fg_prob[i], deltas[i], anchors, im_info[i],
+                                                 rpn_top_n=self.settings.test_rpn_top_n)
+                rois = rois.clone()
+                rois[:, 0] = i
+                out.append((rois, scores))
+        return out
+
+    def _box_head(self, features: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
+        """RoI features -> tail -> (cls_score (R, K) fp32, bbox_pred (R, 4K) fp32)."""
+        s = self.settings
+        pooled = roi_features(features, rois, mode=s.pooling_mode, pooling_size=s.pooling_size,
+                              max_pool=self.backbone.crop_max_pool, spatial_scale=1.0 / FEAT_STRIDE)
+        fc7 = self.backbone.tail(pooled)
+        return self.cls_score(fc7).float(), self.bbox_pred(fc7).float()
+
+    # -- forward -----------------------------------------------------------------------------------------
+    def forward(self, images: Tensor, im_info: Tensor, gt_boxes: Sequence[Tensor] | None = None):
+        """Args:
+            images: (N, 3, H, W) normalised, padded batch.
+            im_info: (N, 3) rows (h, w, scale): each image's extent inside the padding and its scale.
+            gt_boxes: per image (G_i, 5) [x1, y1, x2, y2, cls] in scaled-image pixels; required to train.
+
+        Returns:
+            training (``self.training`` and gt_boxes given): dict of scalar losses ``rpn_cross_entropy``,
+            ``rpn_loss_box``, ``cross_entropy``, ``loss_box``, ``total_loss``;
+            otherwise: rois (R, 5) [batch index, x1, y1, x2, y2], cls_prob (R, K), bbox_pred (R, 4K) with
+            deltas de-normalised (x stds + means), ready for ``bbox_transform_inv``.
+        """
+        if images.dim() != 4 or im_info.shape != (images.shape[0], 3):
+            raise ValueError(f'expected images (N, 3, H, W) and im_info (N, 3), got {tuple(images.shape)} '
+                             f'and {tuple(im_info.shape)}')
+        training = self.training and gt_boxes is not None
+        if training and len(gt_boxes) != images.shape[0]:
+            raise ValueError(f'gt_boxes has {len(gt_boxes)} entries for {images.shape[0]} images')
+        im_info = im_info.float()
+        features = self.backbone.head(images)
+        _, _, h, w = features.shape
+        anchors = anchors_for(h, w, features.device, self.settings.anchor_scales, self.settings.anchor_ratios,
+                              stride=FEAT_STRIDE)
+        rpn_scores, fg_prob, rpn_deltas = self._rpn(features)
+        proposals = self._proposals(fg_prob.detach(), rpn_deltas.detach(), anchors, im_info, training)
+
+        if not training:
+            rois = torch.cat([r for r, _ in proposals], 0)
+            cls_score, bbox_pred = self._box_head(features, rois)
+            cls_prob = F.softmax(cls_score, dim=1)
+            if self.settings.denormalize_bbox:
+                bbox_pred = bbox_pred * self._bbox_stds + self._bbox_means
+            self._store_summaries(fg_prob, cls_prob, rois)
+            return rois, cls_prob, bbox_pred
+
+        rpn_labels, rpn_targets, rpn_in_w, rpn_out_w = self._anchor_targets(anchors, gt_boxes, im_info)
+        rois, labels, targets, in_w, out_w = self._proposal_targets(proposals, gt_boxes)
+        cls_score, bbox_pred = self._box_head(features, rois)
+        self._store_summaries(fg_prob, F.softmax(cls_score, dim=1), rois)
+
+        # RPN classification: mean over each image's sampled anchors, then over images.
+        valid = (rpn_labels >= 0)
+        ce = F.cross_entropy(rpn_scores.reshape(-1, 2), rpn_labels.clamp(min=0).reshape(-1),
+                             reduction='none').view_as(rpn_labels)
+        per_image = (ce * valid).sum(1) / valid.sum(1).clamp(min=1)
+        rpn_cross_entropy = per_image.mean()
+        # Outside weights are 1/N_sampled of each image: the sum over an image's anchors is its loss.
+        n = images.shape[0]
+        rpn_loss_box = smooth_l1_loss(rpn_deltas.reshape(n, -1), rpn_targets.reshape(n, -1),
+                                      rpn_in_w.reshape(n, -1), rpn_out_w.reshape(n, -1), sigma=3.0, dim=[1])
+        # Every image has exactly BATCH_SIZE rois, so the mean over all rois is the mean of image means.
+        cross_entropy = F.cross_entropy(cls_score, labels)
+        loss_box = smooth_l1_loss(bbox_pred, targets, in_w, out_w, sigma=1.0, dim=[1])
+        total = rpn_cross_entropy + rpn_loss_box + cross_entropy + loss_box
+        return {'rpn_cross_entropy': rpn_cross_entropy, 'rpn_loss_box': rpn_loss_box,
+                'cross_entropy': cross_entropy, 'loss_box': loss_box, 'total_loss': total}
+
+    def _anchor_targets(self, anchors: Tensor, gt_boxes: Sequence[Tensor], im_info: Tensor):
+        """Per image anchor targets, stacked: labels (N, M) long, targets / weights (N, M, 4) fp32."""
+        outs = [anchor_target_layer(anchors, gt.to(anchors.device, torch.float32), im_info[i],
+                                    **self.settings.anchor_target_kwargs, generator=None)
+                for i, gt in enumerate(gt_boxes)]
+        labels, targets, in_w, out_w = (torch.stack(t, 0) for t in zip(*outs))
+        return labels.long(), targets, in_w, out_w
+
+    def _proposal_targets(self, proposals: list[tuple[Tensor, Tensor]], gt_boxes: Sequence[Tensor]):
+        """Per image R-CNN sampling (BATCH_SIZE rois each), concatenated with the batch index in column 0."""
+        outs = []
+        for i, ((rois, scores), gt) in enumerate(zip(proposals, gt_boxes)):
+            r, _, lab, tgt, iw, ow = proposal_target_layer(
+                rois, scores, gt.to(rois.device, torch.float32), self.num_classes,
+                **self.settings.proposal_target_kwargs, generator=None)
+            r = r.clone()
+            r[:, 0] = i
+            outs.append((r, lab, tgt, iw, ow))
+        rois, labels, targets, in_w, out_w = (torch.cat(t, 0) for t in zip(*outs))
+        return rois, labels.long(), targets, in_w, out_w
+
+    def _store_summaries(self, fg_prob: Tensor, cls_prob: Tensor, rois: Tensor) -> None:
+        self.summary_tensors = {'rpn_cls_prob': fg_prob.detach(), 'cls_prob': cls_prob.detach(),
+                                'rois': rois.detach()}
+
+    def load_imagenet(self, path: str) -> None:
+        """Initialise the backbone from torchvision's ImageNet weights (see ``nets.weights``)."""
+        from .weights import load_imagenet_weights
+        load_imagenet_weights(self, path)

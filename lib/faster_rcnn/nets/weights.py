@@ -1,0 +1,107 @@
+"""ImageNet initialisation from torchvision's published classification weights.
+
+A backbone keeps torchvision's attribute names, so a torchvision state_dict fits it key for key once the
+classifier keys it does not use are set aside. Loading is strict: any other missing or unexpected key, or
+a shape that differs, is an error naming the file.
+
+Where the files are looked for, in order:
+  1. ``data/imagenet_weights/<vgg16|res50|res101|res152|mobile>.pth`` (what fetch_imagenet_weights.py writes);
+  2. torchvision's cache, ``torch.hub.get_dir()/checkpoints/<torchvision's file name>``
+     (e.g. ``vgg16-397923af.pth``), where ``torchvision.models.vgg16(weights=...)`` downloads to.
+"""
+from __future__ import annotations
+
+import os
+import os.path as osp
+
+import torch
+from torch import nn
+
+# torchvision weight enums (module attribute name, member) per network name. IMAGENET1K_V1 throughout:
+# the classic recipes, the ones torchvision's own detection models start from.
+_TORCHVISION_WEIGHTS = {
+    'vgg16': ('VGG16_Weights', 'IMAGENET1K_V1'),
+    'res50': ('ResNet50_Weights', 'IMAGENET1K_V1'),
+    'res101': ('ResNet101_Weights', 'IMAGENET1K_V1'),
+    'res152': ('ResNet152_Weights', 'IMAGENET1K_V1'),
+    'mobile': ('MobileNet_V2_Weights', 'IMAGENET1K_V1'),
+}
+IMAGENET_NETS = tuple(_TORCHVISION_WEIGHTS)
+
+
+def default_weights_dir() -> str:
+    from faster_rcnn.config import cfg
+    return osp.join(cfg.DATA_DIR, 'imagenet_weights')
+
+
+def imagenet_url(net: str) -> str:
+    """URL of torchvision's published ImageNet weights for ``net`` (its file name carries a hash prefix)."""
+    if net not in _TORCHVISION_WEIGHTS:
+        if net == 'tiny':
+            raise ValueError("the 'tiny' network has no ImageNet weights: it is trained from scratch")
+        raise ValueError(f'no ImageNet weights known for network {net!r}: expected one of {list(IMAGENET_NETS)}')
+    import torchvision.models as tvm
+    enum_name, member = _TORCHVISION_WEIGHTS[net]
+    return getattr(getattr(tvm, enum_name), member).url
+
+
+def candidate_paths(net: str, weights_dir: str | None = None) -> list[str]:
+    """The files ``find_imagenet_weights`` tries for ``net``, in order."""
+    weights_dir = weights_dir or default_weights_dir()
+    cache = osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(imagenet_url(net)))
+    return [osp.join(weights_dir, f'{net}.pth'), cache]
+
+
+def find_imagenet_weights(net: str, weights_dir: str | None = None) -> str:
+    """Path of an ImageNet weight file for ``net``; FileNotFoundError saying how to get one if none exists."""
+    paths = candidate_paths(net, weights_dir)
+    for p in paths:
+        if osp.isfile(p):
+            return p
+    raise FileNotFoundError(
+        f'no ImageNet weights for {net}: looked for {" and ".join(paths)}. Run '
+        f'`python data/scripts/fetch_imagenet_weights.py --net {net}`, or download {imagenet_url(net)} by hand '
+        f'and save it as {paths[0]}.')
+
+
+def _backbone_of(model: nn.Module) -> nn.Module:
+    model = getattr(model, 'module', model)  # DistributedDataParallel
+    return getattr(model, 'backbone', model)
+
+
+def load_imagenet_weights(model: nn.Module, path: str) -> None:
+    """Copy the torchvision ImageNet state_dict in ``path`` into ``model``'s backbone, strictly.
+
+    ``model`` is a FasterRCNN (or a backbone). Keys the backbone does not use by design (the ImageNet
+    classifier) are dropped; any other mismatch raises ValueError listing the missing and unexpected keys
+    and the file. New layers (RPN, R-CNN predictors) keep their initialisation.
+    """
+    backbone = _backbone_of(model)
+    net = getattr(backbone, 'imagenet_name', None)
+    if net is None:
+        raise ValueError(f'{type(backbone).__name__} has no ImageNet weights (it is trained from scratch); '
+                         f'do not pass a weight file ({path}) for it')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'ImageNet weight file {path} does not exist: see data/imagenet_weights/README.md')
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f'{path} is not a torchvision state_dict (a flat mapping of names to tensors)')
+    unused = tuple(backbone.imagenet_unused_prefixes)
+    state = {k: v for k, v in state.items() if not k.startswith(unused)}
+
+    own = backbone.state_dict()
+    # Old torchvision files predate BatchNorm's num_batches_tracked counter; it carries no information.
+    missing = sorted(k for k in own if k not in state and not k.endswith('num_batches_tracked'))
+    unexpected = sorted(k for k in state if k not in own)
+    mismatched = sorted(f'{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
+                        for k in state if k in own and state[k].shape != own[k].shape)
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f'{path} does not fit the {net} backbone ({type(backbone).__name__}); is it torchvision\'s {net} '
+            f'ImageNet file ({osp.basename(imagenet_url(net))})?\n'
+            f'  missing keys ({len(missing)}): {missing[:20]}{" ..." if len(missing) > 20 else ""}\n'
+            f'  unexpected keys ({len(unexpected)}): {unexpected[:20]}{" ..." if len(unexpected) > 20 else ""}\n'
+            f'  shape mismatches ({len(mismatched)}): {mismatched[:20]}')
+    with torch.no_grad():
+        for k, v in state.items():
+            own[k].copy_(v)

@@ -1,0 +1,190 @@
+"""Backbones: torchvision weights loaded through our loader give torchvision's activations; freezing rules."""
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from faster_rcnn.config import cfg, reset_cfg
+from faster_rcnn.nets.factory import build_backbone
+from faster_rcnn.nets.weights import load_imagenet_weights
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    reset_cfg()
+    yield
+    reset_cfg()
+
+
+def _torchvision(name):
+    torch.manual_seed(1234)
+    builders = {'vgg16': torchvision.models.vgg16, 'res50': torchvision.models.resnet50,
+                'res101': torchvision.models.resnet101, 'mobile': torchvision.models.mobilenet_v2}
+    model = builders[name](weights=None)
+    # Non-trivial BN statistics, so that using batch statistics instead of them would show.
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def _loaded_backbone(name, tmp_path):
+    tv = _torchvision(name)
+    path = tmp_path / f'{name}.pth'
+    torch.save(tv.state_dict(), path)
+    torch.manual_seed(99)  # our own init differs from the file's
+    backbone = build_backbone(name)
+    load_imagenet_weights(backbone, str(path))
+    return tv, backbone
+
+
+def _tv_head(name, tv):
+    if name == 'vgg16':
+        return tv.features[:30]           # conv1_1 .. conv5_3 + ReLU, without the last max-pool
+    if name.startswith('res'):
+        return nn.Sequential(tv.conv1, tv.bn1, tv.relu, tv.maxpool, tv.layer1, tv.layer2, tv.layer3)
+    return tv.features[:14]               # MobileNetV2 up to stride 16
+
+
+@pytest.mark.parametrize('name', ['vgg16', 'res50', 'res101', 'mobile'])
+def test_head_matches_torchvision(name, tmp_path):
+    tv, backbone = _loaded_backbone(name, tmp_path)
+    backbone.train()  # frozen BN must still use the running statistics
+    # 96 x 128 is a multiple of 16, where ceil-mode and floor-mode pools agree.
+    x = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        ours = backbone.head(x)
+        ref = _tv_head(name, tv)(x)
+    assert ours.shape == ref.shape == (2, backbone.head_channels, 6, 8)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('name', ['vgg16', 'res50', 'mobile', 'tiny'])
+@pytest.mark.parametrize('hw', [(600, 800), (97, 130), (65, 33)])
+def test_feature_map_is_ceil_of_stride_16(name, hw):
+    backbone = build_backbone(name).eval()
+    with torch.no_grad():
+        f = backbone.head(torch.zeros(1, 3, *hw))
+    assert f.shape[2:] == (-(-hw[0] // 16), -(-hw[1] // 16))
+
+
+def test_vgg16_ceil_mode_pools_match_torchvision_on_odd_sizes(tmp_path):
+    tv, backbone = _loaded_backbone('vgg16', tmp_path)
+    ref_head = _tv_head('vgg16', tv)
+    for m in ref_head:
+        if isinstance(m, nn.MaxPool2d):
+            m.ceil_mode = True
+    x = torch.randn(1, 3, 70, 90)
+    with torch.no_grad():
+        torch.testing.assert_close(backbone.head(x), ref_head(x), rtol=1e-4, atol=1e-4)
+
+
+def test_vgg16_tail_is_fc6_fc7(tmp_path):
+    tv, backbone = _loaded_backbone('vgg16', tmp_path)
+    backbone.eval()
+    pooled = torch.randn(3, 512, 7, 7)
+    with torch.no_grad():
+        ref = tv.classifier[:6](pooled.flatten(1))
+        torch.testing.assert_close(backbone.tail(pooled), ref)
+
+
+def test_resnet_tail_is_layer4_at_stride_1_then_mean(tmp_path):
+    tv, backbone = _loaded_backbone('res50', tmp_path)
+    pooled = torch.randn(2, 1024, 7, 7)
+    with torch.no_grad():
+        out = backbone.tail(pooled)
+        # Same weights with stride 1: what torchvision's layer4 gives when its strides are set to 1.
+        tv.layer4[0].conv2.stride = (1, 1)
+        tv.layer4[0].downsample[0].stride = (1, 1)
+        ref = tv.layer4(pooled).mean(dim=(2, 3))
+    assert out.shape == (2, 2048)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def _frozen_names(backbone):
+    return {n for n, p in backbone.named_parameters() if not p.requires_grad}
+
+
+def test_vgg16_freezes_conv1_and_conv2_only():
+    b = build_backbone('vgg16')
+    frozen = _frozen_names(b)
+    # conv1_1, conv1_2, conv2_1, conv2_2 are features 0, 2, 5, 7
+    assert frozen == {f'features.{i}.{k}' for i in (0, 2, 5, 7) for k in ('weight', 'bias')}
+
+
+@pytest.mark.parametrize('fixed', [0, 1, 3])
+def test_resnet_freezes_root_fixed_blocks_and_every_bn(fixed):
+    cfg.RESNET.FIXED_BLOCKS = fixed
+    b = build_backbone('res50')
+    for n, p in b.named_parameters():
+        layer = n.split('.')[0]
+        is_bn = '.bn' in f'.{n}' or 'downsample.1' in n
+        expect_frozen = (layer in ('conv1', 'bn1') or is_bn
+                         or (layer.startswith('layer') and int(layer[5]) <= fixed))
+        assert p.requires_grad != expect_frozen, n
+
+
+def test_mobilenet_freezes_fixed_layers_and_every_bn():
+    cfg.MOBILENET.FIXED_LAYERS = 5
+    b = build_backbone('mobile')
+    for n, p in b.named_parameters():
+        idx = int(n.split('.')[1])
+        module = b.get_submodule(n.rsplit('.', 1)[0])
+        expect_frozen = idx < 5 or isinstance(module, nn.BatchNorm2d)
+        assert p.requires_grad != expect_frozen, n
+
+
+def _train_step(backbone, x):
+    opt = torch.optim.SGD([p for p in backbone.parameters() if p.requires_grad], lr=0.1)
+    backbone.train()
+    f = backbone.head(x)
+    pooled = torch.nn.functional.adaptive_max_pool2d(f, 7)
+    # The head term keeps gradients alive where an untrained tail saturates (MobileNet's ReLU6).
+    loss = backbone.tail(pooled).square().mean() + f.square().mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+@pytest.mark.parametrize('name', ['res50', 'mobile', 'vgg16'])
+def test_training_step_leaves_frozen_params_and_bn_stats_untouched(name):
+    torch.manual_seed(0)
+    b = build_backbone(name)
+    before = {k: v.clone() for k, v in b.state_dict().items()}
+    _train_step(b, torch.randn(2, 3, 64, 64))
+    after = b.state_dict()
+    frozen = _frozen_names(b)
+    for n, p in b.named_parameters():
+        assert (p.grad is None) == (n in frozen), n
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    trainable = {n for n, p in b.named_parameters() if p.requires_grad}
+    # Only trainable parameters move: no BN running statistics, no frozen weight.
+    assert changed and changed <= trainable
+    assert not any('running_' in k or 'num_batches' in k for k in changed)
+
+
+def test_tiny_trains_its_batchnorm_from_scratch():
+    torch.manual_seed(0)
+    b = build_backbone('tiny')
+    assert not _frozen_names(b)
+    before = b.features[0][1].running_mean.clone()
+    _train_step(b, torch.randn(2, 3, 64, 64))
+    assert not torch.equal(before, b.features[0][1].running_mean)
+
+
+def test_tiny_follows_config_widths():
+    cfg.TINY.CHANNELS = [8, 8, 16, 16, 24]
+    cfg.TINY.FC_DIM = 32
+    b = build_backbone('tiny')
+    assert b.head_channels == 24 and b.tail_channels == 32
+    assert b.tail(torch.randn(3, 24, 7, 7)).shape == (3, 32)
+    cfg.TINY.CHANNELS = [8, 8]
+    with pytest.raises(ValueError, match='TINY.CHANNELS'):
+        build_backbone('tiny')
+
+
+def test_unknown_network_is_an_error():
+    with pytest.raises(ValueError, match="unknown network 'res34'"):
+        build_backbone('res34')
