@@ -1,0 +1,115 @@
+"""A torch Dataset over a roidb: decode, flip, resize and normalise one training image.
+
+Every cfg value it needs is captured at construction, so worker processes (forked or spawned) see the
+values of the experiment and not the defaults of a fresh import.
+"""
+from __future__ import annotations
+
+import os.path as osp
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..config import cfg
+from .blob import prep_im_for_blob
+
+
+@dataclass(frozen=True)
+class BlobConfig:
+    scales: tuple[int, ...]
+    max_size: int
+    pixel_means: tuple[float, float, float]
+    pixel_stds: tuple[float, float, float]
+    channel_order: str
+    use_all_gt: bool
+
+    @classmethod
+    def from_cfg(cls, training: bool = True) -> 'BlobConfig':
+        section = cfg.TRAIN if training else cfg.TEST
+        return cls(scales=tuple(int(s) for s in section.SCALES), max_size=int(section.MAX_SIZE),
+                   pixel_means=tuple(float(v) for v in np.asarray(cfg.PIXEL_MEANS).ravel()),
+                   pixel_stds=tuple(float(v) for v in np.asarray(cfg.PIXEL_STDS).ravel()),
+                   channel_order=str(cfg.CHANNEL_ORDER), use_all_gt=bool(cfg.TRAIN.USE_ALL_GT))
+
+
+def read_image(path: str) -> np.ndarray:
+    """BGR uint8 (H, W, 3); an error naming the file when it is missing or cannot be decoded."""
+    if not osp.exists(path):
+        raise FileNotFoundError(f'image {path} does not exist (listed in the dataset annotations)')
+    im = cv2.imread(path, cv2.IMREAD_COLOR)
+    if im is None:
+        raise OSError(f'image {path} cannot be decoded by OpenCV (corrupt or not an image); replace or remove it')
+    return im
+
+
+def scale_index(seed: int, batch_position: int, num_scales: int) -> int:
+    """The TRAIN.SCALES entry of a batch: a function of (seed, batch position) only, so loading is
+    deterministic whatever the number of workers, and every image of a batch shares one scale."""
+    if num_scales == 1:
+        return 0
+    return int(np.random.default_rng([seed, batch_position]).integers(num_scales))
+
+
+class RoidbDataset(Dataset):
+    """Items are indexed by ``(batch_position, roidb_index)`` pairs, which the batch sampler yields.
+
+    An item is a dict: 'image' float32 (H, W, 3) normalised in the network's channel order, 'im_info'
+    float32 (3,) [h, w, scale], 'gt_boxes' float32 (G, 5) [x1, y1, x2, y2, cls] in scaled-image
+    coordinates, 'index' the roidb index.
+    """
+
+    def __init__(self, roidb: list[dict], seed: int, blob_cfg: BlobConfig | None = None):
+        self._entries = [self._slim(r) for r in roidb]
+        self._seed = int(seed)
+        self._cfg = blob_cfg or BlobConfig.from_cfg(training=True)
+
+    @staticmethod
+    def _slim(r: dict) -> dict:
+        # Only what loading needs: smaller to send to workers than the whole roidb entry.
+        return {'image': r['image'], 'width': r['width'], 'height': r['height'], 'flipped': r['flipped'],
+                'boxes': np.asarray(r['boxes'], np.float32), 'gt_classes': np.asarray(r['gt_classes'], np.int32),
+                'gt_ishard': np.asarray(r.get('gt_ishard', np.zeros(len(r['gt_classes']), bool)), bool)}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def aspect_ratios(self) -> np.ndarray:
+        return np.array([e['width'] / e['height'] for e in self._entries], dtype=np.float64)
+
+    def __getitem__(self, item: tuple[int, int]) -> dict:
+        batch_position, index = item
+        c = self._cfg
+        r = self._entries[index]
+        im = read_image(r['image'])
+        if im.shape[0] != r['height'] or im.shape[1] != r['width']:
+            raise ValueError(f'image {r["image"]} is {im.shape[1]}x{im.shape[0]} but its annotation says '
+                             f'{r["width"]}x{r["height"]}; fix the annotation (or the EXIF orientation)')
+        if r['flipped']:
+            im = im[:, ::-1, :]
+        target = c.scales[scale_index(self._seed, batch_position, len(c.scales))]
+        blob, scale = prep_im_for_blob(im, target, c.max_size, np.array(c.pixel_means), np.array(c.pixel_stds),
+                                       c.channel_order)
+        keep = np.ones(len(r['gt_classes']), bool) if c.use_all_gt else ~r['gt_ishard']
+        gt = np.empty((int(keep.sum()), 5), dtype=np.float32)
+        gt[:, :4] = r['boxes'][keep] * scale
+        gt[:, 4] = r['gt_classes'][keep]
+        return {'image': blob, 'im_info': np.array([blob.shape[0], blob.shape[1], scale], np.float32),
+                'gt_boxes': gt, 'index': index}
+
+
+def collate_batch(items: list[dict]) -> dict:
+    """Items -> {'data' float32 (N, 3, H, W) zero-padded, 'im_info' (N, 3), 'gt_boxes' [N x (G_i, 5)],
+    'index' LongTensor (N,)}."""
+    max_h = max(it['image'].shape[0] for it in items)
+    max_w = max(it['image'].shape[1] for it in items)
+    data = torch.zeros((len(items), 3, max_h, max_w), dtype=torch.float32)
+    for i, it in enumerate(items):
+        im = torch.from_numpy(it['image']).permute(2, 0, 1)
+        data[i, :, :im.shape[1], :im.shape[2]] = im
+    return {'data': data,
+            'im_info': torch.from_numpy(np.stack([it['im_info'] for it in items])),
+            'gt_boxes': [torch.from_numpy(it['gt_boxes']) for it in items],
+            'index': torch.tensor([it['index'] for it in items], dtype=torch.long)}

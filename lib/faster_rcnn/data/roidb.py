@@ -1,0 +1,80 @@
+"""Training roidb preparation: combine datasets, add flipped copies, drop images with no usable box."""
+from __future__ import annotations
+
+from ..config import cfg
+from ..datasets.factory import get_imdb
+from ..datasets.imdb import add_max_fields, imdb
+
+
+def prepare_roidb(db: imdb) -> None:
+    """Make sure every entry has its image path, size and max_classes / max_overlaps."""
+    for i, entry in enumerate(db.roidb):
+        entry.setdefault('image', db.image_path_at(i % db.num_images if db.num_images else i))
+        if 'max_overlaps' not in entry:
+            add_max_fields(entry)
+
+
+def is_usable(entry: dict, use_all_gt: bool) -> bool:
+    """An image can train Faster R-CNN when it has at least one gt box the loader will keep."""
+    if use_all_gt:
+        return len(entry['gt_classes']) > 0
+    return bool((~entry['gt_ishard']).any()) if len(entry['gt_classes']) else False
+
+
+def filter_roidb(roidb: list[dict], use_all_gt: bool | None = None) -> list[dict]:
+    """Drop images without usable boxes (reference: no fg / bg roi, i.e. no gt box) and print how many."""
+    if use_all_gt is None:
+        use_all_gt = bool(cfg.TRAIN.USE_ALL_GT)
+    kept = [r for r in roidb if is_usable(r, use_all_gt)]
+    print(f'Filtered {len(roidb) - len(kept)} roidb entries without usable boxes: {len(roidb)} -> {len(kept)}')
+    return kept
+
+
+def get_training_roidb(db: imdb) -> list[dict]:
+    if cfg.TRAIN.USE_FLIPPED:
+        print('Appending horizontally-flipped training examples...')
+        db.append_flipped_images()
+    prepare_roidb(db)
+    return db.roidb
+
+
+class CombinedImdb(imdb):
+    """Several datasets with the same classes, joined by '+' (e.g. voc_2007_trainval+voc_2012_trainval)."""
+
+    def __init__(self, parts: list[imdb]):
+        super().__init__('+'.join(p.name for p in parts), parts[0].classes)
+        for p in parts[1:]:
+            if p.classes != parts[0].classes:
+                raise ValueError(f'cannot combine {parts[0].name} and {p.name}: their classes differ '
+                                 f'({list(parts[0].classes)} vs {list(p.classes)})')
+        self.parts = parts
+        self._image_index = [i for p in parts for i in p.image_index]
+
+    def image_path_at(self, i: int) -> str:
+        for p in self.parts:
+            if i < p.num_images:
+                return p.image_path_at(i)
+            i -= p.num_images
+        raise IndexError(i)
+
+
+def combined_roidb(imdb_names: str, training: bool = True) -> tuple[imdb, list[dict]]:
+    """``'a+b'`` -> (imdb, roidb). Training: flipped copies when cfg.TRAIN.USE_FLIPPED, images without a
+    usable box dropped. Testing: the roidb as annotated, one entry per image."""
+    def one(name: str) -> tuple[imdb, list[dict]]:
+        db = get_imdb(name)
+        print(f'Loaded dataset `{db.name}` for {"training" if training else "testing"}')
+        db.set_proposal_method(cfg.TRAIN.PROPOSAL_METHOD)
+        if training:
+            return db, get_training_roidb(db)
+        prepare_roidb(db)
+        return db, db.roidb
+
+    pairs = [one(n) for n in imdb_names.split('+')]
+    roidb = [r for _, rdb in pairs for r in rdb]
+    db = pairs[0][0] if len(pairs) == 1 else CombinedImdb([d for d, _ in pairs])
+    if len(pairs) > 1:
+        db.roidb = roidb
+    if training:
+        roidb = filter_roidb(roidb)
+    return db, roidb

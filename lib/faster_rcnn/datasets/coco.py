@@ -1,0 +1,243 @@
+"""COCO and any COCO-format json with an image folder.
+
+Category ids need not be contiguous: classes are the json's categories sorted by id, mapped to 1..K; the
+results file written for evaluation carries the original ids. Crowd boxes (``iscrowd`` 1) are left out of the
+training roidb (the reference meant to, but its filter was a no-op) and stay ignore regions in COCOeval.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import os.path as osp
+
+import numpy as np
+
+from ..config import cfg
+from .cache import cached_entries, files_signature
+from .imdb import imdb, make_roidb_entry
+from .voc_xml import AnnotationError
+
+# tf-faster-rcnn's split names -> (annotation file stem, image folder) for the 2014/2015 sets.
+_COCO_SPLITS = {
+    ('2014', 'train'): ('instances_train2014', 'train2014'),
+    ('2014', 'val'): ('instances_val2014', 'val2014'),
+    ('2014', 'minival'): ('instances_minival2014', 'val2014'),
+    ('2014', 'valminusminival'): ('instances_valminusminival2014', 'val2014'),
+    ('2015', 'test'): ('image_info_test2015', 'test2015'),
+    ('2015', 'test-dev'): ('image_info_test-dev2015', 'test2015'),
+    ('2017', 'train'): ('instances_train2017', 'train2017'),
+    ('2017', 'val'): ('instances_val2017', 'val2017'),
+    ('2017', 'test-dev'): ('image_info_test-dev2017', 'test2017'),
+}
+
+
+def _load_json(path: str) -> dict:
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f'annotation file {path} does not exist (see data/README.md for where '
+                                'COCO-format files go)') from None
+    except json.JSONDecodeError as e:
+        raise AnnotationError(f'{path}: malformed JSON ({e}); fix or re-download the file') from None
+    if not isinstance(data, dict) or not isinstance(data.get('images'), list) \
+            or not isinstance(data.get('categories'), list):
+        raise AnnotationError(f'{path}: not a COCO-format file (needs "images" and "categories" lists)')
+    return data
+
+
+class CocoDataset(imdb):
+    """A COCO-format json ``ann_file`` whose ``file_name``s are relative to ``image_dir``."""
+
+    def __init__(self, name: str, ann_file: str, image_dir: str):
+        self._ann_file = ann_file
+        self._image_dir = image_dir
+        data = _load_json(ann_file)
+        cats = sorted(data['categories'], key=lambda c: c['id'])
+        for c in cats:
+            if 'id' not in c or 'name' not in c:
+                raise AnnotationError(f'{ann_file}: category {c!r} needs an "id" and a "name"')
+        names = [str(c['name']) for c in cats]
+        if len(set(names)) != len(names) or len({c['id'] for c in cats}) != len(cats):
+            raise AnnotationError(f'{ann_file}: duplicated category name or id in {names}')
+        super().__init__(name, ('__background__',) + tuple(names))
+        self._cat_ids = [int(c['id']) for c in cats]
+        self._cat_id_to_ind = {cid: i + 1 for i, cid in enumerate(self._cat_ids)}
+        self._images = {int(im['id']): im for im in data['images']}
+        self._image_index = sorted(self._images)
+        self._has_annotations = 'annotations' in data
+        self._data = data  # dropped once the roidb is built
+        self.config = {'cleanup': True, 'use_salt': True}
+
+    @property
+    def ann_file(self) -> str:
+        return self._ann_file
+
+    @property
+    def category_ids(self) -> list[int]:
+        """Original category id of class i + 1."""
+        return list(self._cat_ids)
+
+    def image_path_from_index(self, index: int) -> str:
+        return osp.join(self._image_dir, self._images[index]['file_name'])
+
+    def image_path_at(self, i: int) -> str:
+        return self.image_path_from_index(self._image_index[i])
+
+    # -- roidb ------------------------------------------------------------------------------------------
+    def gt_roidb(self) -> list[dict]:
+        key = files_signature([self._ann_file], {'image_dir': osp.abspath(self._image_dir),
+                                                 'classes': self.classes})
+        cache_file = self.cache_file(self._ann_file)
+        roidb = cached_entries(cache_file, key, self._build_roidb)
+        self._data = None
+        return roidb
+
+    def _build_roidb(self) -> list[dict]:
+        data = self._data if self._data is not None else _load_json(self._ann_file)
+        if not self._has_annotations:
+            raise AnnotationError(f'{self._ann_file} has no "annotations": it cannot be used for training')
+        per_image: dict[int, list[dict]] = {i: [] for i in self._image_index}
+        for k, ann in enumerate(data['annotations']):
+            if ann.get('image_id') not in per_image:
+                raise AnnotationError(f'{self._ann_file}: annotation {ann.get("id", k)} refers to image_id '
+                                      f'{ann.get("image_id")!r}, which is not in "images"')
+            per_image[ann['image_id']].append(ann)
+        dropped = []
+        roidb = [self._entry(i, per_image[i], dropped) for i in self._image_index]
+        if dropped:
+            print(f'{self._ann_file}: {len(dropped)} zero-area boxes skipped (annotation ids '
+                  f'{dropped[:10]}{" ..." if len(dropped) > 10 else ""})')
+        return roidb
+
+    def _entry(self, index: int, anns: list[dict], dropped: list) -> dict:
+        im = self._images[index]
+        width, height = int(im['width']), int(im['height'])
+        boxes, classes, crowd = [], [], 0
+        for ann in anns:
+            aid = ann.get('id', '?')
+            where = f'{self._ann_file}: annotation {aid} (image {im.get("file_name", index)})'
+            if ann.get('category_id') not in self._cat_id_to_ind:
+                raise AnnotationError(f'{where}: unknown category_id {ann.get("category_id")!r}; the categories '
+                                      f'are {self._cat_ids}')
+            bbox = ann.get('bbox')
+            if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox) \
+                    or not all(math.isfinite(v) for v in bbox):
+                raise AnnotationError(f'{where}: "bbox" must be 4 finite numbers [x, y, w, h], got {bbox!r}')
+            x, y, w, h = (float(v) for v in bbox)
+            if w < 0 or h < 0:
+                raise AnnotationError(f'{where}: negative width or height in bbox {bbox} (inverted box; COCO '
+                                      'boxes are [x, y, width, height])')
+            # COCO boxes are floats on a continuous grid: allow one pixel of rounding past the border.
+            if x < -1 or y < -1 or x >= width or y >= height or x + w > width + 1 or y + h > height + 1:
+                raise AnnotationError(f'{where}: bbox {bbox} lies outside the {width}x{height} image')
+            if ann.get('iscrowd', 0):
+                crowd += 1
+                continue
+            if w == 0 or h == 0 or ann.get('area', 1) <= 0:
+                dropped.append(aid)
+                continue
+            # Same conversion as the reference: inclusive corners clipped to the image.
+            x1 = min(width - 1.0, max(0.0, x))
+            y1 = min(height - 1.0, max(0.0, y))
+            x2 = min(width - 1.0, max(0.0, x1 + max(0.0, w - 1.0)))
+            y2 = min(height - 1.0, max(0.0, y1 + max(0.0, h - 1.0)))
+            boxes.append((x1, y1, x2, y2))
+            classes.append(self._cat_id_to_ind[ann['category_id']])
+        return make_roidb_entry(self.image_path_from_index(index), width, height,
+                                np.array(boxes, np.float32).reshape(-1, 4), np.array(classes, np.int32),
+                                self.num_classes, image_id=index, num_crowd=crowd)
+
+    # -- evaluation -------------------------------------------------------------------------------------
+    def detections_to_coco(self, all_boxes: list[list[np.ndarray]]) -> list[dict]:
+        """all_boxes[cls][img] (n, 5) 0-based corners -> COCO results with [x, y, x2-x1+1, y2-y1+1]."""
+        results = []
+        for cls_ind in range(1, self.num_classes):
+            cat_id = self._cat_ids[cls_ind - 1]
+            for im_ind, index in enumerate(self._image_index):
+                dets = all_boxes[cls_ind][im_ind]
+                if dets is None or len(dets) == 0:
+                    continue
+                dets = np.asarray(dets, dtype=np.float64)
+                for k in range(dets.shape[0]):
+                    x1, y1, x2, y2, s = dets[k, :5]
+                    results.append({'image_id': int(index), 'category_id': cat_id,
+                                    'bbox': [round(x1, 2), round(y1, 2), round(x2 - x1 + 1, 2),
+                                             round(y2 - y1 + 1, 2)],
+                                    'score': round(float(s), 5)})
+        return results
+
+    def evaluate_detections(self, all_boxes: list[list[np.ndarray]], output_dir: str) -> float:
+        """Write ``detections_<name>_results.json``; run COCOeval (bbox); print the 12 numbers and the
+        per-category AP; return AP@[.5:.95] (nan when the json has no annotations, e.g. test-dev)."""
+        if len(all_boxes) != self.num_classes or any(len(a) != self.num_images for a in all_boxes):
+            raise ValueError(f'{self.name}: all_boxes must be [{self.num_classes} classes][{self.num_images} '
+                             'images]')
+        os.makedirs(output_dir, exist_ok=True)
+        safe = ''.join(ch if ch.isalnum() or ch in '_-.' else '_' for ch in self.name)[-120:]
+        res_file = osp.join(output_dir, f'detections_{safe}_results.json')
+        results = self.detections_to_coco(all_boxes)
+        with open(res_file, 'w', encoding='utf-8') as f:
+            json.dump(results, f)
+        print(f'Wrote COCO results to {res_file}')
+        if not self._has_annotations:
+            print(f'{self._ann_file} has no annotations: submit {res_file} to the evaluation server')
+            return float('nan')
+        return self._do_detection_eval(res_file, results, output_dir)
+
+    def _do_detection_eval(self, res_file: str, results: list[dict], output_dir: str) -> float:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO(self._ann_file)
+        if not results:
+            print('No detections: every AP is 0')
+            return 0.0
+        dt = gt.loadRes(res_file)
+        ev = COCOeval(gt, dt, 'bbox')
+        ev.params.imgIds = list(self._image_index)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+        print_per_category_ap(ev, self.classes[1:])
+        stats_file = osp.join(output_dir, 'detection_results.json')
+        with open(stats_file, 'w', encoding='utf-8') as f:
+            json.dump({'stats': [float(s) for s in ev.stats]}, f)
+        return float(ev.stats[0])
+
+
+def per_category_ap(ev, num_categories: int) -> np.ndarray:
+    """AP@[.5:.95] of each category (all areas, 100 detections) from an accumulated COCOeval; nan when a
+    category has no gt."""
+    prec = ev.eval['precision']  # (T, R, K, A, M)
+    aps = np.full(num_categories, np.nan)
+    for k in range(num_categories):
+        p = prec[:, :, k, 0, -1]
+        p = p[p > -1]
+        if p.size:
+            aps[k] = float(np.mean(p))
+    return aps
+
+
+def print_per_category_ap(ev, names) -> None:
+    aps = per_category_ap(ev, len(names))
+    print('~~~~ Per-category AP @ IoU=[0.50,0.95] ~~~~')
+    for name, ap in zip(names, aps):
+        print(f'{name:>20s}: {100 * ap:.1f}')
+    print(f'{"mean":>20s}: {100 * np.nanmean(aps) if np.any(~np.isnan(aps)) else float("nan"):.1f}')
+
+
+class coco(CocoDataset):  # noqa: N801 (tf-faster-rcnn's name)
+    """``coco_<year>_<split>`` under ``<DATA_DIR>/coco/{annotations, images/<folder>}``."""
+
+    def __init__(self, image_set: str, year: str, data_path: str | None = None):
+        if (year, image_set) not in _COCO_SPLITS:
+            raise ValueError(f'unknown COCO split coco_{year}_{image_set}; known: '
+                             f'{sorted(f"coco_{y}_{s}" for y, s in _COCO_SPLITS)}')
+        stem, folder = _COCO_SPLITS[(year, image_set)]
+        root = data_path or osp.join(cfg.DATA_DIR, 'coco')
+        super().__init__(f'coco_{year}_{image_set}', osp.join(root, 'annotations', stem + '.json'),
+                         osp.join(root, 'images', folder))

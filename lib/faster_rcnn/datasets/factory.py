@@ -1,0 +1,46 @@
+"""Dataset names -> imdb objects, with tf-faster-rcnn's names.
+
+    voc_<2007|2012>_<train|val|trainval|test>[_diff]     PASCAL VOC (``_diff`` keeps difficult boxes)
+    coco_2014_<train|val|minival|valminusminival>, coco_2015_<test|test-dev>, coco_2017_<train|val|test-dev>
+    shapes_<trainval|test>, shapes_coco_<trainval|test>  the generated set (VOC and COCO readers)
+    coco_json:<ann.json>:<image_dir>, voc_dir:<root>:<split>[:diff]   your own data (see custom.py)
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from .coco import coco
+from .custom import get_custom_imdb, is_custom_name
+from .imdb import imdb
+from .pascal_voc import pascal_voc
+from .shapes import shapes_coco, shapes_voc
+
+__sets: dict[str, Callable[[], imdb]] = {}
+
+for _year in ('2007', '2012'):
+    for _split in ('train', 'val', 'trainval', 'test'):
+        __sets[f'voc_{_year}_{_split}'] = (lambda split=_split, year=_year: pascal_voc(split, year))
+        __sets[f'voc_{_year}_{_split}_diff'] = (lambda split=_split, year=_year: pascal_voc(split, year, use_diff=True))
+
+for _year, _splits in (('2014', ('train', 'val', 'minival', 'valminusminival')), ('2015', ('test', 'test-dev')),
+                       ('2017', ('train', 'val', 'test-dev'))):
+    for _split in _splits:
+        __sets[f'coco_{_year}_{_split}'] = (lambda split=_split, year=_year: coco(split, year))
+
+for _split in ('trainval', 'test'):
+    __sets[f'shapes_{_split}'] = (lambda split=_split: shapes_voc(split))
+    __sets[f'shapes_coco_{_split}'] = (lambda split=_split: shapes_coco(split))
+
+
+def get_imdb(name: str) -> imdb:
+    """The imdb called ``name`` (KeyError listing the known names when there is none)."""
+    if is_custom_name(name):
+        return get_custom_imdb(name)
+    if name not in __sets:
+        raise KeyError(f'unknown dataset {name!r}; known: {", ".join(list_imdbs())}, or '
+                       'coco_json:<ann.json>:<image_dir> / voc_dir:<root>:<split> for your own data')
+    return __sets[name]()
+
+
+def list_imdbs() -> list[str]:
+    return list(__sets.keys())

@@ -1,0 +1,149 @@
+"""The image database base class, with tf-faster-rcnn's names (``imdb``, ``roidb``, ``image_index``...).
+
+A roidb entry is a dict:
+    'image': path, 'width', 'height': ints,
+    'boxes': float32 (G, 4) 0-based inclusive [x1, y1, x2, y2],
+    'gt_classes': int32 (G,) in 1..num_classes-1, 'gt_ishard': bool (G,) (VOC 'difficult'),
+    'gt_overlaps': float32 (G, num_classes) one-hot, 'max_classes', 'max_overlaps': (G,),
+    'seg_areas': float32 (G,) box areas, 'flipped': bool, 'image_id': the dataset's own id.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import os.path as osp
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..config import cfg
+
+
+def make_roidb_entry(image: str, width: int, height: int, boxes: np.ndarray, gt_classes: np.ndarray,
+                     num_classes: int, gt_ishard: np.ndarray | None = None, **extra) -> dict:
+    """Build one roidb entry from gt boxes (G, 4) 0-based and classes (G,)."""
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    gt_classes = np.asarray(gt_classes, dtype=np.int32).reshape(-1)
+    g = boxes.shape[0]
+    ishard = np.zeros(g, dtype=bool) if gt_ishard is None else np.asarray(gt_ishard, dtype=bool).reshape(-1)
+    overlaps = np.zeros((g, num_classes), dtype=np.float32)
+    overlaps[np.arange(g), gt_classes] = 1.0
+    entry = dict(image=image, width=int(width), height=int(height), boxes=boxes, gt_classes=gt_classes,
+                 gt_ishard=ishard, gt_overlaps=overlaps, flipped=False,
+                 seg_areas=((boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)).astype(np.float32))
+    entry.update(extra)
+    add_max_fields(entry)
+    return entry
+
+
+def add_max_fields(entry: dict) -> None:
+    """'max_classes' / 'max_overlaps' from 'gt_overlaps', as the reference's prepare_roidb."""
+    ov = entry['gt_overlaps']
+    entry['max_overlaps'] = ov.max(axis=1) if ov.shape[0] else np.zeros(0, dtype=np.float32)
+    entry['max_classes'] = ov.argmax(axis=1).astype(np.int32) if ov.shape[0] else np.zeros(0, dtype=np.int32)
+
+
+class imdb:  # noqa: N801 (tf-faster-rcnn's name)
+    """Base class: a named list of images with their gt boxes and an evaluation."""
+
+    def __init__(self, name: str, classes: Sequence[str] = ()):
+        self._name = name
+        self._classes = tuple(classes)
+        self._image_index: list = []
+        self._roidb: list[dict] | None = None
+        self._roidb_handler: Callable[[], list[dict]] = self.gt_roidb
+        self.competition = False
+        self.config: dict = {}
+
+    # -- names ------------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self._classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self._classes)
+
+    @property
+    def image_index(self) -> list:
+        return self._image_index
+
+    @property
+    def num_images(self) -> int:
+        return len(self._image_index)
+
+    @property
+    def cache_path(self) -> str:
+        path = osp.abspath(osp.join(cfg.DATA_DIR, 'cache'))
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def cache_file(self, source: str, kind: str = 'gt_roidb') -> str:
+        """``<DATA_DIR>/cache/<name>_<hash of source>_<kind>.json``: the hash keeps apart datasets of one
+        name read from different folders (e.g. a test's generated set)."""
+        safe = ''.join(ch if ch.isalnum() or ch in '_-.' else '_' for ch in self.name)[-100:]
+        digest = hashlib.sha1(osp.abspath(source).encode()).hexdigest()[:10]
+        return osp.join(self.cache_path, f'{safe}_{digest}_{kind}.json')
+
+    def image_path_at(self, i: int) -> str:
+        raise NotImplementedError
+
+    def image_id_at(self, i: int):
+        return self._image_index[i]
+
+    # -- roidb ------------------------------------------------------------------------------------------
+    def gt_roidb(self) -> list[dict]:
+        raise NotImplementedError
+
+    def set_proposal_method(self, method: str) -> None:
+        if method != 'gt':
+            raise ValueError(f'proposal method {method!r}: only "gt" exists (proposals come from the RPN)')
+        self._roidb_handler = self.gt_roidb
+
+    @property
+    def roidb_handler(self) -> Callable[[], list[dict]]:
+        return self._roidb_handler
+
+    @property
+    def roidb(self) -> list[dict]:
+        if self._roidb is None:
+            self._roidb = self._roidb_handler()
+        return self._roidb
+
+    @roidb.setter
+    def roidb(self, value: list[dict]) -> None:
+        self._roidb = value
+
+    def _get_widths(self) -> list[int]:
+        return [r['width'] for r in self.roidb]
+
+    def append_flipped_images(self) -> None:
+        """Append a horizontally flipped copy of every entry: x1' = W - x2 - 1, x2' = W - x1 - 1."""
+        num = self.num_images
+        roidb = self.roidb
+        for i in range(num):
+            src = roidb[i]
+            boxes = src['boxes'].copy()
+            w = src['width']
+            old_x1 = boxes[:, 0].copy()
+            boxes[:, 0] = w - boxes[:, 2] - 1
+            boxes[:, 2] = w - old_x1 - 1
+            assert (boxes[:, 2] >= boxes[:, 0]).all(), f'{src["image"]}: flipped box inverted'
+            entry = dict(src)
+            entry['boxes'] = boxes
+            entry['flipped'] = True
+            roidb.append(entry)
+        self._image_index = self._image_index * 2
+
+    # -- evaluation -------------------------------------------------------------------------------------
+    def evaluate_detections(self, all_boxes: list[list[np.ndarray]], output_dir: str) -> float:
+        """Score ``all_boxes[cls][img]`` ((n, 5) [x1, y1, x2, y2, score], 0-based) and return the mean AP."""
+        raise NotImplementedError
+
+    def competition_mode(self, on: bool) -> None:
+        """Keep the result files (and use no salt in their names) for a submission."""
+        self.competition = bool(on)

@@ -1,0 +1,207 @@
+"""PASCAL VOC and any folder in its layout (JPEGImages/, Annotations/, ImageSets/Main/<split>.txt).
+
+``pascal_voc(image_set, year)`` is tf-faster-rcnn's dataset under ``<DATA_DIR>/VOCdevkit<year>/VOC<year>``;
+``VocDataset`` is the same reader over any folder, with the class names given or read from the data.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import os.path as osp
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..config import cfg
+from .cache import cached_entries, files_signature
+from .imdb import imdb, make_roidb_entry
+from .validation import check_box
+from .voc_eval import voc_eval
+from .voc_xml import AnnotationError, parse_voc_annotation
+
+VOC_CLASSES = ('__background__', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
+               'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep',
+               'sofa', 'train', 'tvmonitor')
+
+_IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.JPG', '.JPEG', '.PNG')
+
+
+def classes_from_voc_folder(root: str) -> tuple[str, ...]:
+    """'__background__' + the class names of ``root/classes.txt`` (one a line) if present, else every
+    object name found in ``root/Annotations/*.xml``, sorted (so train and test splits agree)."""
+    listed = osp.join(root, 'classes.txt')
+    if osp.exists(listed):
+        with open(listed, encoding='utf-8') as f:
+            names = [x.strip().lower() for x in f if x.strip()]
+        names = [n for n in names if n != '__background__']
+    else:
+        xmls = sorted(glob.glob(osp.join(root, 'Annotations', '*.xml')))
+        if not xmls:
+            raise FileNotFoundError(f'{root}: no Annotations/*.xml and no classes.txt to take class names from')
+        names = sorted({o.name for p in xmls for o in parse_voc_annotation(p).objects})
+    if len(set(names)) != len(names):
+        raise ValueError(f'{listed}: a class name appears twice')
+    return ('__background__',) + tuple(names)
+
+
+class VocDataset(imdb):
+    """A VOC-layout folder: ``root/{JPEGImages, Annotations, ImageSets/Main/<image_set>.txt}``."""
+
+    def __init__(self, name: str, root: str, image_set: str, classes: Sequence[str] | None = None,
+                 use_diff: bool = False, use_07_metric: bool = True, year: str = ''):
+        super().__init__(name, classes if classes is not None else classes_from_voc_folder(root))
+        if self.classes[0] != '__background__':
+            raise ValueError(f'{name}: the first class must be "__background__", got {self.classes[0]!r}')
+        self._root = root
+        self._image_set = image_set
+        self._year = year
+        self._use_07_metric = use_07_metric
+        self._class_to_ind = {c: i for i, c in enumerate(self.classes)}
+        self.config = {'use_diff': use_diff, 'cleanup': True}
+        self._image_index = self._load_image_set_index()
+        self._image_paths: dict[str, str] = {}
+
+    @property
+    def root(self) -> str:
+        return self._root
+
+    @property
+    def image_set(self) -> str:
+        return self._image_set
+
+    def _image_set_file(self) -> str:
+        return osp.join(self._root, 'ImageSets', 'Main', self._image_set + '.txt')
+
+    def _load_image_set_index(self) -> list[str]:
+        path = self._image_set_file()
+        if not osp.exists(path):
+            raise FileNotFoundError(f'{self.name}: image set file {path} does not exist '
+                                    f'(expected a VOC folder under {self._root}; see data/README.md)')
+        with open(path, encoding='utf-8') as f:
+            # Lines may carry a second column (the per-class lists do); the id is the first word.
+            return [x.split()[0] for x in f if x.strip()]
+
+    def annotation_path(self, index: str) -> str:
+        return osp.join(self._root, 'Annotations', index + '.xml')
+
+    def image_path_from_index(self, index: str) -> str:
+        if index in self._image_paths:
+            return self._image_paths[index]
+        base = osp.join(self._root, 'JPEGImages', index)
+        for ext in _IMAGE_EXTS:
+            if osp.exists(base + ext):
+                self._image_paths[index] = base + ext
+                return base + ext
+        raise FileNotFoundError(f'{self.name}: image {base}.jpg (or .png) does not exist; '
+                                f'it is listed in {self._image_set_file()}')
+
+    def image_path_at(self, i: int) -> str:
+        return self.image_path_from_index(self._image_index[i])
+
+    # -- roidb ------------------------------------------------------------------------------------------
+    def gt_roidb(self) -> list[dict]:
+        files = [self._image_set_file()] + [self.annotation_path(i) for i in self._image_index]
+        key = files_signature(files, {'classes': self.classes, 'use_diff': self.config['use_diff'],
+                                      'root': osp.abspath(self._root)})
+        cache_file = self.cache_file(self._root)
+        return cached_entries(cache_file, key, lambda: [self._load_annotation(i) for i in self._image_index])
+
+    def _load_annotation(self, index: str) -> dict:
+        path = self.annotation_path(index)
+        ann = parse_voc_annotation(path)
+        image = self.image_path_from_index(index)
+        width, height = ann.width, ann.height
+        if not width or not height:
+            try:
+                with Image.open(image) as im:
+                    width, height = im.size
+            except OSError as e:
+                raise OSError(f'{image}: cannot read the image size ({e}); {path} has no <size> either') from None
+        boxes, classes, hard = [], [], []
+        for obj in ann.objects:
+            where = f'{path}: object {obj.index} ({obj.name})'
+            if obj.name not in self._class_to_ind:
+                raise AnnotationError(f'{where}: unknown class {obj.name!r}; the classes of {self.name} are '
+                                      f'{list(self.classes[1:])}')
+            box = tuple(v - 1.0 for v in obj.bbox_1based)  # 1-based inclusive -> 0-based
+            check_box(box, width, height, where, one_based_source=True)
+            if obj.difficult and not self.config['use_diff']:
+                continue
+            boxes.append(box)
+            classes.append(self._class_to_ind[obj.name])
+            hard.append(obj.difficult)
+        return make_roidb_entry(image, width, height, np.array(boxes, np.float32).reshape(-1, 4),
+                                np.array(classes, np.int32), self.num_classes, np.array(hard, bool),
+                                image_id=index)
+
+    # -- evaluation -------------------------------------------------------------------------------------
+    def _results_dir(self, output_dir: str) -> str:
+        path = osp.join(output_dir, 'results', f'VOC{self._year}' if self._year else self.name, 'Main')
+        os.makedirs(path, exist_ok=True)  # the reference assumed it existed
+        return path
+
+    def results_file_template(self, output_dir: str) -> str:
+        """``<output_dir>/results/VOC<year>/Main/comp4_det_<set>_{:s}.txt``."""
+        return osp.join(self._results_dir(output_dir), f'comp4_det_{self._image_set}_{{:s}}.txt')
+
+    def write_voc_results_file(self, all_boxes: list[list[np.ndarray]], output_dir: str) -> None:
+        """One file per class, lines ``<image_id> <score> x1 y1 x2 y2`` in 1-based coordinates."""
+        template = self.results_file_template(output_dir)
+        for cls_ind, cls in enumerate(self.classes):
+            if cls == '__background__':
+                continue
+            with open(template.format(cls), 'w', encoding='utf-8') as f:
+                for im_ind, index in enumerate(self._image_index):
+                    dets = all_boxes[cls_ind][im_ind]
+                    if dets is None or len(dets) == 0:
+                        continue
+                    for k in range(dets.shape[0]):
+                        f.write(f'{index} {dets[k, -1]:.3f} {dets[k, 0] + 1:.1f} {dets[k, 1] + 1:.1f} '
+                                f'{dets[k, 2] + 1:.1f} {dets[k, 3] + 1:.1f}\n')
+
+    def evaluate_detections(self, all_boxes: list[list[np.ndarray]], output_dir: str) -> float:
+        """Write the comp4 files, run the VOC evaluation, print the per-class table; return the mean AP."""
+        self._check_all_boxes(all_boxes)
+        self.write_voc_results_file(all_boxes, output_dir)
+        template = self.results_file_template(output_dir)
+        annopath = osp.join(self._root, 'Annotations', '{:s}.xml')
+        cachedir = osp.join(self.cache_path, 'annotations_cache')
+        print(f'VOC07 metric? {"Yes" if self._use_07_metric else "No"}')
+        aps = []
+        for cls in self.classes[1:]:
+            _, _, ap = voc_eval(template, annopath, self._image_set_file(), cls, cachedir, ovthresh=0.5,
+                                use_07_metric=self._use_07_metric)
+            aps.append(ap)
+            print(f'AP for {cls} = {ap:.4f}')
+        mean_ap = float(np.mean(aps)) if aps else 0.0
+        print(f'Mean AP = {mean_ap:.4f}')
+        print('~~~~~~~~')
+        print('Results:')
+        for ap in aps:
+            print(f'{ap:.3f}')
+        print(f'{mean_ap:.3f}')
+        print('~~~~~~~~')
+        if self.config['cleanup'] and not self.competition:
+            for cls in self.classes[1:]:
+                os.remove(template.format(cls))
+        return mean_ap
+
+    def _check_all_boxes(self, all_boxes: list[list[np.ndarray]]) -> None:
+        if len(all_boxes) != self.num_classes:
+            raise ValueError(f'{self.name}: all_boxes has {len(all_boxes)} classes, expected {self.num_classes}')
+        for c, per_image in enumerate(all_boxes):
+            if len(per_image) != self.num_images:
+                raise ValueError(f'{self.name}: all_boxes[{c}] has {len(per_image)} images, '
+                                 f'expected {self.num_images}')
+
+
+class pascal_voc(VocDataset):  # noqa: N801 (tf-faster-rcnn's name)
+    """``voc_<year>_<image_set>`` under ``<DATA_DIR>/VOCdevkit<year>/VOC<year>``."""
+
+    def __init__(self, image_set: str, year: str, use_diff: bool = False, devkit_path: str | None = None):
+        name = f'voc_{year}_{image_set}' + ('_diff' if use_diff else '')
+        devkit = devkit_path or osp.join(cfg.DATA_DIR, f'VOCdevkit{year}')
+        super().__init__(name, osp.join(devkit, f'VOC{year}'), image_set, classes=VOC_CLASSES,
+                         use_diff=use_diff, use_07_metric=int(year) < 2010, year=year)
+        self._devkit_path = devkit
