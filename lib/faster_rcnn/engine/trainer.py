@@ -203,6 +203,9 @@ def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None,
     if rng_states is not None:
         set_rng_states(rng_states)
 
+    if info.is_main:
+        print(f'Training {net} on {device}, world size {info.world_size}, '
+              f'{cfg.TRAIN.IMS_PER_BATCH} image(s) per process per iteration', flush=True)
     writers = SummaryWriters(tb_dir, enabled=info.is_main)
     state = TrainState(iteration=start_iter, first_bad=torch.full((), -1, dtype=torch.long, device=device),
                        last_snapshot=resume_path, loss_sums=torch.zeros(len(LOSS_NAMES), device=device))

@@ -1,0 +1,208 @@
+"""The tools as a user runs them (subprocesses): training on `shapes`, exact resume after a kill, test_net,
+reval, demo, TensorBoard event files, the NaN guard and two-process (gloo) distributed training.
+
+Everything is written under a temporary ROOT_DIR / DATA_DIR, never into the checkout.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHAPES_CFG = str(REPO / 'experiments' / 'cfgs' / 'shapes.yml')
+# Small settings so that each run takes seconds: fewer proposals, smaller images, no workers.
+FAST = ['TRAIN.DISPLAY', '5', 'TRAIN.SNAPSHOT_ITERS', '10', 'TRAIN.SNAPSHOT_KEPT', '10', 'TRAIN.SCALES', '[160]',
+        'TEST.SCALES', '[160]', 'TRAIN.WARMUP_ITERS', '5']
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env['PYTHONPATH'] = str(REPO / 'lib') + os.pathsep + env.get('PYTHONPATH', '')
+    env['PYTHONUNBUFFERED'] = '1'
+    env.setdefault('OMP_NUM_THREADS', '2')
+    return env
+
+
+def _dirs(root: Path) -> list[str]:
+    return ['ROOT_DIR', str(root), 'DATA_DIR', str(root / 'data')]
+
+
+def run_tool(args: list[str], timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=_env(), capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{args[0]} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}')
+    return proc
+
+
+def train_args(root: Path, tag: str, iters: int, extra: list[str] = (), flags: list[str] = ()) -> list[str]:
+    return ['tools/trainval_net.py', '--net', 'tiny', '--imdb', 'shapes_trainval', '--imdbval', 'shapes_test',
+            '--iters', str(iters), '--tag', tag, '--cfg', SHAPES_CFG, '--device', 'cpu', '--workers', '0',
+            *flags, '--set', *_dirs(root), *FAST, *extra]
+
+
+def snapshot(root: Path, tag: str, it: int) -> Path:
+    return root / 'output' / 'tiny' / 'shapes_trainval' / tag / f'tiny_faster_rcnn_iter_{it}.pth'
+
+
+@pytest.fixture(scope='module')
+def root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp('frcnn_root')
+
+
+@pytest.fixture(scope='module')
+def trained(root) -> Path:
+    """A 40-iteration run with a validation summary at every iteration (SUMMARY_INTERVAL 0)."""
+    run_tool(train_args(root, 'full', 40, ['TRAIN.SUMMARY_INTERVAL', '0']))
+    return snapshot(root, 'full', 40)
+
+
+def _read_events(folder: Path) -> set[str]:
+    """Tags in the TensorBoard event files of ``folder`` (TFRecord framing, parsed by hand)."""
+    from tensorboardX.proto import event_pb2
+    tags = set()
+    files = list(folder.glob('events.out.tfevents.*'))
+    assert files, f'no event file in {folder}'
+    for f in files:
+        data = f.read_bytes()
+        pos = 0
+        while pos + 12 <= len(data):
+            (length,) = struct.unpack('<Q', data[pos:pos + 8])
+            payload = data[pos + 12:pos + 12 + length]
+            pos += 12 + length + 4
+            ev = event_pb2.Event()
+            ev.ParseFromString(payload)
+            for v in ev.summary.value:
+                tags.add(v.tag)
+    return tags
+
+
+def test_training_writes_snapshots_and_tensorboard(root, trained):
+    assert trained.is_file()
+    snap = torch.load(trained, map_location='cpu', weights_only=True)
+    assert snap['iter'] == 40 and snap['net'] == 'tiny'
+    assert snap['classes'][0] == '__background__' and len(snap['classes']) == 4
+    assert {'model', 'optimizer', 'rng', 'data'} <= set(snap)
+    tb = root / 'tensorboard' / 'tiny' / 'shapes_trainval' / 'full'
+    train_tags = _read_events(tb)
+    assert {'loss/total_loss', 'loss/rpn_cross_entropy', 'loss/rpn_loss_box', 'loss/cross_entropy',
+            'loss/loss_box', 'lr', 'speed', 'score/rpn_cls_prob', 'score/cls_prob'} <= train_tags
+    val_tags = _read_events(Path(str(tb) + '_val'))
+    assert {'loss/total_loss', 'image/gt_boxes', 'image/predictions', 'score/cls_prob'} <= val_tags
+
+
+def test_resume_after_kill_is_exact(root, trained):
+    """Kill a run after its first snapshot, run the same command again: it continues from the newest
+    snapshot and ends with exactly the weights and optimizer state of the uninterrupted run (which also
+    wrote validation summaries at every step: they must not change training either)."""
+    args = train_args(root, 'killed', 40)
+    proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 600
+    try:
+        while not snapshot(root, 'killed', 10).exists():
+            assert proc.poll() is None, f'training ended early:\n{proc.stdout.read()[-3000:]}'
+            assert time.time() < deadline, 'no snapshot after 10 minutes'
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    kept = sorted(int(re.search(r'_iter_(\d+)', p.name).group(1))
+                  for p in snapshot(root, 'killed', 10).parent.glob('*_iter_*.pth'))
+    assert kept and kept[-1] < 40, f'the run was not interrupted in time: {kept}'
+
+    out = run_tool(args).stdout
+    assert f'Resuming from' in out and f'at iteration {kept[-1]}' in out
+    a = torch.load(trained, map_location='cpu', weights_only=True)
+    b = torch.load(snapshot(root, 'killed', 40), map_location='cpu', weights_only=True)
+    for k, v in a['model'].items():
+        assert torch.equal(v, b['model'][k]), f'weight {k} differs after resume'
+    for pid, st in a['optimizer']['state'].items():
+        for name, t in st.items():
+            if torch.is_tensor(t):
+                assert torch.equal(t, b['optimizer']['state'][pid][name]), f'optimizer state {pid}.{name} differs'
+
+
+def test_starting_afresh_ignores_snapshots(root, trained):
+    out = run_tool(train_args(root, 'full', 40)).stdout
+    assert 'Nothing to do' in out
+    run_tool(train_args(root, 'fresh', 5))
+    again = run_tool(train_args(root, 'fresh', 5, flags=['--fresh'])).stdout
+    assert 'Resuming' not in again and 'Nothing to do' not in again
+    assert 'iter: 5 / 5' in again
+
+
+def _mean_ap(text: str) -> float:
+    m = re.search(r'Mean AP = (\d+\.\d+)', text)
+    assert m, f'no "Mean AP = " in the output:\n{text[-3000:]}'
+    return float(m.group(1))
+
+
+def test_test_net_reval_and_demo(root, trained, tmp_path):
+    out = run_tool(['tools/test_net.py', '--net', 'tiny', '--imdb', 'shapes_test', '--model', str(trained),
+                    '--cfg', SHAPES_CFG, '--device', 'cpu', '--set', *_dirs(root), 'TEST.SCALES', '[160]']).stdout
+    ap = _mean_ap(out)
+    assert 0.0 <= ap <= 1.0
+    det_dir = root / 'output' / 'tiny' / 'shapes_test' / 'default' / trained.stem
+    assert (det_dir / 'detections.pkl').is_file()
+
+    again = run_tool(['tools/reval.py', str(det_dir), '--imdb', 'shapes_test', '--set', *_dirs(root)]).stdout
+    assert _mean_ap(again) == pytest.approx(ap, abs=1e-4)
+
+    images = root / 'data' / 'shapes' / 'VOCdevkit' / 'JPEGImages'
+    sample = sorted(p for p in (root / 'data').rglob('*.jpg'))[:2]
+    assert sample, f'no images generated under {images}'
+    src = tmp_path / 'in'
+    src.mkdir()
+    for p in sample:
+        (src / p.name).write_bytes(p.read_bytes())
+    demo_out = tmp_path / 'out'
+    run_tool(['tools/demo.py', '--net', 'tiny', '--model', str(trained), '--cfg', SHAPES_CFG, '--images',
+              str(src), '--output', str(demo_out), '--thresh', '0.3', '--device', 'cpu'])
+    pictures = sorted(demo_out.glob('*_detections.jpg'))
+    assert len(pictures) == 2
+    assert cv2.imread(str(pictures[0])) is not None
+
+
+def test_nan_guard_stops_with_iteration_and_keeps_last_good_snapshot(root):
+    proc = run_tool(train_args(root, 'nan', 40, ['TRAIN.OPTIMIZER', 'sgd', 'TRAIN.LEARNING_RATE', '1e30',
+                                                'TRAIN.WARMUP_ITERS', '0', 'TRAIN.SNAPSHOT_ITERS', '1',
+                                                'TRAIN.DISPLAY', '1000']), check=False)
+    assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
+    m = re.search(r'became NaN or infinite at iteration (\d+)', proc.stderr)
+    assert m, proc.stderr[-3000:]
+    bad = int(m.group(1))
+    snaps = sorted(snapshot(root, 'nan', 1).parent.glob('*_iter_*.pth'))
+    iters = sorted(int(re.search(r'_iter_(\d+)', p.name).group(1)) for p in snaps)
+    assert all(i < bad for i in iters), f'a snapshot was written at or after the bad iteration {bad}: {iters}'
+    for p in snaps:
+        state = torch.load(p, map_location='cpu', weights_only=True)['model']
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_distributed_two_processes_gloo(root):
+    args = train_args(root, 'ddp', 6)
+    proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                           *args], cwd=REPO, env={**_env(), 'OMP_NUM_THREADS': '1'}, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'world size 2' in proc.stdout
+    snap = torch.load(snapshot(root, 'ddp', 6), map_location='cpu', weights_only=True)
+    assert snap['iter'] == 6
+
+
+def test_unknown_config_key_is_named(root):
+    proc = run_tool(['tools/trainval_net.py', '--net', 'tiny', '--imdb', 'shapes_trainval', '--cfg', SHAPES_CFG,
+                     '--set', 'TRAIN.LERNING_RATE', '0.1'], check=False)
+    assert proc.returncode != 0
+    assert 'TRAIN.LERNING_RATE' in proc.stderr
