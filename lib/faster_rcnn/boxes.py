@@ -109,18 +109,15 @@ def bbox_overlaps(boxes: Tensor, query_boxes: Tensor) -> Tensor:
         (N, K) IoU. Pairs that do not intersect (including degenerate or inverted boxes,
         whose +1 width is <= 0) have IoU 0, as in the reference Cython kernel.
     """
-    boxes = boxes.to(query_boxes.dtype) if boxes.is_floating_point() else boxes.to(torch.float32)
-    query_boxes = query_boxes.to(boxes.dtype)
+    if not query_boxes.is_floating_point():
+        query_boxes = query_boxes.to(torch.float32)
+    boxes = boxes.to(query_boxes.dtype)
     area_q = (query_boxes[:, 2] - query_boxes[:, 0] + 1) * (query_boxes[:, 3] - query_boxes[:, 1] + 1)
     area_b = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
-    iw = torch.minimum(boxes[:, None, 2], query_boxes[None, :, 2]) - torch.maximum(
-        boxes[:, None, 0], query_boxes[None, :, 0]
-    ) + 1
-    ih = torch.minimum(boxes[:, None, 3], query_boxes[None, :, 3]) - torch.maximum(
-        boxes[:, None, 1], query_boxes[None, :, 1]
-    ) + 1
-    inter = iw.clamp(min=0) * ih.clamp(min=0)
-    union = area_b[:, None] + area_q[None, :] - inter
-    positive = (iw > 0) & (ih > 0)
-    # Division only where the pair intersects: avoids 0/0 for degenerate boxes.
-    return torch.where(positive, inter / torch.where(positive, union, torch.ones_like(union)), torch.zeros_like(inter))
+    iw = torch.minimum(boxes[:, None, 2], query_boxes[None, :, 2]) - torch.maximum(boxes[:, None, 0], query_boxes[None, :, 0])
+    ih = torch.minimum(boxes[:, None, 3], query_boxes[None, :, 3]) - torch.maximum(boxes[:, None, 1], query_boxes[None, :, 1])
+    inter = (iw + 1).clamp_(min=0) * (ih + 1).clamp_(min=0)
+    # A positive intersection implies both boxes have positive +1 areas, so the union is >= either
+    # area > 0; where the intersection is 0 the clamp only avoids 0/0 (degenerate or inverted boxes).
+    union = (area_b[:, None] + area_q[None, :] - inter).clamp_(min=1e-12)
+    return inter / union

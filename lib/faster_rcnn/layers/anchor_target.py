@@ -64,7 +64,7 @@ def anchor_target_layer(
     if gt_boxes.shape[0] > 0:
         # float64 IoU like the reference Cython kernel, so equality ties and thresholds agree.
         overlaps = bbox_overlaps(anchors.double(), gt_boxes[:, :4].double())
-        overlaps = torch.where(inside[:, None], overlaps, torch.full_like(overlaps, -1.0))
+        overlaps.masked_fill_(~inside[:, None], -1.0)
         max_overlaps, argmax = overlaps.max(dim=1)
         gt_max = overlaps.max(dim=0).values
         is_gt_best = ((overlaps == gt_max[None, :]) & (gt_max[None, :] > 0)).any(dim=1)
@@ -85,12 +85,10 @@ def anchor_target_layer(
     num_bg = rpn_batchsize - positive.sum()
     negative = keep_random_subset(negative, num_bg, generator)
 
-    labels = torch.full((n,), -1, dtype=torch.int64, device=device)
-    labels = torch.where(negative, torch.zeros_like(labels), labels)
-    labels = torch.where(positive, torch.ones_like(labels), labels)
+    labels = positive.to(torch.int64) - (~(positive | negative)).to(torch.int64)
 
     targets = bbox_transform(anchors, matched_gt) if n > 0 else anchors.new_zeros((0, 4))
-    targets = torch.where(inside[:, None], targets, torch.zeros_like(targets))
+    targets = targets * inside[:, None].to(targets.dtype)
 
     in_w = torch.as_tensor(rpn_bbox_inside_weights, dtype=torch.float32, device=device)
     inside_weights = positive[:, None].to(torch.float32) * in_w[None, :]

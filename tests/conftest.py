@@ -1,0 +1,28 @@
+"""Shared fixtures: the ``device`` fixture runs a test on CPU and, where available, on CUDA."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(
+    params=[
+        "cpu",
+        pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")),
+    ]
+)
+def device(request) -> torch.device:
+    return torch.device(request.param)
+
+
+@pytest.fixture
+def reference():
+    """Load ``tests/data/<name>.npz`` (no pickles)."""
+
+    def load(name: str):
+        return np.load(DATA_DIR / f"{name}.npz", allow_pickle=False)
+
+    return load
