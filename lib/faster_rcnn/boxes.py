@@ -91,7 +91,7 @@ def clip_boxes(boxes: Tensor, im_shape: Union[Sequence[float], Tensor]) -> Tenso
         return torch.minimum(boxes, upper).clamp(min=0)
     max_x = max(float(im_shape[1]) - 1.0, 0.0)
     max_y = max(float(im_shape[0]) - 1.0, 0.0)
-    grouped = boxes.reshape(boxes.shape[0], -1, 4)
+    grouped = boxes.reshape(boxes.shape[0], boxes.shape[1] // 4, 4)
     out = torch.empty_like(grouped)
     out[..., 0::2] = grouped[..., 0::2].clamp(0.0, max_x)
     out[..., 1::2] = grouped[..., 1::2].clamp(0.0, max_y)
