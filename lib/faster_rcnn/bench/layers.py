@@ -1,0 +1,157 @@
+"""Per-layer timings at PASCAL VOC size (``python tools/benchmark.py layers --device cpu|cuda``).
+
+Inputs: a 600 x 800 image, a 38 x 50 feature map with 9 anchors (17100), 6 gt boxes, random
+RPN scores and deltas (seeded). Reports the median of ``--repeat`` runs after ``--warmup`` runs;
+CUDA work is synchronised before and after each timed call.
+"""
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torchvision
+
+from ..boxes import bbox_transform_inv, clip_boxes
+from ..layers.anchor_target import anchor_target_layer
+from ..layers.anchors import anchors_for
+from ..layers.proposal import proposal_layer
+from ..layers.proposal_target import proposal_target_layer
+from ..layers.roi_pool import crop_and_resize
+
+IM_INFO = (600.0, 800.0, 1.6)
+GT_BOXES = [
+    [48, 64, 300, 420, 15],
+    [320, 100, 560, 380, 7],
+    [500, 260, 790, 590, 12],
+    [20, 380, 200, 590, 9],
+    [600, 20, 700, 140, 3],
+    [250, 420, 330, 520, 1],
+]
+
+
+def _parse(argv: List[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="benchmark.py layers", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--repeat", type=int, default=20, help="timed runs per layer (median reported)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs before timing")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    return parser.parse_args(argv)
+
+
+def _median_ms(fn: Callable[[], object], device: torch.device, repeat: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def run(device: torch.device, repeat: int, warmup: int) -> Dict[str, object]:
+    gen = torch.Generator().manual_seed(0)
+    anchors = anchors_for(38, 50, device)
+    n = anchors.shape[0]
+    scores = torch.softmax(torch.randn(n, 2, generator=gen) * 2, dim=1)[:, 1].to(device)
+    deltas = (torch.randn(n, 4, generator=gen) * 0.1).to(device)
+    gt = torch.tensor(GT_BOXES, dtype=torch.float32, device=device)
+    sample_gen = torch.Generator(device=device).manual_seed(0)
+    features = torch.randn(1, 512, 38, 50, generator=gen).to(device).requires_grad_()
+
+    # The 12000 boxes the TRAIN proposal layer hands to NMS, for torchvision's NMS alone.
+    boxes = clip_boxes(bbox_transform_inv(anchors, deltas), IM_INFO[:2])
+    top = torch.sort(scores, descending=True, stable=True)[1][:12000]
+    nms_boxes, nms_scores = boxes[top].contiguous(), scores[top].contiguous()
+
+    train_rois, train_scores = proposal_layer(
+        scores, deltas, anchors, IM_INFO, pre_nms_top_n=12000, post_nms_top_n=2000, nms_thresh=0.7
+    )
+    crop_rois = train_rois[:256].contiguous()
+
+    def crop_fwd_bwd() -> None:
+        crop_and_resize(features, crop_rois, 14).sum().backward()
+
+    cases: Dict[str, Callable[[], object]] = {
+        "proposal_train": lambda: proposal_layer(
+            scores, deltas, anchors, IM_INFO, pre_nms_top_n=12000, post_nms_top_n=2000, nms_thresh=0.7
+        ),
+        "proposal_test": lambda: proposal_layer(
+            scores, deltas, anchors, IM_INFO, pre_nms_top_n=6000, post_nms_top_n=300, nms_thresh=0.7
+        ),
+        "torchvision_nms_12000": lambda: torchvision.ops.nms(nms_boxes, nms_scores, 0.7),
+        "anchor_target": lambda: anchor_target_layer(anchors, gt, IM_INFO, generator=sample_gen),
+        "proposal_target": lambda: proposal_target_layer(
+            train_rois, train_scores, gt, 21, batch_size=128, bg_thresh_lo=0.0, generator=sample_gen
+        ),
+        "crop_and_resize_fwd": lambda: crop_and_resize(features.detach(), crop_rois, 14),
+        "crop_and_resize_fwd_bwd": crop_fwd_bwd,
+    }
+    times = {name: _median_ms(fn, device, repeat, warmup) for name, fn in cases.items()}
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "repeat": repeat,
+        "warmup": warmup,
+        "num_train_rois": int(train_rois.shape[0]),
+        "median_ms": times,
+        "proposal_train_vs_torchvision_nms": times["proposal_train"] / times["torchvision_nms_12000"],
+    }
+
+
+def _table(result: Dict[str, object]) -> str:
+    notes = {
+        "proposal_train": "12000 -> NMS 0.7 -> 2000",
+        "proposal_test": "6000 -> NMS 0.7 -> 300",
+        "torchvision_nms_12000": "torchvision.ops.nms on the same 12000 boxes",
+        "anchor_target": "17100 anchors, 6 gt, 256 sampled",
+        "proposal_target": f"{result['num_train_rois']} rois -> 128",
+        "crop_and_resize_fwd": "256 rois, (1, 512, 38, 50) -> 14 x 14",
+        "crop_and_resize_fwd_bwd": "same, forward + backward",
+    }
+    lines = [
+        f"Layers on {result['device']} ({result['threads']} CPU threads), median of {result['repeat']}",
+        "",
+        "| layer | median ms | what |",
+        "| --- | ---: | --- |",
+    ]
+    for name, ms in result["median_ms"].items():
+        lines.append(f"| {name} | {ms:.3f} | {notes[name]} |")
+    lines.append("")
+    lines.append(f"proposal_train / torchvision nms: {result['proposal_train_vs_torchvision_nms']:.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parse(list(argv) if argv is not None else [])
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("benchmark layers: --device cuda was asked for but torch sees no CUDA device")
+    if device.type not in ("cpu", "cuda"):
+        raise SystemExit(f"benchmark layers: --device must be cpu or cuda, got {args.device!r}")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    result = run(device, max(args.repeat, 1), max(args.warmup, 0))
+    print(_table(result))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2))
+        tmp.replace(args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
