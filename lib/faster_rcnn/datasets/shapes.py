@@ -216,6 +216,10 @@ def ensure_shapes(root: str | None = None, spec: ShapesSpec | None = None) -> st
           f'seed {spec.seed}) in {root}')
     tmp = tempfile.mkdtemp(prefix='.shapes_tmp_', dir=parent)
     try:
+        # mkdtemp makes a private folder; the set gets the permissions any new folder would get.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
         _write_set(spec, tmp)
         if osp.exists(root):
             old = tempfile.mkdtemp(prefix='.shapes_old_', dir=parent)
