@@ -73,16 +73,24 @@ def test_objects_follow_the_spec():
     assert 0 < tiny < 60
 
 
-def test_shape_is_drawn_inside_its_box():
-    # The shape's colour differs from the background: its pixels concentrate inside the box.
-    im, objs = shapes.make_image(SMALL, 1, 0)
-    o = max(objs, key=lambda o: o['box'][2] - o['box'][0])
-    x1, y1, x2, y2 = o['box']
-    colour = np.array(o['colour'], np.float32)
-    close = np.abs(im.astype(np.float32) - colour).sum(2) < 40
-    ys, xs = np.nonzero(close)
-    inside = (xs >= x1 - 1) & (xs <= x2 + 1) & (ys >= y1 - 1) & (ys <= y2 + 1)
-    assert inside.mean() > 0.9
+def test_shapes_are_drawn_in_their_boxes():
+    # A shape's colour differs from the muted backgrounds: its pixels lie in its box and fill a good part
+    # of it (triangle 1/2, circle pi/4, square 1, less what later shapes cover).
+    checked = 0
+    for i in range(6):
+        im, objs = shapes.make_image(SMALL, 1, i)
+        colours = [o['colour'] for o in objs]
+        for o in objs:
+            if colours.count(o['colour']) > 1 or o['difficult']:
+                continue
+            x1, y1, x2, y2 = o['box']
+            close = np.abs(im.astype(np.float32) - np.array(o['colour'], np.float32)).sum(2) < 40
+            ys, xs = np.nonzero(close)
+            inside = (xs >= x1 - 1) & (xs <= x2 + 1) & (ys >= y1 - 1) & (ys <= y2 + 1)
+            assert inside.mean() > 0.95
+            assert inside.sum() > 0.3 * (x2 - x1 + 1) * (y2 - y1 + 1)
+            checked += 1
+    assert checked >= 6
 
 
 def test_voc_and_coco_readers_agree(tmp_path):

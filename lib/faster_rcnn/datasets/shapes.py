@@ -30,7 +30,7 @@ _COLOURS = ((40, 40, 220), (40, 200, 40), (220, 60, 40), (30, 200, 230), (200, 4
             (20, 120, 250), (240, 240, 240))
 
 # Bump when the drawing changes, so sets on disk made by an older generator are regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -68,14 +68,15 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return im
 
 
-def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+def _covered(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over the smaller box: how much of the smaller shape another could hide (IoU would
+    let a large shape hide most of a small one)."""
     iw = min(a[2], b[2]) - max(a[0], b[0]) + 1
     ih = min(a[3], b[3]) - max(a[1], b[1]) + 1
     if iw <= 0 or ih <= 0:
         return 0.0
-    inter = iw * ih
     area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
+    return iw * ih / min(area(a), area(b))
 
 
 def _draw(im: np.ndarray, cls: int, box: tuple[int, int, int, int], colour: tuple[int, int, int]) -> None:
@@ -91,12 +92,12 @@ def _draw(im: np.ndarray, cls: int, box: tuple[int, int, int, int], colour: tupl
         cv2.fillPoly(im, [pts], colour, cv2.LINE_AA)
 
 
-def _place(rng: np.random.Generator, w: int, h: int, size: int, taken: list, max_iou: float):
+def _place(rng: np.random.Generator, w: int, h: int, size: int, taken: list, max_cover: float):
     for _ in range(30):
         x1 = int(rng.integers(0, w - size + 1))
         y1 = int(rng.integers(0, h - size + 1))
         box = (x1, y1, x1 + size - 1, y1 + size - 1)
-        if all(_iou(box, t) <= max_iou for t in taken):
+        if all(_covered(box, t) <= max_cover for t in taken):
             return box
     return None
 
@@ -112,8 +113,8 @@ def make_image(spec: ShapesSpec, split_id: int, i: int) -> tuple[np.ndarray, lis
     n = int(rng.integers(1, spec.max_objects + 1))
     for _ in range(n):
         size = int(rng.integers(spec.min_obj, min(spec.max_obj, h, w) + 1))
-        # Some overlap, never so much that a shape hides another.
-        box = _place(rng, w, h, size, taken, max_iou=0.2)
+        # Some overlap, never so much that a shape hides most of another.
+        box = _place(rng, w, h, size, taken, max_cover=0.25)
         if box is None:
             continue
         cls = int(rng.integers(1, len(CLASSES)))
@@ -122,7 +123,7 @@ def make_image(spec: ShapesSpec, split_id: int, i: int) -> tuple[np.ndarray, lis
         objects.append({'cls': cls, 'box': box, 'difficult': False, 'colour': colour})
     if rng.random() < spec.tiny_fraction:
         size = int(rng.integers(6, spec.min_obj))
-        box = _place(rng, w, h, size, taken, max_iou=0.0)
+        box = _place(rng, w, h, size, taken, max_cover=0.0)
         if box is not None:
             objects.append({'cls': int(rng.integers(1, len(CLASSES))), 'box': box, 'difficult': True,
                             'colour': _COLOURS[int(rng.integers(len(_COLOURS)))]})
@@ -247,3 +248,20 @@ def shapes_coco(image_set: str, root: str | None = None, spec: ShapesSpec | None
     root = ensure_shapes(root, spec)
     return CocoDataset(f'shapes_coco_{image_set}', osp.join(root, 'annotations', f'instances_{image_set}.json'),
                        osp.join(root, 'JPEGImages'))
+
+
+def write_demo_images(out_dir: str, indices: tuple[int, ...] = (0, 1, 2, 3), spec: ShapesSpec | None = None) -> list[str]:
+    """Write test images ``indices`` of ``spec`` (default: the shapes_test set) as JPEGs named like the
+    generated set (``test_<i>.jpg``): held-out pictures for tools/demo.py."""
+    spec = spec or ShapesSpec()
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for i in indices:
+        im, _ = make_image(spec, 1, i)
+        path = osp.join(out_dir, f'test_{i:06d}.jpg')
+        ok, buf = cv2.imencode('.jpg', im, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok
+        with open(path, 'wb') as f:
+            f.write(buf.tobytes())
+        paths.append(path)
+    return paths
