@@ -21,7 +21,9 @@ def _sample_positions(lo: Tensor, hi: Tensor, size: int, crop_size: int) -> Tens
     extent = float(size - 1)
     if crop_size == 1:
         return (0.5 * (lo + hi) * extent)[:, None]
-    step = (hi - lo) * extent / (crop_size - 1)
+    # A device tensor divisor: CUDA divides by a Python scalar through its reciprocal, which
+    # rounds differently from TensorFlow's true division.
+    step = (hi - lo) * extent / torch.full_like(lo, float(crop_size - 1))
     steps = torch.arange(crop_size, dtype=lo.dtype, device=lo.device)
     return (lo * extent)[:, None] + steps[None, :] * step[:, None]
 
