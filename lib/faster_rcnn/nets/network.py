@@ -70,14 +70,15 @@ class NetworkSettings:
             anchor_target_kwargs=dict(
                 rpn_positive_overlap=tr.RPN_POSITIVE_OVERLAP, rpn_negative_overlap=tr.RPN_NEGATIVE_OVERLAP,
                 rpn_clobber_positives=tr.RPN_CLOBBER_POSITIVES, rpn_batchsize=tr.RPN_BATCHSIZE,
-                rpn_fg_fraction=tr.RPN_FG_FRACTION, rpn_positive_weight=tr.RPN_POSITIVE_WEIGHT),
+                rpn_fg_fraction=tr.RPN_FG_FRACTION, rpn_positive_weight=tr.RPN_POSITIVE_WEIGHT,
+                rpn_bbox_inside_weights=tuple(tr.RPN_BBOX_INSIDE_WEIGHTS), allowed_border=0),
             proposal_target_kwargs=dict(
                 batch_size=tr.BATCH_SIZE, fg_fraction=tr.FG_FRACTION, fg_thresh=tr.FG_THRESH,
                 bg_thresh_hi=tr.BG_THRESH_HI, bg_thresh_lo=tr.BG_THRESH_LO,
                 bbox_normalize_targets_precomputed=tr.BBOX_NORMALIZE_TARGETS_PRECOMPUTED,
                 bbox_normalize_means=tuple(tr.BBOX_NORMALIZE_MEANS),
                 bbox_normalize_stds=tuple(tr.BBOX_NORMALIZE_STDS),
-                bbox_inside_weights=tuple(tr.BBOX_INSIDE_WEIGHTS)),
+                bbox_inside_weights=tuple(tr.BBOX_INSIDE_WEIGHTS), use_gt=bool(tr.USE_GT)),
             train_proposal_kwargs=dict(pre_nms_top_n=tr.RPN_PRE_NMS_TOP_N, post_nms_top_n=tr.RPN_POST_NMS_TOP_N,
                                        nms_thresh=tr.RPN_NMS_THRESH),
             test_proposal_kwargs=dict(pre_nms_top_n=cfg.TEST.RPN_PRE_NMS_TOP_N,
