@@ -9,7 +9,8 @@ from ..datasets.imdb import add_max_fields, imdb
 def prepare_roidb(db: imdb) -> None:
     """Make sure every entry has its image path, size and max_classes / max_overlaps."""
     for i, entry in enumerate(db.roidb):
-        entry.setdefault('image', db.image_path_at(i % db.num_images if db.num_images else i))
+        if 'image' not in entry:
+            entry['image'] = db.image_path_at(i)
         if 'max_overlaps' not in entry:
             add_max_fields(entry)
 
