@@ -30,7 +30,7 @@ def test_bbox_transform_inv_reference(reference, device):
     np.testing.assert_allclose(pred64.cpu().numpy(), d["out_inv_pred_f64"], atol=1e-4, rtol=1e-9)
     mixed = bbox_transform_inv(t(d["in_inv_boxes"], device, torch.float64), t(d["in_inv_deltas"], device))
     assert mixed.dtype == torch.float32
-    np.testing.assert_allclose(mixed.cpu().numpy(), d["out_inv_pred_boxes64_deltas32"], atol=1e-4, rtol=1e-6)
+    np.testing.assert_allclose(mixed.cpu().numpy(), d["out_inv_pred_boxes64_deltas32"], atol=5e-4, rtol=1e-6)
     multi = bbox_transform_inv(t(d["in_inv_boxes_multi"], device), t(d["in_inv_deltas_multi"], device))
     assert multi.shape == (200, 84)
     np.testing.assert_allclose(multi.cpu().numpy(), d["out_inv_pred_multi"], atol=1e-4, rtol=1e-6)
