@@ -18,8 +18,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test a Faster R-CNN network')
     parser.add_argument('--model', required=True, help='snapshot to test (<prefix>_iter_<N>.pth)')
     parser.add_argument('--imdb', dest='imdb_name', default='voc_2007_test', help='dataset to test')
-    parser.add_argument('--comp', dest='comp_mode', action='store_true', help='competition mode (VOC: '
-                        'unique result file names, result files kept)')
+    parser.add_argument('--comp', dest='comp_mode', action='store_true', help='competition mode (VOC: the '
+                        'comp4_det_* result files are kept after evaluation)')
     parser.add_argument('--num_dets', dest='max_per_image', type=int, default=100,
                         help='maximum detections per image over all classes (0: no limit)')
     parser.add_argument('--tag', default='', help='tag of the model (output sub-folder)')
