@@ -1,0 +1,254 @@
+"""Whole-network timings at 600 x 1000, ours vs torchvision's FasterRCNN on the same backbone cut
+(``python tools/benchmark.py nets --nets vgg16,res101 --device cuda``).
+
+Both models share everything but the detection code: torchvision's ``FasterRCNN`` gets our backbone's
+head as its ``backbone`` (``out_channels`` = the head's channels), an AnchorGenerator with the same 9
+anchors (sizes 128, 256, 512 x ratios 0.5, 1, 2), a 7x7 MultiScaleRoIAlign on the single map, the same
+proposal counts (12000 / 2000 in training, 6000 / 300 in testing), 256 RoIs per image, our tail as its
+``box_head``, and min_size 600 / max_size 1000 (so a 600 x 1000 input is not resized).
+
+Reported per network, medians over ``--repeat`` runs after ``--warmup`` runs (CUDA synchronised):
+  test_ms   eval forward of one image. Ours returns rois / class probabilities / de-normalised deltas
+            (the per-class NMS runs in the tester); torchvision's includes its transform and postprocess.
+  train_ms  forward + backward + SGD step (momentum 0.9) of one image with 6 gt boxes.
+  backbone_test_ms / backbone_train_ms: the head on the image plus the tail on 300 (test) or 256 (train)
+            pooled RoIs, forward (test) or forward + backward (train); ``*_outside_backbone_ms`` is the
+            total minus that: the cost of the detection code itself.
+  peak_mb   torch.cuda.max_memory_allocated on CUDA; n/a on CPU.
+``--json FILE`` writes all of it, with ``train_step_vs_torchvision`` and ``test_vs_torchvision`` (our
+time / torchvision's) per network.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..config import cfg, reset_cfg
+from ..engine.optimizer import build_optimizer
+from ..nets.factory import build_backbone, build_network
+
+IMAGE_HW = (600, 1000)
+NUM_CLASSES = 21
+GT_BOXES = [[48, 64, 300, 420, 15], [320, 100, 560, 380, 7], [500, 260, 790, 590, 12],
+            [20, 380, 200, 590, 9], [600, 20, 700, 140, 3], [850, 250, 990, 520, 1]]
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog='benchmark.py nets', description=__doc__.splitlines()[0])
+    parser.add_argument('--nets', default=None,
+                        help='comma-separated networks (default: vgg16,res50,res101,res152,mobile on cuda, '
+                             'mobile,vgg16 on cpu)')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda (default cpu)')
+    parser.add_argument('--repeat', type=int, default=None, help='timed runs (default 20 on cuda, 3 on cpu)')
+    parser.add_argument('--warmup', type=int, default=None, help='untimed runs first (default 5 on cuda, 1 on cpu)')
+    parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: torch\'s default)')
+    parser.add_argument('--no-torchvision', action='store_true', help='time our network only')
+    parser.add_argument('--json', type=Path, default=None, help='also write the results to this JSON file')
+    args = parser.parse_args(argv)
+    cuda = args.device.startswith('cuda')
+    args.nets = args.nets or ('vgg16,res50,res101,res152,mobile' if cuda else 'mobile,vgg16')
+    args.repeat = args.repeat if args.repeat is not None else (20 if cuda else 3)
+    args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
+    return args
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def _median_ms(fn: Callable[[], object], device: torch.device, repeat: int, warmup: int) -> tuple[float, float | None]:
+    """(median milliseconds, peak MB on CUDA or None)."""
+    for _ in range(warmup):
+        fn()
+    if device.type == 'cuda':
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(repeat):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda' else None
+    return statistics.median(times), peak
+
+
+class _HeadAsBackbone(nn.Module):
+    """Our head in torchvision's backbone role (a module with ``out_channels``)."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.body = backbone
+        self.out_channels = backbone.head_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body.head(x)
+
+
+class _TailAsBoxHead(nn.Module):
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.body = backbone
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.body.tail(pooled)
+
+
+def _torchvision_model(name: str) -> nn.Module:
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+    from torchvision.ops import MultiScaleRoIAlign
+
+    backbone = build_backbone(name)  # same cut, freezing and frozen BN as ours
+    return FasterRCNN(
+        _HeadAsBackbone(backbone), num_classes=None, min_size=IMAGE_HW[0], max_size=IMAGE_HW[1],
+        rpn_anchor_generator=AnchorGenerator(sizes=((128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),)),
+        rpn_pre_nms_top_n_train=12000, rpn_post_nms_top_n_train=2000,
+        rpn_pre_nms_top_n_test=6000, rpn_post_nms_top_n_test=300, rpn_nms_thresh=0.7,
+        rpn_batch_size_per_image=256, box_batch_size_per_image=256,
+        box_roi_pool=MultiScaleRoIAlign(featmap_names=['0'], output_size=7, sampling_ratio=2),
+        box_head=_TailAsBoxHead(backbone), box_predictor=FastRCNNPredictor(backbone.tail_channels, NUM_CLASSES))
+
+
+def _sgd(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+
+
+def _bench_ours(name: str, device: torch.device, repeat: int, warmup: int) -> dict:
+    reset_cfg()
+    cfg.TRAIN.BATCH_SIZE = 256
+    model = build_network(name, NUM_CLASSES).to(device)
+    opt = build_optimizer(model, cfg)
+    images = torch.randn(1, 3, *IMAGE_HW, device=device)
+    im_info = torch.tensor([[IMAGE_HW[0], IMAGE_HW[1], 1.0]], device=device)
+    gt = [torch.tensor(GT_BOXES, dtype=torch.float32, device=device)]
+
+    def test() -> None:
+        with torch.no_grad():
+            model(images, im_info)
+
+    def train() -> None:
+        losses = model(images, im_info, gt)
+        opt.zero_grad(set_to_none=True)
+        losses['total_loss'].backward()
+        opt.step()
+
+    model.eval()
+    test_ms, test_peak = _median_ms(test, device, repeat, warmup)
+    model.train()
+    train_ms, train_peak = _median_ms(train, device, repeat, warmup)
+
+    # The backbone alone: head on the image, tail on as many RoIs as each phase feeds it.
+    bb = model.backbone
+    pooled_test = torch.randn(300, bb.head_channels, model.settings.pooling_size, model.settings.pooling_size,
+                              device=device)
+    pooled_train = pooled_test[:256].clone()
+
+    def backbone_test() -> None:
+        with torch.no_grad():
+            bb.head(images)
+            bb.tail(pooled_test)
+
+    def backbone_train() -> None:
+        f = bb.head(images)
+        out = bb.tail(pooled_train.requires_grad_(True))
+        (f.float().mean() + out.float().mean()).backward()
+
+    bb.eval()
+    bb_test_ms, _ = _median_ms(backbone_test, device, repeat, warmup)
+    bb.train()
+    bb_train_ms, _ = _median_ms(backbone_train, device, repeat, warmup)
+    return {'test_ms': test_ms, 'train_ms': train_ms, 'test_peak_mb': test_peak, 'train_peak_mb': train_peak,
+            'backbone_test_ms': bb_test_ms, 'backbone_train_ms': bb_train_ms,
+            'test_outside_backbone_ms': test_ms - bb_test_ms, 'train_outside_backbone_ms': train_ms - bb_train_ms}
+
+
+def _bench_torchvision(name: str, device: torch.device, repeat: int, warmup: int, backbone_ms: dict) -> dict:
+    model = _torchvision_model(name).to(device)
+    opt = _sgd(model)
+    images = [torch.randn(3, *IMAGE_HW, device=device)]
+    boxes = torch.tensor(GT_BOXES, dtype=torch.float32, device=device)
+    targets = [{'boxes': boxes[:, :4], 'labels': boxes[:, 4].long()}]
+
+    def test() -> None:
+        with torch.no_grad():
+            model(images)
+
+    def train() -> None:
+        losses = model(images, targets)
+        opt.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        opt.step()
+
+    model.eval()
+    test_ms, test_peak = _median_ms(test, device, repeat, warmup)
+    model.train()
+    train_ms, train_peak = _median_ms(train, device, repeat, warmup)
+    return {'test_ms': test_ms, 'train_ms': train_ms, 'test_peak_mb': test_peak, 'train_peak_mb': train_peak,
+            'test_outside_backbone_ms': test_ms - backbone_ms['backbone_test_ms'],
+            'train_outside_backbone_ms': train_ms - backbone_ms['backbone_train_ms']}
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: no CUDA device is available')
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    results: dict = {'device': str(device), 'image': list(IMAGE_HW), 'repeat': args.repeat, 'warmup': args.warmup,
+                     'torch': torch.__version__, 'nets': {}}
+    if device.type == 'cuda':
+        results['gpu'] = torch.cuda.get_device_name(device)
+    for name in [n.strip() for n in args.nets.split(',') if n.strip()]:
+        ours = _bench_ours(name, device, args.repeat, args.warmup)
+        entry = {'ours': ours}
+        if not args.no_torchvision:
+            tv = _bench_torchvision(name, device, args.repeat, args.warmup, ours)
+            entry['torchvision'] = tv
+            entry['train_step_vs_torchvision'] = ours['train_ms'] / tv['train_ms']
+            entry['test_vs_torchvision'] = ours['test_ms'] / tv['test_ms']
+        results['nets'][name] = entry
+        print(_row(name, entry), flush=True)
+        if device.type == 'cuda':
+            torch.cuda.empty_cache()
+    reset_cfg()
+    return results
+
+
+def _fmt(v: float | None) -> str:
+    return 'n/a' if v is None else f'{v:.1f}'
+
+
+def _row(name: str, e: dict) -> str:
+    o, t = e['ours'], e.get('torchvision')
+    lines = [f'{name}: backbone test {o["backbone_test_ms"]:.1f} ms, train {o["backbone_train_ms"]:.1f} ms']
+    for who, r in (('ours', o), ('torchvision', t)):
+        if r is None:
+            continue
+        lines.append(f'  {who:12s} test {r["test_ms"]:9.1f} ms (outside backbone {r["test_outside_backbone_ms"]:8.1f}, '
+                     f'peak {_fmt(r["test_peak_mb"])} MB)   train step {r["train_ms"]:9.1f} ms (outside backbone '
+                     f'{r["train_outside_backbone_ms"]:8.1f}, peak {_fmt(r["train_peak_mb"])} MB)')
+    if t is not None:
+        lines.append(f'  ours / torchvision: test {e["test_vs_torchvision"]:.2f}, '
+                     f'train step {e["train_step_vs_torchvision"]:.2f}')
+    return '\n'.join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv if argv is not None else [])
+    results = run(args)
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2))
+        print(f'wrote {args.json}')
+    return 0
