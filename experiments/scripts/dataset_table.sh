@@ -35,8 +35,8 @@ if [[ ! -f "${CFG_FILE}" ]]; then
   echo "No config ${CFG_FILE} for NET=${NET}: use vgg16, res50, res101, res101-lg, res152, mobile (or tiny with shapes)" >&2
   exit 1
 fi
-EXP_DIR=$(python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['EXP_DIR'])" "${CFG_FILE}")
-PREFIX=$(python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['TRAIN']['SNAPSHOT_PREFIX'])" "${CFG_FILE}")
+EXP_DIR=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['EXP_DIR'])" "${CFG_FILE}")
+PREFIX=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['TRAIN']['SNAPSHOT_PREFIX'])" "${CFG_FILE}")
 TAG=${EXTRA_ARGS_SLUG:-default}
 NET_FINAL="output/${EXP_DIR}/${TRAIN_IMDB}/${TAG}/${PREFIX}_iter_${ITERS}.pth"
 # GPU_ID: a CUDA device list ("0", "0,1": one process per GPU through torchrun) or "cpu".

@@ -10,7 +10,7 @@ source .venv/bin/activate
 ./experiments/scripts/train_faster_rcnn.sh 0 shapes tiny
 GPU_ID=0; DATASET=shapes; NET=tiny; EXTRA_ARGS_SLUG=""
 source experiments/scripts/dataset_table.sh
-python tools/demo.py --net tiny --model "${NET_FINAL}" --cfg experiments/cfgs/shapes.yml \
+python3 tools/demo.py --net tiny --model "${NET_FINAL}" --cfg experiments/cfgs/shapes.yml \
   --images data/demo --output output/demo --thresh 0.5
 echo
 echo "Model:        ${NET_FINAL}"

@@ -19,5 +19,5 @@ echo "Logging output to $LOG"
 TAG_ARGS=()
 [[ -n "${EXTRA_ARGS_SLUG}" ]] && TAG_ARGS=(--tag "${EXTRA_ARGS_SLUG}")
 
-time python ./tools/test_net.py --imdb "${TEST_IMDB}" --model "${NET_FINAL}" --cfg "${CFG_FILE}" \
+time python3 ./tools/test_net.py --imdb "${TEST_IMDB}" --model "${NET_FINAL}" --cfg "${CFG_FILE}" \
   "${TAG_ARGS[@]}" --net "${NET_BASE}" "${DEVICE_ARGS[@]}" --set "${ANCHOR_SET[@]}" "${EXTRA_ARGS[@]}"

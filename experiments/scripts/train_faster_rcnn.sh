@@ -28,7 +28,7 @@ if [[ ! -f "${NET_FINAL}" ]]; then
   if (( NPROC > 1 )); then
     LAUNCH=(torchrun --standalone --nproc_per_node="${NPROC}")
   else
-    LAUNCH=(python)
+    LAUNCH=(python3)
   fi
   time "${LAUNCH[@]}" ./tools/trainval_net.py "${WEIGHT_ARGS[@]}" \
     --imdb "${TRAIN_IMDB}" --imdbval "${TEST_IMDB}" --iters "${ITERS}" \

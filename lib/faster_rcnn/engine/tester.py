@@ -117,7 +117,7 @@ def test_net(model: torch.nn.Module, imdb, output_dir: str, device: torch.device
     num_images = imdb.num_images
     all_boxes: list[list[np.ndarray]] = [[None] * num_images for _ in range(imdb.num_classes)]  # type: ignore
     t_det, t_misc = 0.0, 0.0
-    bar = tqdm(range(num_images), desc=f'test {imdb.name}', unit='im', dynamic_ncols=True)
+    bar = tqdm(range(num_images), desc=f'test {imdb.name}', unit='im', dynamic_ncols=True, mininterval=1.0)
     for i in bar:
         im = read_image(imdb.image_path_at(i))
         t0 = time.perf_counter()
@@ -131,7 +131,7 @@ def test_net(model: torch.nn.Module, imdb, output_dir: str, device: torch.device
             all_boxes[j][i] = dets[j]
         t_det += t1 - t0
         t_misc += t2 - t1
-        bar.set_postfix(im_detect=f'{t_det / (i + 1):.3f}s', nms=f'{t_misc / (i + 1):.3f}s')
+        bar.set_postfix(im_detect=f'{t_det / (i + 1):.3f}s', nms=f'{t_misc / (i + 1):.3f}s', refresh=False)
     bar.close()
     n = max(num_images, 1)
     print(f'im_detect: {num_images} images, {t_det / n:.3f}s detect + {t_misc / n:.3f}s nms per image')
