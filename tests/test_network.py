@@ -14,6 +14,8 @@ from faster_rcnn.layers.proposal_target import proposal_target_layer
 from faster_rcnn.nets.factory import build_network
 
 NUM_CLASSES = 4
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+DEVICES = ['cpu', pytest.param('cuda', marks=CUDA)]
 
 
 @pytest.fixture(autouse=True)
@@ -28,10 +30,10 @@ def _gt(h, w):
                          [0.5 * w, 0.3 * h, 0.9 * w, 0.95 * h, 3.0]])
 
 
-def _finite_step(name, mode, hw):
+def _finite_step(name, mode, hw, device='cpu'):
     cfg.POOLING_MODE = mode
     torch.manual_seed(0)
-    model = build_network(name, NUM_CLASSES).train()
+    model = build_network(name, NUM_CLASSES).to(device).train()
     if name.startswith('res'):
         # Without ImageNet weights, frozen BN (running stats 0 / 1) lets a random ResNet's activations grow
         # to ~1e4 and saturate every softmax; zero residual branches (torchvision's zero_init_residual)
@@ -40,12 +42,12 @@ def _finite_step(name, mode, hw):
             for m in model.backbone.modules():
                 if isinstance(m, torchvision.models.resnet.Bottleneck):
                     m.bn3.weight.zero_()
-    x = torch.randn(1, 3, *hw)
-    info = torch.tensor([[hw[0], hw[1], 1.0]])
+    x = torch.randn(1, 3, *hw, device=device)
+    info = torch.tensor([[hw[0], hw[1], 1.0]], device=device)
     # A box filling most of the image: some proposals of an untrained RPN overlap it by >= 0.5, so the
     # box regressor gets foreground examples.
     gt = torch.cat([_gt(*hw), torch.tensor([[8.0, 8.0, hw[1] - 9.0, hw[0] - 9.0, 2.0]])])
-    losses = model(x, info, [gt])
+    losses = model(x, info, [gt.to(device)])
     assert set(losses) == {'rpn_cross_entropy', 'rpn_loss_box', 'cross_entropy', 'loss_box', 'total_loss'}
     for k, v in losses.items():
         assert v.dim() == 0 and torch.isfinite(v), (k, v)
@@ -72,6 +74,14 @@ def test_forward_backward_gives_finite_losses(name, hw, mode):
     _finite_step(name, mode, hw)
 
 
+@CUDA
+@pytest.mark.parametrize('mode', ['crop', 'align', 'pool'])
+@pytest.mark.parametrize('name', ['tiny', 'mobile', 'vgg16', 'res50', 'res101', 'res152'])
+def test_forward_backward_on_cuda_at_600x800(name, mode):
+    cfg.TRAIN.BATCH_SIZE = 128
+    _finite_step(name, mode, (600, 800), 'cuda')
+
+
 def test_unknown_pooling_mode_and_test_mode_are_errors_at_construction():
     cfg.POOLING_MODE = 'roi_warp'
     with pytest.raises(ValueError, match="POOLING_MODE.*'roi_warp'"):
@@ -85,23 +95,24 @@ def test_unknown_pooling_mode_and_test_mode_are_errors_at_construction():
 def _seeded(layer):
     """The layer with a fresh, fixed generator on every call: sampling no longer depends on call order."""
     def call(*args, **kwargs):
-        kwargs['generator'] = torch.Generator().manual_seed(7)
+        kwargs['generator'] = torch.Generator(device=args[0].device).manual_seed(7)
         return layer(*args, **kwargs)
     return call
 
 
-def test_batch_losses_are_the_mean_of_single_image_losses(monkeypatch):
+@pytest.mark.parametrize('device', DEVICES)
+def test_batch_losses_are_the_mean_of_single_image_losses(monkeypatch, device):
     monkeypatch.setattr(network_mod, 'anchor_target_layer', _seeded(anchor_target_layer))
     monkeypatch.setattr(network_mod, 'proposal_target_layer', _seeded(proposal_target_layer))
     cfg.TRAIN.BATCH_SIZE = 32
     cfg.TRAIN.RPN_BATCHSIZE = 64
     torch.manual_seed(0)
     # MobileNet: BatchNorm frozen and no dropout, so an image's features do not depend on its batch.
-    model = build_network('mobile', NUM_CLASSES).train()
-    images = torch.randn(2, 3, 160, 224)
+    model = build_network('mobile', NUM_CLASSES).to(device).train()
+    images = torch.randn(2, 3, 160, 224).to(device)
     # The second image is smaller than the padded batch: only its own extent may be used.
-    info = torch.tensor([[160.0, 224.0, 1.0], [112.0, 150.0, 1.2]])
-    gts = [_gt(160, 224), _gt(112, 150)[:1]]
+    info = torch.tensor([[160.0, 224.0, 1.0], [112.0, 150.0, 1.2]], device=device)
+    gts = [_gt(160, 224).to(device), _gt(112, 150)[:1].to(device)]
     batch = model(images, info, gts)
     singles = [model(images[i:i + 1], info[i:i + 1], [gts[i]]) for i in range(2)]
     for k in batch:
@@ -159,19 +170,22 @@ def test_single_image_losses_follow_the_reference_layout(monkeypatch):
     torch.testing.assert_close(losses['loss_box'], box, rtol=1e-5, atol=1e-7)
 
 
-def test_eval_outputs_shapes_and_denormalised_deltas():
+@pytest.mark.parametrize('device', DEVICES)
+def test_eval_outputs_shapes_and_denormalised_deltas(device):
     cfg.TEST.RPN_POST_NMS_TOP_N = 50
     torch.manual_seed(0)
-    model = build_network('tiny', NUM_CLASSES).eval()
+    model = build_network('tiny', NUM_CLASSES).to(device).eval()
     with torch.no_grad():
         torch.nn.init.normal_(model.bbox_pred.weight, std=0.05)
         torch.nn.init.normal_(model.bbox_pred.bias, std=0.05)
     raw = {}
     model.bbox_pred.register_forward_hook(lambda m, i, o: raw.setdefault('out', o))
-    images = torch.randn(2, 3, 128, 192)
-    info = torch.tensor([[128.0, 192.0, 1.0], [100.0, 150.0, 1.0]])
+    images = torch.randn(2, 3, 128, 192, device=device)
+    info = torch.tensor([[128.0, 192.0, 1.0], [100.0, 150.0, 1.0]], device=device)
     with torch.no_grad():
         rois, cls_prob, bbox_pred = model(images, info)
+    rois, cls_prob, bbox_pred = rois.cpu(), cls_prob.cpu(), bbox_pred.cpu()
+    raw['out'] = raw['out'].cpu()
     r = rois.shape[0]
     assert rois.shape == (r, 5) and cls_prob.shape == (r, NUM_CLASSES) and bbox_pred.shape == (r, 4 * NUM_CLASSES)
     assert 0 < r <= 100
@@ -202,13 +216,15 @@ def test_eval_without_gt_in_train_mode_returns_detections():
     assert isinstance(out, tuple) and len(out) == 3
 
 
-def test_autocast_keeps_losses_fp32_and_finite():
+@pytest.mark.parametrize('device', DEVICES)
+def test_autocast_keeps_losses_fp32_and_finite(device):
     cfg.TRAIN.BATCH_SIZE = 32
     torch.manual_seed(0)
-    model = build_network('tiny', NUM_CLASSES).train()
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        losses = model(torch.randn(2, 3, 128, 160), torch.tensor([[128.0, 160.0, 1.0]] * 2),
-                       [_gt(128, 160), _gt(128, 160)])
+    model = build_network('tiny', NUM_CLASSES).to(device).train()
+    with torch.autocast(device, dtype=torch.bfloat16):
+        losses = model(torch.randn(2, 3, 128, 160, device=device),
+                       torch.tensor([[128.0, 160.0, 1.0]] * 2, device=device),
+                       [_gt(128, 160).to(device), _gt(128, 160).to(device)])
     for k, v in losses.items():
         assert v.dtype == torch.float32 and torch.isfinite(v), k
     losses['total_loss'].backward()

@@ -168,7 +168,7 @@ __C.MOBILENET.DEPTH_MULTIPLIER = 1.0
 
 # --- added by this project: the small network trained from scratch (shapes quick start) ---
 __C.TINY = edict()
-# Output channels of the five 3x3 conv stages; stages 2 to 5 halve the resolution (stride 16)
+# Output channels of the five 3x3 conv stages; stages 1 to 4 halve the resolution (stride 16)
 __C.TINY.CHANNELS = [32, 64, 96, 128, 128]
 # Width of the fully connected R-CNN tail
 __C.TINY.FC_DIM = 256

@@ -13,7 +13,9 @@ Reported per network, medians over ``--repeat`` runs after ``--warmup`` runs (CU
   train_ms  forward + backward + SGD step (momentum 0.9) of one image with 6 gt boxes.
   backbone_test_ms / backbone_train_ms: the head on the image plus the tail on 300 (test) or 256 (train)
             pooled RoIs, forward (test) or forward + backward (train); ``*_outside_backbone_ms`` is the
-            total minus that: the cost of the detection code itself.
+            total minus that: the cost of the detection code itself. On CUDA the host-side work of the
+            detection code overlaps the backbone's queued kernels, so this difference understates it and
+            can even be negative; on CPU, with few repeats, it is noisy.
   peak_mb   torch.cuda.max_memory_allocated on CUDA; n/a on CPU.
 ``--json FILE`` writes all of it, with ``train_step_vs_torchvision`` and ``test_vs_torchvision`` (our
 time / torchvision's) per network.
