@@ -8,15 +8,16 @@ from typing import Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-__all__ = ["bbox_transform", "bbox_transform_inv", "clip_boxes", "bbox_overlaps"]
+__all__ = ["bbox_transform", "bbox_transform_inv", "clip_boxes", "bbox_overlaps", "bbox_overlaps_by_query"]
 
 
-def _centres_and_sizes(boxes: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    widths = boxes[:, 2] - boxes[:, 0] + 1.0
-    heights = boxes[:, 3] - boxes[:, 1] + 1.0
-    ctr_x = boxes[:, 0] + 0.5 * widths
-    ctr_y = boxes[:, 1] + 0.5 * heights
-    return ctr_x, ctr_y, widths, heights
+def _centres_and_sizes(boxes: Tensor) -> Tuple[Tensor, Tensor]:
+    """(N, 4) boxes -> centres (N, 2) ``(cx, cy)`` and sizes (N, 2) ``(w, h)``, +1 convention.
+
+    x and y are handled together as column pairs: half the kernel launches of per-coordinate code.
+    """
+    sizes = boxes[:, 2:4] - boxes[:, 0:2] + 1.0
+    return boxes[:, 0:2] + 0.5 * sizes, sizes
 
 
 def bbox_transform(ex_rois: Tensor, gt_rois: Tensor) -> Tensor:
@@ -31,17 +32,9 @@ def bbox_transform(ex_rois: Tensor, gt_rois: Tensor) -> Tensor:
 
     Example: ``bbox_transform([[0, 0, 9, 9]], [[5, 0, 14, 9]])`` gives ``[[0.5, 0, 0, 0]]``.
     """
-    ex_x, ex_y, ex_w, ex_h = _centres_and_sizes(ex_rois)
-    gt_x, gt_y, gt_w, gt_h = _centres_and_sizes(gt_rois)
-    return torch.stack(
-        (
-            (gt_x - ex_x) / ex_w,
-            (gt_y - ex_y) / ex_h,
-            torch.log(gt_w / ex_w),
-            torch.log(gt_h / ex_h),
-        ),
-        dim=1,
-    )
+    ex_ctr, ex_size = _centres_and_sizes(ex_rois)
+    gt_ctr, gt_size = _centres_and_sizes(gt_rois)
+    return torch.cat(((gt_ctr - ex_ctr) / ex_size, torch.log(gt_size / ex_size)), dim=1)
 
 
 def bbox_transform_inv(boxes: Tensor, deltas: Tensor) -> Tensor:
@@ -59,22 +52,12 @@ def bbox_transform_inv(boxes: Tensor, deltas: Tensor) -> Tensor:
     if deltas.shape[0] == 0:
         return deltas.new_zeros((0, deltas.shape[1]))
     boxes = boxes.to(deltas.dtype)
-    ctr_x, ctr_y, widths, heights = (t[:, None] for t in _centres_and_sizes(boxes))
-    dx, dy, dw, dh = deltas[:, 0::4], deltas[:, 1::4], deltas[:, 2::4], deltas[:, 3::4]
-    pred_ctr_x = dx * widths + ctr_x
-    pred_ctr_y = dy * heights + ctr_y
-    pred_w = torch.exp(dw) * widths
-    pred_h = torch.exp(dh) * heights
-    pred = torch.stack(
-        (
-            pred_ctr_x - 0.5 * pred_w,
-            pred_ctr_y - 0.5 * pred_h,
-            pred_ctr_x + 0.5 * pred_w,
-            pred_ctr_y + 0.5 * pred_h,
-        ),
-        dim=2,
-    )
-    return pred.reshape(deltas.shape)
+    ctrs, sizes = _centres_and_sizes(boxes)
+    # (N, k, 2, 2): per class, row 0 holds (dx, dy) and row 1 (dw, dh); x and y are decoded together.
+    grouped = deltas.reshape(deltas.shape[0], -1, 2, 2)
+    pred_ctr = grouped[:, :, 0] * sizes[:, None] + ctrs[:, None]
+    half = 0.5 * (torch.exp(grouped[:, :, 1]) * sizes[:, None])
+    return torch.cat((pred_ctr - half, pred_ctr + half), dim=2).reshape(deltas.shape)
 
 
 def clip_boxes(boxes: Tensor, im_shape: Union[Sequence[float], Tensor]) -> Tensor:
@@ -84,11 +67,10 @@ def clip_boxes(boxes: Tensor, im_shape: Union[Sequence[float], Tensor]) -> Tenso
     clipping to an ``im_info`` tensor costs no host round trip).
     """
     if isinstance(im_shape, Tensor):
-        im_shape = im_shape.to(device=boxes.device, dtype=boxes.dtype)
-        max_x = (im_shape[1] - 1).clamp(min=0)
-        max_y = (im_shape[0] - 1).clamp(min=0)
-        upper = torch.stack((max_x, max_y, max_x, max_y)).repeat(boxes.shape[1] // 4)
-        return torch.minimum(boxes, upper).clamp(min=0)
+        # (W - 1, H - 1) against the boxes viewed as (x, y) pairs: no index list, no host copy.
+        upper = (im_shape.reshape(-1)[:2].to(device=boxes.device, dtype=boxes.dtype).flip(0) - 1).clamp_(min=0)
+        pairs = boxes.reshape(boxes.shape[0], -1, 2)
+        return torch.minimum(pairs, upper).clamp_(min=0).reshape(boxes.shape)
     max_x = max(float(im_shape[1]) - 1.0, 0.0)
     max_y = max(float(im_shape[0]) - 1.0, 0.0)
     grouped = boxes.reshape(boxes.shape[0], boxes.shape[1] // 4, 4)
@@ -96,6 +78,32 @@ def clip_boxes(boxes: Tensor, im_shape: Union[Sequence[float], Tensor]) -> Tenso
     out[..., 0::2] = grouped[..., 0::2].clamp(0.0, max_x)
     out[..., 1::2] = grouped[..., 1::2].clamp(0.0, max_y)
     return out.reshape(boxes.shape)
+
+
+def bbox_overlaps_by_query(boxes: Tensor, query_boxes: Tensor) -> Tensor:
+    """IoU laid out query-major: (K, N), the transpose of :func:`bbox_overlaps`, same values bit for bit.
+
+    Args:
+        boxes: (N, 4), typically many (anchors, rois).
+        query_boxes: (K, 4), typically few (gt boxes).
+
+    With N contiguous in the last dimension every elementwise op and every reduction over K or N runs
+    on long contiguous rows; the (N, K) layout with a small K is several times slower on CPU.
+    The arithmetic is the reference kernel's, in the same order, so ties and thresholds agree.
+    """
+    if not query_boxes.is_floating_point():
+        query_boxes = query_boxes.to(torch.float32)
+    coords = boxes.to(query_boxes.dtype).t().contiguous()  # (4, N)
+    area_b = (coords[2] - coords[0] + 1) * (coords[3] - coords[1] + 1)
+    area_q = (query_boxes[:, 2] - query_boxes[:, 0] + 1) * (query_boxes[:, 3] - query_boxes[:, 1] + 1)
+    # (K, 2, N): row 0 the overlap along x, row 1 along y (+1 convention, negative -> 0).
+    lower = torch.maximum(coords[None, 0:2], query_boxes[:, 0:2, None])
+    extent = torch.minimum(coords[None, 2:4], query_boxes[:, 2:4, None]).sub_(lower).add_(1).clamp_(min=0)
+    inter = extent[:, 0] * extent[:, 1]
+    # A positive intersection implies both boxes have positive +1 areas, so the union is >= either
+    # area > 0; where the intersection is 0 the clamp only avoids 0/0 (degenerate or inverted boxes).
+    union = (area_b[None, :] + area_q[:, None]).sub_(inter).clamp_(min=1e-12)
+    return inter.div_(union)
 
 
 def bbox_overlaps(boxes: Tensor, query_boxes: Tensor) -> Tensor:
@@ -109,15 +117,4 @@ def bbox_overlaps(boxes: Tensor, query_boxes: Tensor) -> Tensor:
         (N, K) IoU. Pairs that do not intersect (including degenerate or inverted boxes,
         whose +1 width is <= 0) have IoU 0, as in the reference Cython kernel.
     """
-    if not query_boxes.is_floating_point():
-        query_boxes = query_boxes.to(torch.float32)
-    boxes = boxes.to(query_boxes.dtype)
-    area_q = (query_boxes[:, 2] - query_boxes[:, 0] + 1) * (query_boxes[:, 3] - query_boxes[:, 1] + 1)
-    area_b = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
-    iw = torch.minimum(boxes[:, None, 2], query_boxes[None, :, 2]) - torch.maximum(boxes[:, None, 0], query_boxes[None, :, 0])
-    ih = torch.minimum(boxes[:, None, 3], query_boxes[None, :, 3]) - torch.maximum(boxes[:, None, 1], query_boxes[None, :, 1])
-    inter = (iw + 1).clamp_(min=0) * (ih + 1).clamp_(min=0)
-    # A positive intersection implies both boxes have positive +1 areas, so the union is >= either
-    # area > 0; where the intersection is 0 the clamp only avoids 0/0 (degenerate or inverted boxes).
-    union = (area_b[:, None] + area_q[None, :] - inter).clamp_(min=1e-12)
-    return inter / union
+    return bbox_overlaps_by_query(boxes, query_boxes).t().contiguous()

@@ -3,24 +3,35 @@
 Labels: 1 foreground, 0 background, -1 ignored; returned as int64 for every anchor, in the
 anchors' row order. Anchors not fully inside the image are -1 with zero targets and weights.
 """
+from functools import lru_cache
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from ..boxes import bbox_overlaps, bbox_transform
+from ..boxes import bbox_overlaps_by_query, bbox_transform
 from ._sampling import keep_random_subset
 
 __all__ = ["anchor_target_layer"]
 
 
-def _inside_image(anchors: Tensor, im_info: Tensor, allowed_border: float) -> Tensor:
+def _inside_image(anchors: Tensor, im_info: Union[Tensor, Sequence[float]], allowed_border: float) -> Tensor:
+    """(N,) bool: anchors (N, 4) lying inside ``[-border, W + border) x [-border, H + border)``."""
+    if isinstance(im_info, Tensor):
+        # (W + border, H + border) on the device: no host round trip.
+        upper = im_info.reshape(-1)[:2].to(device=anchors.device, dtype=torch.float32).flip(0) + allowed_border
+        return (anchors[:, 0:2] >= -allowed_border).all(dim=1) & (anchors[:, 2:4] < upper).all(dim=1)
+    width, height = float(im_info[1]) + allowed_border, float(im_info[0]) + allowed_border
     return (
-        (anchors[:, 0] >= -allowed_border)
-        & (anchors[:, 1] >= -allowed_border)
-        & (anchors[:, 2] < im_info[1] + allowed_border)
-        & (anchors[:, 3] < im_info[0] + allowed_border)
+        (anchors[:, 0:2] >= -allowed_border).all(dim=1) & (anchors[:, 2] < width) & (anchors[:, 3] < height)
     )
+
+
+@lru_cache(maxsize=16)
+def _device_constant(values: Tuple[float, ...], device: torch.device) -> Tensor:
+    """A small float32 tensor made once per device: building it from Python on every call would be a
+    blocking host-to-device copy on CUDA. Shared: never modify it in place."""
+    return torch.tensor(values, dtype=torch.float32, device=device)
 
 
 def anchor_target_layer(
@@ -58,17 +69,19 @@ def anchor_target_layer(
     n = anchors.shape[0]
     anchors = anchors.to(torch.float32)
     gt_boxes = gt_boxes.to(device=device, dtype=torch.float32)
-    info = torch.as_tensor(im_info, dtype=torch.float32).to(device)
-    inside = _inside_image(anchors, info, float(allowed_border))
+    inside = _inside_image(anchors, im_info, float(allowed_border))
 
-    if gt_boxes.shape[0] > 0:
-        # float64 IoU like the reference Cython kernel, so equality ties and thresholds agree.
-        overlaps = bbox_overlaps(anchors.double(), gt_boxes[:, :4].double())
-        overlaps.masked_fill_(~inside[:, None], -1.0)
-        max_overlaps, argmax = overlaps.max(dim=1)
-        gt_max = overlaps.max(dim=0).values
-        is_gt_best = ((overlaps == gt_max[None, :]) & (gt_max[None, :] > 0)).any(dim=1)
-        matched_gt = gt_boxes[argmax, :4]
+    if gt_boxes.shape[0] > 0 and n > 0:
+        # (G, N), float64 like the reference Cython kernel, so equality ties and thresholds agree.
+        # Outside anchors get IoU 0 (a mask multiply, no gather): they cannot raise a gt's best
+        # IoU, and where that best is 0 no anchor counts as its best anyway.
+        overlaps = bbox_overlaps_by_query(anchors.double(), gt_boxes[:, :4].double()).mul_(inside)
+        max_overlaps, argmax = overlaps.max(dim=0)
+        gt_max = overlaps.amax(dim=1, keepdim=True)
+        # IoU never exceeds 1: a best IoU of 0 becomes 2, which no anchor equals.
+        gt_max.masked_fill_(gt_max <= 0, 2.0)
+        is_gt_best = (overlaps == gt_max).any(dim=0)
+        matched_gt = gt_boxes[:, :4].index_select(0, argmax)
     else:
         max_overlaps = torch.zeros(n, dtype=torch.float64, device=device)
         is_gt_best = torch.zeros(n, dtype=torch.bool, device=device)
@@ -82,31 +95,33 @@ def anchor_target_layer(
         negative = negative & ~positive
 
     positive = keep_random_subset(positive, int(rpn_fg_fraction * rpn_batchsize), generator)
-    num_bg = rpn_batchsize - positive.sum()
-    negative = keep_random_subset(negative, num_bg, generator)
+    num_pos = positive.sum()
+    negative = keep_random_subset(negative, rpn_batchsize - num_pos, generator)
+    num_neg = negative.sum()
 
     labels = positive.to(torch.int64) - (~(positive | negative)).to(torch.int64)
 
     targets = bbox_transform(anchors, matched_gt) if n > 0 else anchors.new_zeros((0, 4))
-    targets = targets * inside[:, None].to(targets.dtype)
+    targets = torch.where(inside[:, None], targets, targets.new_zeros(()))
 
-    in_w = torch.as_tensor(rpn_bbox_inside_weights, dtype=torch.float32, device=device)
-    inside_weights = positive[:, None].to(torch.float32) * in_w[None, :]
+    positive_f = positive.to(torch.float32)
+    if len(set(rpn_bbox_inside_weights)) == 1:
+        inside_weights = (positive_f * float(rpn_bbox_inside_weights[0]))[:, None].expand(n, 4).contiguous()
+    else:
+        in_w = _device_constant(tuple(float(w) for w in rpn_bbox_inside_weights), device)
+        inside_weights = positive_f[:, None] * in_w[None, :]
 
-    num_pos = positive.sum().to(torch.float32)
-    num_neg = negative.sum().to(torch.float32)
     if rpn_positive_weight < 0:
-        num_sampled = (num_pos + num_neg).clamp(min=1.0)
-        pos_w = 1.0 / num_sampled
-        neg_w = 1.0 / num_sampled
+        # Uniform: 1 / N_sampled on every sampled anchor.
+        outside_w = (positive | negative).to(torch.float32) / (num_pos + num_neg).clamp(min=1).to(torch.float32)
     else:
         if not 0.0 < rpn_positive_weight < 1.0:
             raise ValueError(
                 f"anchor_target_layer: rpn_positive_weight (TRAIN.RPN_POSITIVE_WEIGHT) must be in (0, 1) "
                 f"or negative for uniform weights, got {rpn_positive_weight}"
             )
-        pos_w = rpn_positive_weight / num_pos.clamp(min=1.0)
-        neg_w = (1.0 - rpn_positive_weight) / num_neg.clamp(min=1.0)
-    outside_w = positive.to(torch.float32) * pos_w + negative.to(torch.float32) * neg_w
+        pos_w = rpn_positive_weight / num_pos.clamp(min=1).to(torch.float32)
+        neg_w = (1.0 - rpn_positive_weight) / num_neg.clamp(min=1).to(torch.float32)
+        outside_w = positive_f * pos_w + negative.to(torch.float32) * neg_w
     outside_weights = outside_w[:, None].expand(n, 4).contiguous()
     return labels, targets, inside_weights, outside_weights

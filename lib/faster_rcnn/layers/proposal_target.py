@@ -13,18 +13,21 @@ import torch
 from torch import Tensor
 
 from ..boxes import bbox_overlaps, bbox_transform
-from ._sampling import random_order
+from ._sampling import member_of_rank, random_member_order
 
 __all__ = ["proposal_target_layer"]
 
 
-def _draw(order: Tensor, pool_size: Tensor, count: Tensor, slots: Tensor, generator: Optional[torch.Generator]) -> Tensor:
-    """Element for each slot in ``slots`` (B,): slot s takes the s-th of the randomly ordered pool
-    when the pool holds ``count`` elements or more, else an independent uniform draw from the pool."""
-    uniform = torch.rand(slots.shape[0], generator=generator, device=order.device)
-    with_replacement = (uniform * pool_size.to(torch.float32)).floor().to(torch.int64)
-    rank = torch.where(pool_size >= count, slots, with_replacement)
-    return order[rank.clamp(min=0, max=max(order.shape[0] - 1, 0))]
+def _draw(
+    pool: Tensor, pool_size: Tensor, count: Tensor, slots: Tensor, generator: Optional[torch.Generator]
+) -> Tensor:
+    """Roi index for each slot in ``slots`` (B,), drawn from the rois in ``pool`` (R,) bool holding
+    ``pool_size`` of them: slot s takes the s-th pool member in a random order when the pool holds
+    ``count`` members or more (without replacement), else an independent uniform draw from the pool."""
+    perm, met = random_member_order(pool, generator)
+    uniform_draw = torch.rand(slots.shape[0], generator=generator, device=pool.device)
+    with_replacement = (uniform_draw * pool_size.to(torch.float32)).floor().to(torch.int64)
+    return member_of_rank(perm, met, torch.where(pool_size >= count, slots, with_replacement))
 
 
 def proposal_target_layer(
@@ -99,8 +102,8 @@ def proposal_target_layer(
     bg_count = batch_size - fg_count
 
     slots = torch.arange(batch_size, device=device)
-    fg_pick = _draw(random_order(fg, generator), num_fg, fg_count, slots, generator)
-    bg_pick = _draw(random_order(bg, generator), num_bg, bg_count, (slots - fg_count).clamp(min=0), generator)
+    fg_pick = _draw(fg, num_fg, fg_count, slots, generator)
+    bg_pick = _draw(bg, num_bg, bg_count, (slots - fg_count).clamp(min=0), generator)
     is_fg_slot = slots < fg_count
     keep = torch.where(is_fg_slot, fg_pick, bg_pick)
 
