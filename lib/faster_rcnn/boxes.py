@@ -8,7 +8,8 @@ from typing import Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-__all__ = ["bbox_transform", "bbox_transform_inv", "clip_boxes", "bbox_overlaps", "bbox_overlaps_by_query"]
+__all__ = ["bbox_transform", "bbox_transform_inv", "clip_boxes", "bbox_overlaps", "bbox_overlaps_by_query",
+           "box_rows", "bbox_overlaps_from_rows"]
 
 
 def _centres_and_sizes(boxes: Tensor) -> Tuple[Tensor, Tensor]:
@@ -80,6 +81,30 @@ def clip_boxes(boxes: Tensor, im_shape: Union[Sequence[float], Tensor]) -> Tenso
     return out.reshape(boxes.shape)
 
 
+def box_rows(boxes: Tensor) -> Tuple[Tensor, Tensor]:
+    """Boxes (N, 4) as coordinate rows (4, N) ``x1, y1, x2, y2`` and their +1 areas (N,), in the
+    boxes' dtype: the operands of :func:`bbox_overlaps_from_rows`, worth keeping for fixed boxes
+    such as anchors."""
+    rows = boxes.t().contiguous()
+    return rows, (rows[2] - rows[0] + 1) * (rows[3] - rows[1] + 1)
+
+
+def bbox_overlaps_from_rows(rows: Tensor, areas: Tensor, query_boxes: Tensor) -> Tensor:
+    """IoU (K, N) of boxes given by :func:`box_rows` (``rows`` (4, N), ``areas`` (N,)) with
+    ``query_boxes`` (K, 4) of the same dtype; see :func:`bbox_overlaps_by_query`. The result may be a
+    view with a row stride of 2N (rows contiguous)."""
+    area_q = (query_boxes[:, 2] - query_boxes[:, 0] + 1) * (query_boxes[:, 3] - query_boxes[:, 1] + 1)
+    # (K, 2, N): row 0 the overlap along x, row 1 along y (+1 convention, negative -> 0).
+    lower = torch.maximum(rows[None, 0:2], query_boxes[:, 0:2, None])
+    extent = torch.minimum(rows[None, 2:4], query_boxes[:, 2:4, None]).sub_(lower).add_(1).clamp_(min=0)
+    # The intersection and the union reuse ``lower``'s memory: fresh large buffers cost page faults on CPU.
+    inter = torch.mul(extent[:, 0], extent[:, 1], out=lower[:, 0])
+    # A positive intersection implies both boxes have positive +1 areas, so the union is >= either
+    # area > 0; where the intersection is 0 the clamp only avoids 0/0 (degenerate or inverted boxes).
+    union = torch.add(areas[None, :], area_q[:, None], out=lower[:, 1]).sub_(inter).clamp_(min=1e-12)
+    return inter.div_(union)
+
+
 def bbox_overlaps_by_query(boxes: Tensor, query_boxes: Tensor) -> Tensor:
     """IoU laid out query-major: (K, N), the transpose of :func:`bbox_overlaps`, same values bit for bit.
 
@@ -90,20 +115,12 @@ def bbox_overlaps_by_query(boxes: Tensor, query_boxes: Tensor) -> Tensor:
     With N contiguous in the last dimension every elementwise op and every reduction over K or N runs
     on long contiguous rows; the (N, K) layout with a small K is several times slower on CPU.
     The arithmetic is the reference kernel's, in the same order, so ties and thresholds agree.
+    The result may be a view with a row stride of 2N (each row contiguous).
     """
     if not query_boxes.is_floating_point():
         query_boxes = query_boxes.to(torch.float32)
-    coords = boxes.to(query_boxes.dtype).t().contiguous()  # (4, N)
-    area_b = (coords[2] - coords[0] + 1) * (coords[3] - coords[1] + 1)
-    area_q = (query_boxes[:, 2] - query_boxes[:, 0] + 1) * (query_boxes[:, 3] - query_boxes[:, 1] + 1)
-    # (K, 2, N): row 0 the overlap along x, row 1 along y (+1 convention, negative -> 0).
-    lower = torch.maximum(coords[None, 0:2], query_boxes[:, 0:2, None])
-    extent = torch.minimum(coords[None, 2:4], query_boxes[:, 2:4, None]).sub_(lower).add_(1).clamp_(min=0)
-    inter = extent[:, 0] * extent[:, 1]
-    # A positive intersection implies both boxes have positive +1 areas, so the union is >= either
-    # area > 0; where the intersection is 0 the clamp only avoids 0/0 (degenerate or inverted boxes).
-    union = (area_b[None, :] + area_q[:, None]).sub_(inter).clamp_(min=1e-12)
-    return inter.div_(union)
+    rows, areas = box_rows(boxes.to(query_boxes.dtype))
+    return bbox_overlaps_from_rows(rows, areas, query_boxes)
 
 
 def bbox_overlaps(boxes: Tensor, query_boxes: Tensor) -> Tensor:
