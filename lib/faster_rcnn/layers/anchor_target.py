@@ -108,11 +108,17 @@ def anchor_target_layer(
         # (G, N) float64 IoU. Outside anchors get IoU 0 (a mask multiply, no gather): they cannot
         # raise a gt's best IoU, and where that best is 0 no anchor counts as its best anyway.
         overlaps = bbox_overlaps_from_rows(geometry.rows, geometry.areas, gt_boxes[:, :4].double()).mul_(inside)
-        max_overlaps, argmax = overlaps.max(dim=0)
+        # amax reductions only: max / argmax / any with indices over a dimension are several times
+        # slower on CPU. The first best gt (as argmax) is the largest of the weights G - g over the
+        # gts g that reach the anchor's maximum.
+        num_gt = overlaps.shape[0]
+        max_overlaps = overlaps.amax(dim=0)
+        first_weight = torch.arange(num_gt, 0, -1, dtype=torch.int16 if num_gt < 2**15 else torch.int64, device=device)
+        argmax = (num_gt - ((overlaps == max_overlaps) * first_weight[:, None]).amax(dim=0)).to(torch.int64)
         gt_max = overlaps.amax(dim=1, keepdim=True)
         # IoU never exceeds 1: a best IoU of 0 becomes 2, which no anchor equals.
         gt_max.masked_fill_(gt_max <= 0, 2.0)
-        is_gt_best = (overlaps == gt_max).any(dim=0)
+        is_gt_best = (overlaps == gt_max).view(torch.uint8).amax(dim=0).view(torch.bool)
         del overlaps
         # Centres and sizes of the few gt boxes first, then one gather to the anchors.
         gt_sizes = gt_boxes[:, 2:4] - gt_boxes[:, 0:2] + 1.0
