@@ -1,5 +1,12 @@
-# Sourced by train_faster_rcnn.sh and test_faster_rcnn.sh: DATASET -> imdbs, schedule, anchors, config.
-# Sets TRAIN_IMDB, TEST_IMDB, STEPSIZE, ITERS, ANCHORS, RATIOS and CFG_FILE from DATASET and NET.
+# Sourced with the scripts' arguments (GPU_ID DATASET NET [KEY VALUE ...]) by train_faster_rcnn.sh,
+# test_faster_rcnn.sh and quickstart.sh: DATASET -> imdbs, schedule, anchors, config, final snapshot path.
+# Sets TRAIN_IMDB, TEST_IMDB, STEPSIZE, ITERS, ANCHOR_SET, CFG_FILE, NET_BASE, EXP_DIR, NET_FINAL, DEVICE_ARGS,
+# NPROC, EXTRA_ARGS and EXTRA_ARGS_SLUG.
+GPU_ID=${1:?GPU_ID (e.g. 0, 0,1 or cpu)}
+DATASET=${2:?DATASET (pascal_voc, pascal_voc_0712, coco, coco_2017 or shapes)}
+NET=${3:?NET (vgg16, res50, res101, res101-lg, res152, mobile or tiny)}
+EXTRA_ARGS=("${@:4}")
+EXTRA_ARGS_SLUG=$(IFS=_; echo "${EXTRA_ARGS[*]:-}" | tr -d '[]",' | tr ' ' '_')
 CFG_FILE="experiments/cfgs/${NET}.yml"
 ANCHORS=""
 RATIOS="[0.5,1,2]"

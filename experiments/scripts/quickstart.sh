@@ -8,8 +8,7 @@ bash experiments/scripts/setup_env.sh
 # shellcheck disable=SC1091
 source .venv/bin/activate
 ./experiments/scripts/train_faster_rcnn.sh 0 shapes tiny
-GPU_ID=0; DATASET=shapes; NET=tiny; EXTRA_ARGS_SLUG=""
-source experiments/scripts/dataset_table.sh
+source experiments/scripts/dataset_table.sh 0 shapes tiny
 python3 tools/demo.py --net tiny --model "${NET_FINAL}" --cfg experiments/cfgs/shapes.yml \
   --images data/demo --output output/demo --thresh 0.5
 echo

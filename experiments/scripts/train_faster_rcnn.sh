@@ -7,12 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-GPU_ID=${1:?GPU_ID (e.g. 0 or cpu)}
-DATASET=${2:?DATASET}
-NET=${3:?NET}
-EXTRA_ARGS=("${@:4}")
-EXTRA_ARGS_SLUG=$(IFS=_; echo "${EXTRA_ARGS[*]:-}" | tr -d '[]",' | tr ' ' '_')
-source experiments/scripts/dataset_table.sh
+source experiments/scripts/dataset_table.sh "$@"
 
 mkdir -p experiments/logs
 LOG="experiments/logs/${NET}_${TRAIN_IMDB}_${EXTRA_ARGS_SLUG}_${NET}.txt.$(date +'%Y-%m-%d_%H-%M-%S')"
