@@ -1,11 +1,13 @@
-"""Random subsets of boolean masks without a host round trip (shared by the target layers).
+"""Helpers shared by the target layers: random subsets of boolean masks without a host round trip,
+and small constant tensors made once per device.
 
 Both helpers draw one ``torch.randperm(N)`` and walk it with a running count of mask members
 instead of sorting it: the k-th member of the mask met along the permutation is a uniformly
 random member, so "the first ``max_count`` members met" is a uniform subset without replacement.
 One permutation, one cumulative sum and one scatter or search: no sort, no count on the host.
 """
-from typing import Optional, Tuple, Union
+from functools import lru_cache
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -42,3 +44,15 @@ def member_of_rank(perm: Tensor, met: Tensor, ranks: Tensor) -> Tensor:
     # The member of rank r sits where the running count first reaches r + 1.
     step = torch.searchsorted(met, ranks + 1)
     return perm[step.clamp_(max=max(perm.shape[0] - 1, 0))]
+
+
+@lru_cache(maxsize=32)
+def _cached_constant(values: Tuple[float, ...], device: torch.device) -> Tensor:
+    return torch.tensor(values, dtype=torch.float32, device=device)
+
+
+def device_constant(values: Sequence[float], device: torch.device) -> Tensor:
+    """A small float32 tensor of ``values`` on ``device``, made once per (values, device): building it
+    from Python on every call would be a blocking host-to-device copy on CUDA. Shared between calls:
+    never modify it in place."""
+    return _cached_constant(tuple(float(v) for v in values), torch.device(device))

@@ -13,8 +13,8 @@ from typing import NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from ..boxes import bbox_overlaps_from_rows, box_rows
-from ._sampling import keep_random_subset
+from ..boxes import bbox_overlaps_from_rows, best_query, box_rows
+from ._sampling import device_constant, keep_random_subset
 
 __all__ = ["anchor_target_layer"]
 
@@ -56,13 +56,6 @@ def _inside_image(rows: Tensor, im_info: Union[Tensor, Sequence[float]], allowed
         return ok[0] & ok[1]
     width, height = float(im_info[1]) + allowed_border, float(im_info[0]) + allowed_border
     return lower_ok[0] & lower_ok[1] & (rows[2] < width) & (rows[3] < height)
-
-
-@lru_cache(maxsize=16)
-def _device_constant(values: Tuple[float, ...], device: torch.device) -> Tensor:
-    """A small float32 tensor made once per device: building it from Python on every call would be a
-    blocking host-to-device copy on CUDA. Shared: never modify it in place."""
-    return torch.tensor(values, dtype=torch.float32, device=device)
 
 
 def anchor_target_layer(
@@ -108,13 +101,7 @@ def anchor_target_layer(
         # (G, N) float64 IoU. Outside anchors get IoU 0 (a mask multiply, no gather): they cannot
         # raise a gt's best IoU, and where that best is 0 no anchor counts as its best anyway.
         overlaps = bbox_overlaps_from_rows(geometry.rows, geometry.areas, gt_boxes[:, :4].double()).mul_(inside)
-        # amax reductions only: max / argmax / any with indices over a dimension are several times
-        # slower on CPU. The first best gt (as argmax) is the largest of the weights G - g over the
-        # gts g that reach the anchor's maximum.
-        num_gt = overlaps.shape[0]
-        max_overlaps = overlaps.amax(dim=0)
-        first_weight = torch.arange(num_gt, 0, -1, dtype=torch.int16 if num_gt < 2**15 else torch.int64, device=device)
-        argmax = (num_gt - ((overlaps == max_overlaps) * first_weight[:, None]).amax(dim=0)).to(torch.int64)
+        max_overlaps, argmax = best_query(overlaps)
         gt_max = overlaps.amax(dim=1, keepdim=True)
         # IoU never exceeds 1: a best IoU of 0 becomes 2, which no anchor equals.
         gt_max.masked_fill_(gt_max <= 0, 2.0)
@@ -165,7 +152,7 @@ def anchor_target_layer(
         per_anchor = torch.stack((positive_f * float(rpn_bbox_inside_weights[0]), outside_w))
         inside_weights, outside_weights = per_anchor[:, :, None].expand(2, n, 4).contiguous().unbind(0)
     else:
-        in_w = _device_constant(tuple(float(w) for w in rpn_bbox_inside_weights), device)
+        in_w = device_constant(rpn_bbox_inside_weights, device)
         inside_weights = positive_f[:, None] * in_w[None, :]
         outside_weights = outside_w[:, None].expand(n, 4).contiguous()
     return labels, targets.t().contiguous(), inside_weights, outside_weights

@@ -12,8 +12,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from ..boxes import bbox_overlaps, bbox_transform
-from ._sampling import member_of_rank, random_member_order
+from ..boxes import bbox_overlaps_by_query, bbox_transform, best_query
+from ._sampling import device_constant, member_of_rank, random_member_order
 
 __all__ = ["proposal_target_layer"]
 
@@ -76,10 +76,11 @@ def proposal_target_layer(
         )
 
     if gt_boxes.shape[0] > 0:
-        overlaps = bbox_overlaps(rois[:, 1:5].double(), gt_boxes[:, :4].double())
-        max_overlaps, assignment = overlaps.max(dim=1)
-        gt_labels = gt_boxes[assignment, 4].to(torch.int64)
-        matched_gt = gt_boxes[assignment, :4]
+        # (G, R) float64 IoU like the reference kernel, so thresholds agree.
+        overlaps = bbox_overlaps_by_query(rois[:, 1:5].double(), gt_boxes[:, :4].double())
+        max_overlaps, assignment = best_query(overlaps)
+        gt_labels = gt_boxes[:, 4].index_select(0, assignment).to(torch.int64)
+        matched_gt = gt_boxes[:, :4].index_select(0, assignment)
     else:
         max_overlaps = torch.zeros(n, dtype=torch.float64, device=device)
         gt_labels = torch.zeros(n, dtype=torch.int64, device=device)
@@ -107,18 +108,18 @@ def proposal_target_layer(
     is_fg_slot = slots < fg_count
     keep = torch.where(is_fg_slot, fg_pick, bg_pick)
 
-    labels = torch.where(is_fg_slot, gt_labels[keep], torch.zeros_like(keep))
-    out_rois = rois[keep]
-    out_scores = roi_scores[keep]
+    labels = torch.where(is_fg_slot, gt_labels.index_select(0, keep), torch.zeros_like(keep))
+    out_rois = rois.index_select(0, keep)
+    out_scores = roi_scores.index_select(0, keep)
 
-    targets = bbox_transform(out_rois[:, 1:5], matched_gt[keep])
+    targets = bbox_transform(out_rois[:, 1:5], matched_gt.index_select(0, keep))
     if bbox_normalize_targets_precomputed:
-        means = torch.as_tensor(bbox_normalize_means, dtype=torch.float32, device=device)
-        stds = torch.as_tensor(bbox_normalize_stds, dtype=torch.float32, device=device)
+        means = device_constant(bbox_normalize_means, device)
+        stds = device_constant(bbox_normalize_stds, device)
         targets = (targets - means) / stds
     is_fg_row = (labels > 0)[:, None]
     columns = 4 * labels[:, None] + torch.arange(4, device=device)[None, :]
-    in_w = torch.as_tensor(bbox_inside_weights, dtype=torch.float32, device=device).expand(batch_size, 4)
+    in_w = device_constant(bbox_inside_weights, device).expand(batch_size, 4)
     bbox_targets = targets.new_zeros((batch_size, 4 * num_classes))
     bbox_targets.scatter_(1, columns, torch.where(is_fg_row, targets, torch.zeros_like(targets)))
     inside = targets.new_zeros((batch_size, 4 * num_classes))
