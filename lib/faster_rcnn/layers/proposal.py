@@ -43,14 +43,17 @@ def proposal_layer(
     """
     scores = scores.reshape(-1).to(torch.float32)
     deltas = deltas.reshape(-1, 4).to(torch.float32)
-    proposals = clip_boxes(bbox_transform_inv(anchors.to(torch.float32), deltas), im_shape_of(im_info, deltas.device))
     # Stable sort: equal scores keep the lower anchor index first, as the NMS rule wants.
     order = torch.sort(scores, descending=True, stable=True)[1]
     if pre_nms_top_n > 0:
         order = order[:pre_nms_top_n]
-    proposals = proposals[order]
-    scores = scores[order]
+    # Decoding and clipping are row-wise: only the rows that reach NMS are decoded.
+    proposals = clip_boxes(
+        bbox_transform_inv(anchors.to(torch.float32).index_select(0, order), deltas.index_select(0, order)),
+        im_shape_of(im_info, deltas.device),
+    )
+    scores = scores.index_select(0, order)
     keep = nms_sorted(proposals, nms_thresh, max_keep=post_nms_top_n if post_nms_top_n > 0 else None)
-    proposals = proposals[keep]
-    rois = torch.cat((proposals.new_zeros((proposals.shape[0], 1)), proposals), dim=1)
-    return rois, scores[keep]
+    # [0, x1, y1, x2, y2]: a zero batch-index column in front.
+    rois = torch.nn.functional.pad(proposals.index_select(0, keep), (1, 0))
+    return rois, scores.index_select(0, keep)
