@@ -122,3 +122,28 @@ def test_seeded(device):
     b = run(device, rois, scores, seed=5)[0]
     c = run(device, rois, scores, seed=6)[0]
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_tied_gt_boxes_give_the_first_gt_class(device):
+    # Two gt boxes with the same coordinates: every roi's IoU ties; as argmax, the first gt wins.
+    rois, scores = make_rois(device, 20, 30)
+    gt = [[10, 10, 109, 109, 3], [10, 10, 109, 109, 1]]
+    out_rois, _, labels, targets, inside, outside = run(device, rois, scores, gt=gt)
+    assert int((labels > 0).sum()) == 20 and set(labels[labels > 0].tolist()) == {3}
+    check_targets(out_rois, labels, targets, inside, outside, gt)
+
+
+def test_fg_sampling_without_replacement_is_uniform(device):
+    # Ten fg rois, a quota of round(0.25 * 16) = 4: each is picked with probability 0.4, never twice.
+    rois, scores = make_rois(device, 10, 40)
+    gen = torch.Generator(device=device).manual_seed(0)
+    gt = torch.as_tensor(GT, dtype=torch.float32, device=device)
+    counts = torch.zeros(10, device=device)
+    trials = 1000
+    for _ in range(trials):
+        out_rois, _, labels, *_ = proposal_target_layer(rois, scores, gt, NUM_CLASSES, batch_size=16, generator=gen)
+        picked = (out_rois[:4, None, 1:] == rois[None, :, 1:]).all(-1).float().argmax(1)
+        assert labels[:4].tolist() == [2] * 4 and len(set(picked.tolist())) == 4
+        counts += torch.bincount(picked, minlength=rois.shape[0])[:10]
+    # Binomial(1000, 0.4): mean 400, sd 15.5; 80 is over 5 sd.
+    assert bool(((counts - 400).abs() < 80).all()), counts
