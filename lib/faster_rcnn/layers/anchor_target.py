@@ -34,13 +34,14 @@ def _cached_geometry(anchors: Tensor, version: int) -> _AnchorGeometry:
 
 def _geometry(anchors: Tensor) -> _AnchorGeometry:
     rows, areas = box_rows(anchors.to(torch.float64))
-    rows32 = anchors.to(torch.float32).t()
+    rows32 = anchors.to(torch.float32).t().contiguous()  # contiguous rows, like every per-call operand
     # Same float32 arithmetic, in the same order, as boxes.bbox_transform.
     sizes = rows32[2:4] - rows32[0:2] + 1.0
     return _AnchorGeometry(rows, areas, rows32[0:2] + 0.5 * sizes, sizes)
 
 
 def _anchor_geometry(anchors: Tensor) -> _AnchorGeometry:
+    """The anchors' geometry, cached unless the tensor has no version counter or carries autograd."""
     if anchors.is_inference() or anchors.requires_grad:
         return _geometry(anchors.detach())
     return _cached_geometry(anchors, anchors._version)
