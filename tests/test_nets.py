@@ -58,7 +58,10 @@ def test_head_matches_torchvision(name, tmp_path):
         ours = backbone.head(x)
         ref = _tv_head(name, tv)(x)
     assert ours.shape == ref.shape == (2, backbone.head_channels, 6, 8)
-    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+    # Frozen BN folds its statistics into one scale and shift: float32 rounding differs from BatchNorm2d's
+    # by about 1e-6 of the activations' scale per layer, so the tolerance follows that scale.
+    scale = ref.abs().max().item()
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4 * max(scale, 1.0))
 
 
 @pytest.mark.parametrize('name', ['vgg16', 'res50', 'mobile', 'tiny'])

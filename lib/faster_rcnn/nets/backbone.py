@@ -37,23 +37,8 @@ class Backbone(nn.Module):
         """(R, head_channels, P, P) -> (R, tail_channels)."""
         raise NotImplementedError
 
-    def frozen_norms(self) -> Iterable[nn.Module]:
-        """Normalisation layers that stay in eval mode while the network trains."""
-        return ()
-
-    def train(self, mode: bool = True) -> 'Backbone':
-        super().train(mode)
-        # Frozen BatchNorm keeps its ImageNet statistics: never update running stats, whatever the mode.
-        for m in self.frozen_norms():
-            m.eval()
-        return self
-
 
 def freeze(module: nn.Module) -> None:
     """Exclude every parameter of ``module`` from training."""
     for p in module.parameters():
         p.requires_grad_(False)
-
-
-def batch_norms(module: nn.Module) -> list[nn.Module]:
-    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

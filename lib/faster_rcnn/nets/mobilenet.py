@@ -8,8 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torchvision.models import mobilenet_v2
+from torchvision.ops.misc import FrozenBatchNorm2d
 
-from .backbone import Backbone, batch_norms, freeze
+from .backbone import Backbone, freeze
 
 # features[14] is the first block at stride 32: it and the rest form the tail.
 _SPLIT = 14
@@ -27,7 +28,9 @@ class MobileNetV2(Backbone):
 
     def __init__(self, *, fixed_layers: int = 5, depth_multiplier: float = 1.0) -> None:
         super().__init__()
-        tv = mobilenet_v2(weights=None, width_mult=depth_multiplier)
+        # Every BatchNorm is frozen: FrozenBatchNorm2d (a fixed affine map) rather than an eval-mode BatchNorm2d,
+        # which would save its input for backward.
+        tv = mobilenet_v2(weights=None, width_mult=depth_multiplier, norm_layer=FrozenBatchNorm2d)
         if not 0 <= fixed_layers <= _SPLIT:
             raise ValueError(f'MOBILENET.FIXED_LAYERS must be in 0..{_SPLIT} (the head has {_SPLIT} layers), '
                              f'got {fixed_layers}')
@@ -39,13 +42,7 @@ class MobileNetV2(Backbone):
         self.head_channels = self.features[_SPLIT - 1].out_channels
         self.tail_channels = self.features[-1].out_channels
         freeze(self.features[:fixed_layers])
-        self._norms = batch_norms(self)
-        for m in self._norms:
-            freeze(m)
         self.train()
-
-    def frozen_norms(self) -> list[nn.Module]:
-        return self._norms
 
     def head(self, images: torch.Tensor) -> torch.Tensor:
         return self.features[:_SPLIT](images)

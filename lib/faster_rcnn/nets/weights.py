@@ -92,6 +92,8 @@ def load_imagenet_weights(model: nn.Module, path: str) -> None:
     own = backbone.state_dict()
     # Old torchvision files predate BatchNorm's num_batches_tracked counter; it carries no information.
     missing = sorted(k for k in own if k not in state and not k.endswith('num_batches_tracked'))
+    # FrozenBatchNorm2d (the ResNet and MobileNet norms) has no such counter: the file's is dropped.
+    state = {k: v for k, v in state.items() if k in own or not k.endswith('num_batches_tracked')}
     unexpected = sorted(k for k in state if k not in own)
     mismatched = sorted(f'{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
                         for k in state if k in own and state[k].shape != own[k].shape)
