@@ -1,6 +1,5 @@
 """Bad data gets an error naming the file and the object at fault (DESIGN 2.9, 5)."""
 import json
-import os
 
 import cv2
 import numpy as np

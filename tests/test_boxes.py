@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 import torch
 
 from faster_rcnn.boxes import bbox_overlaps, bbox_transform, bbox_transform_inv, clip_boxes

@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from faster_rcnn.config import cfg, get_output_dir
+from faster_rcnn.config import get_output_dir
 from faster_rcnn.datasets.factory import get_imdb
 from faster_rcnn.engine.tester import load_detector, test_net
 from faster_rcnn.utils.cli import add_config_args, apply_config, resolve_device

@@ -140,7 +140,9 @@ def best_query(overlaps: Tensor) -> Tuple[Tensor, Tensor]:
     weight_dtype = torch.int16 if num_query < 2**15 else torch.int64
     first_weight = torch.arange(num_query, 0, -1, dtype=weight_dtype, device=overlaps.device)
     first = num_query - ((overlaps == best) * first_weight[:, None]).amax(dim=0).to(torch.int64)
-    return best, first
+    # A NaN column (boxes from a diverged network) equals nothing and would give index K: keep it in range
+    # so that training goes on to its NaN guard instead of failing on an index.
+    return best, first.clamp_(max=num_query - 1)
 
 
 def bbox_overlaps(boxes: Tensor, query_boxes: Tensor) -> Tensor:

@@ -1,22 +1,19 @@
 """The training loop: SGD steps, LR schedule, logging, TensorBoard, validation, snapshots, exact resume.
 
 The loop itself is small; what happens around a step lives in plain functions (``log_line``,
-``write_snapshot``, ``validation_summary``) so they can be read and tested one by one.
+``write_snapshot``, ``check_finite``) and in ``SummaryWriters`` (TensorBoard and validation).
 
 Sync points: the step itself never reads a value back to the host. Whether a loss went NaN or infinite is
-tracked on the device and read every TRAIN.DISPLAY iterations and before every snapshot, so a bad step
-is reported with its iteration and no snapshot is ever written after it.
+tracked on the device and read every TRAIN.DISPLAY iterations; before every snapshot the weights are
+checked too, so a bad step is reported with its iteration and no snapshot is ever written after it.
 """
 from __future__ import annotations
 
 import contextlib
-import math
-import os.path as osp
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -84,6 +81,16 @@ def check_finite(state: TrainState) -> None:
         raise NonFiniteLossError(f'the training loss became NaN or infinite at iteration {bad + 1}; training '
                                  f'stopped, no snapshot was written after it. Last good snapshot: '
                                  f'{state.last_snapshot or "none"}. Try to {hint}.')
+
+
+def check_weights_finite(model: torch.nn.Module, state: TrainState) -> None:
+    """Raise NonFiniteLossError if a weight is NaN or infinite (called only after a failure)."""
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            raise NonFiniteLossError(f'weight {name} became NaN or infinite before iteration {state.iteration + 1}; '
+                                     f'training stopped, no snapshot was written after it. Last good snapshot: '
+                                     f'{state.last_snapshot or "none"}. Lower TRAIN.LEARNING_RATE or clip gradients '
+                                     '(TRAIN.CLIP_GRAD_NORM).')
 
 
 def log_line(state: TrainState, max_iters: int, lr: float, info: DistInfo) -> dict[str, float]:
@@ -220,8 +227,14 @@ def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None,
                                warmup_iters=cfg.TRAIN.WARMUP_ITERS, warmup_factor=cfg.TRAIN.WARMUP_FACTOR)
             lr = apply_lr(optimizer, base_lr, factor)
             images, im_info, gt_boxes = batch_to_device(batch, device)
-            with autocast_context(device):
-                losses = train_model(images, im_info, gt_boxes)
+            try:
+                with autocast_context(device):
+                    losses = train_model(images, im_info, gt_boxes)
+            except Exception:
+                # A diverged network can break a layer before its loss is ever read: report that as such.
+                check_finite(state)
+                check_weights_finite(model, state)
+                raise
             total = losses['total_loss']
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
@@ -255,6 +268,7 @@ def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None,
                 last_summary = time.perf_counter()
             if state.iteration % cfg.TRAIN.SNAPSHOT_ITERS == 0 and state.iteration < max_iters:
                 check_finite(state)
+                check_weights_finite(model, state)
                 if info.is_main:
                     state.last_snapshot = write_snapshot(model, optimizer, state, net=net,
                                                          classes=list(imdb.classes), output_dir=output_dir,
@@ -263,6 +277,7 @@ def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None,
             if state.iteration < max_iters:
                 batch = next(data_iter)
         check_finite(state)
+        check_weights_finite(model, state)
         final = snapshot_path(output_dir, cfg.TRAIN.SNAPSHOT_PREFIX, state.iteration)
         if info.is_main:
             write_snapshot(model, optimizer, state, net=net, classes=list(imdb.classes), output_dir=output_dir,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torchvision.models import resnet50, resnet101, resnet152
 from torchvision.ops.misc import FrozenBatchNorm2d
 

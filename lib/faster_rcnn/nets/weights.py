@@ -11,7 +11,6 @@ Where the files are looked for, in order:
 """
 from __future__ import annotations
 
-import os
 import os.path as osp
 
 import torch
