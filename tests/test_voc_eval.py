@@ -123,3 +123,12 @@ def test_evaluate_detections_writes_1_based_files(tmp_path, capsys):
     lines = (out / 'results' / 'mini' / 'Main' / 'comp4_det_test_car.txt').read_text().splitlines()
     assert lines == ['img1 0.900 1.0 1.0 10.0 10.0', 'img2 0.800 1.0 1.0 10.0 10.0']
     reset_cfg()
+
+
+def test_voc_eval_image_set_with_a_second_column(voc_case, tmp_path):
+    # VocDataset takes the first word of each image-set line; evaluation must read the same ids.
+    root, detpath = voc_case
+    listed = tmp_path / 'two_columns.txt'
+    listed.write_text('img1  1\nimg2  1\nimg3 -1\n')
+    _, _, ap = voc_eval(detpath, str(root / 'Annotations' / '{}.xml'), str(listed), 'car', None)
+    assert ap == pytest.approx((6 + 5 * 0.4) / 11)

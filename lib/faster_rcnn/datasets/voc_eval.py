@@ -204,7 +204,8 @@ def voc_eval(detpath: str, annopath: str, imagesetfile: str, classname: str, cac
     Returns:
         rec (D,), prec (D,), ap: cumulative recall and precision after each detection, and the AP.
     """
-    imagenames = _read_lines(imagesetfile)
+    # The id is the first word, as the dataset loader reads the same file (lines may carry a second column).
+    imagenames = [x.split()[0] for x in _read_lines(imagesetfile)]
     recs = load_annotations(annopath, imagenames, cachedir)
     detfile = detpath.format(classname)
     detections = read_detections(detfile) if osp.exists(detfile) else []
