@@ -101,3 +101,16 @@ def test_perfect_detections_score_one(tmp_path):
             b = r['boxes'][r['gt_classes'] == c]
             all_boxes[c][i] = np.concatenate([b, np.ones((len(b), 1), np.float32)], 1)
     assert db.evaluate_detections(all_boxes, str(tmp_path / 'out')) == pytest.approx(1.0)
+
+
+def test_results_keep_scores_and_boxes_unrounded(tmp_path):
+    # As the reference: scores that differ below 1e-5 must not become ties (COCOeval orders by score).
+    ann_file, img = make_set(tmp_path)
+    db = CocoDataset('mini', ann_file, img)
+    all_boxes = [[np.zeros((0, 5), np.float32) for _ in range(3)] for _ in range(3)]
+    all_boxes[1][0] = np.array([[10.125, 10.5, 39.0625, 29.25, 0.5000025], [10, 10, 39, 29, 0.5000012]], np.float32)
+    res = db.detections_to_coco(all_boxes)
+    dets = all_boxes[1][0].astype(np.float64)
+    assert [r['score'] for r in res] == [float(dets[0, 4]), float(dets[1, 4])]
+    assert res[0]['score'] > res[1]['score']
+    assert res[0]['bbox'] == [10.125, 10.5, 39.0625 - 10.125 + 1, 29.25 - 10.5 + 1]

@@ -165,9 +165,10 @@ class CocoDataset(imdb):
                 for k in range(dets.shape[0]):
                     x1, y1, x2, y2, s = dets[k, :5]
                     results.append({'image_id': int(index), 'category_id': cat_id,
-                                    'bbox': [round(x1, 2), round(y1, 2), round(x2 - x1 + 1, 2),
-                                             round(y2 - y1 + 1, 2)],
-                                    'score': round(float(s), 5)})
+                                    # Unrounded, as the reference: rounded scores would tie and reorder
+                                    # detections in COCOeval.
+                                    'bbox': [float(x1), float(y1), float(x2 - x1 + 1), float(y2 - y1 + 1)],
+                                    'score': float(s)})
         return results
 
     def evaluate_detections(self, all_boxes: list[list[np.ndarray]], output_dir: str) -> float:
