@@ -17,6 +17,11 @@ Reported per network, medians over ``--repeat`` runs after ``--warmup`` runs (CU
             detection code overlaps the backbone's queued kernels, so this difference understates it and
             can even be negative; on CPU, with few repeats, it is noisy.
   peak_mb   torch.cuda.max_memory_allocated on CUDA; n/a on CPU.
+  train_rois  RoIs the tail processed in the last training step. Both detectors must see about 256: with
+            random weights a ResNet's activations explode through its frozen (identity) BatchNorms, the RPN
+            proposes degenerate boxes, torchvision drops them (min-size filter) and its tail then sees a
+            handful of RoIs. So, as ImageNet weights would, the backbones start "tame": the last norm of every
+            residual branch is zeroed (torchvision's zero_init_residual), for both detectors alike.
 ``--json FILE`` writes all of it, with ``train_step_vs_torchvision`` and ``test_vs_torchvision`` (our
 time / torchvision's) per network.
 """
@@ -84,6 +89,29 @@ def _median_ms(fn: Callable[[], object], device: torch.device, repeat: int, warm
     return statistics.median(times), peak
 
 
+def _tame(backbone: nn.Module) -> nn.Module:
+    """Zero the last norm of each residual branch (bounded activations from random weights); see above."""
+    from torchvision.models.mobilenetv2 import InvertedResidual
+    from torchvision.models.resnet import Bottleneck
+    with torch.no_grad():
+        for m in backbone.modules():
+            if isinstance(m, Bottleneck):
+                m.bn3.weight.zero_()
+            elif isinstance(m, InvertedResidual) and m.use_res_connect:
+                m.conv[-1].weight.zero_()
+    return backbone
+
+
+class _RoICounter:
+    """Counts the RoIs a tail sees (a forward pre-hook on it)."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def __call__(self, module: nn.Module, args: tuple) -> None:
+        self.last = int(args[0].shape[0])
+
+
 class _HeadAsBackbone(nn.Module):
     """Our head in torchvision's backbone role (a module with ``out_channels``)."""
 
@@ -111,7 +139,8 @@ def _torchvision_model(name: str) -> nn.Module:
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
     from torchvision.ops import MultiScaleRoIAlign
 
-    backbone = build_backbone(name)  # same cut, freezing and frozen BN as ours
+    torch.manual_seed(0)
+    backbone = _tame(build_backbone(name))  # same cut, freezing and frozen BN as ours
     return FasterRCNN(
         _HeadAsBackbone(backbone), num_classes=None, min_size=IMAGE_HW[0], max_size=IMAGE_HW[1],
         rpn_anchor_generator=AnchorGenerator(sizes=((128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),)),
@@ -129,7 +158,17 @@ def _sgd(model: nn.Module) -> torch.optim.Optimizer:
 def _bench_ours(name: str, device: torch.device, repeat: int, warmup: int) -> dict:
     reset_cfg()
     cfg.TRAIN.BATCH_SIZE = 256
-    model = build_network(name, NUM_CLASSES).to(device)
+    torch.manual_seed(0)
+    model = build_network(name, NUM_CLASSES)
+    _tame(model.backbone)
+    model.to(device)
+    counter = _RoICounter()
+    tail = model.backbone.tail
+
+    def counting_tail(pooled: torch.Tensor) -> torch.Tensor:
+        counter(model.backbone, (pooled,))
+        return tail(pooled)
+    model.backbone.tail = counting_tail
     opt = build_optimizer(model, cfg)
     images = torch.randn(1, 3, *IMAGE_HW, device=device)
     im_info = torch.tensor([[IMAGE_HW[0], IMAGE_HW[1], 1.0]], device=device)
@@ -149,6 +188,8 @@ def _bench_ours(name: str, device: torch.device, repeat: int, warmup: int) -> di
     test_ms, test_peak = _median_ms(test, device, repeat, warmup)
     model.train()
     train_ms, train_peak = _median_ms(train, device, repeat, warmup)
+    train_rois = counter.last
+    del model.backbone.tail  # back to the class method
 
     # The backbone alone: head on the image, tail on as many RoIs as each phase feeds it.
     bb = model.backbone
@@ -171,12 +212,14 @@ def _bench_ours(name: str, device: torch.device, repeat: int, warmup: int) -> di
     bb.train()
     bb_train_ms, _ = _median_ms(backbone_train, device, repeat, warmup)
     return {'test_ms': test_ms, 'train_ms': train_ms, 'test_peak_mb': test_peak, 'train_peak_mb': train_peak,
-            'backbone_test_ms': bb_test_ms, 'backbone_train_ms': bb_train_ms,
+            'train_rois': train_rois, 'backbone_test_ms': bb_test_ms, 'backbone_train_ms': bb_train_ms,
             'test_outside_backbone_ms': test_ms - bb_test_ms, 'train_outside_backbone_ms': train_ms - bb_train_ms}
 
 
 def _bench_torchvision(name: str, device: torch.device, repeat: int, warmup: int, backbone_ms: dict) -> dict:
     model = _torchvision_model(name).to(device)
+    counter = _RoICounter()
+    model.roi_heads.box_head.register_forward_pre_hook(counter)
     opt = _sgd(model)
     images = [torch.randn(3, *IMAGE_HW, device=device)]
     boxes = torch.tensor(GT_BOXES, dtype=torch.float32, device=device)
@@ -197,7 +240,7 @@ def _bench_torchvision(name: str, device: torch.device, repeat: int, warmup: int
     model.train()
     train_ms, train_peak = _median_ms(train, device, repeat, warmup)
     return {'test_ms': test_ms, 'train_ms': train_ms, 'test_peak_mb': test_peak, 'train_peak_mb': train_peak,
-            'test_outside_backbone_ms': test_ms - backbone_ms['backbone_test_ms'],
+            'train_rois': counter.last, 'test_outside_backbone_ms': test_ms - backbone_ms['backbone_test_ms'],
             'train_outside_backbone_ms': train_ms - backbone_ms['backbone_train_ms']}
 
 
@@ -240,7 +283,7 @@ def _row(name: str, e: dict) -> str:
             continue
         lines.append(f'  {who:12s} test {r["test_ms"]:9.1f} ms (outside backbone {r["test_outside_backbone_ms"]:8.1f}, '
                      f'peak {_fmt(r["test_peak_mb"])} MB)   train step {r["train_ms"]:9.1f} ms (outside backbone '
-                     f'{r["train_outside_backbone_ms"]:8.1f}, peak {_fmt(r["train_peak_mb"])} MB)')
+                     f'{r["train_outside_backbone_ms"]:8.1f}, peak {_fmt(r["train_peak_mb"])} MB, {r["train_rois"]} rois)')
     if t is not None:
         lines.append(f'  ours / torchvision: test {e["test_vs_torchvision"]:.2f}, '
                      f'train step {e["train_step_vs_torchvision"]:.2f}')
