@@ -13,13 +13,14 @@ Detectron's release) go in data/coco/annotations/ by hand.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import os.path as osp
 import sys
 import urllib.error
 import urllib.request
 import zipfile
+
+from faster_rcnn.utils.download import download, file_digest
 
 _ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
@@ -35,31 +36,6 @@ ARCHIVES = {
 }
 
 
-def sha1_of(path: str) -> str:
-    h = hashlib.sha1()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def download(url: str, dst: str) -> None:
-    """Stream ``url`` to ``dst`` through a .part file; the announced size must be reached."""
-    part = dst + '.part'
-    print(f'downloading {url}')
-    with urllib.request.urlopen(url, timeout=60) as r, open(part, 'wb') as f:
-        total = int(r.headers.get('Content-Length') or 0)
-        done = 0
-        for chunk in iter(lambda: r.read(1 << 20), b''):
-            f.write(chunk)
-            done += len(chunk)
-            if total and sys.stderr.isatty():
-                print(f'\r  {done / 1e6:.0f} / {total / 1e6:.0f} MB', end='', file=sys.stderr)
-    if total and done != total:
-        raise OSError(f'{url}: got {done} bytes of {total}')
-    os.replace(part, dst)
-
-
 def fetch_year(year: str, data_dir: str, zips: str | None) -> None:
     coco = osp.join(data_dir, 'coco')
     dl_dir = osp.join(data_dir, 'downloads')
@@ -73,7 +49,7 @@ def fetch_year(year: str, data_dir: str, zips: str | None) -> None:
             download(url, path)
         if sha1:
             print(f'checking sha1 of {path}')
-            got = sha1_of(path)
+            got = file_digest(path, 'sha1')
             if got != sha1:
                 raise OSError(f'{path}: sha1 {got}, expected {sha1}: damaged download; delete it and retry')
         if not zipfile.is_zipfile(path):

@@ -12,7 +12,6 @@ Each archive's md5 is checked before it is unpacked; a wrong or partial download
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import os.path as osp
 import shutil
@@ -20,6 +19,8 @@ import sys
 import tarfile
 import urllib.error
 import urllib.request
+
+from faster_rcnn.utils.download import download, file_digest
 
 _ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
@@ -31,31 +32,6 @@ ARCHIVES = {
 }
 BASE_URL = {'2007': 'http://host.robots.ox.ac.uk/pascal/VOC/voc2007/',
             '2012': 'http://host.robots.ox.ac.uk/pascal/VOC/voc2012/'}
-
-
-def md5_of(path: str) -> str:
-    h = hashlib.md5()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def download(url: str, dst: str) -> None:
-    """Stream ``url`` to ``dst`` through a .part file, renamed only when complete."""
-    part = dst + '.part'
-    print(f'downloading {url}')
-    with urllib.request.urlopen(url, timeout=60) as r, open(part, 'wb') as f:
-        total = int(r.headers.get('Content-Length') or 0)
-        done = 0
-        for chunk in iter(lambda: r.read(1 << 20), b''):
-            f.write(chunk)
-            done += len(chunk)
-            if total and sys.stderr.isatty():
-                print(f'\r  {done / 1e6:.0f} / {total / 1e6:.0f} MB', end='', file=sys.stderr)
-    if total and done != total:
-        raise OSError(f'{url}: got {done} bytes of {total}')
-    os.replace(part, dst)
 
 
 def safe_extract(tar_path: str, dest: str) -> None:
@@ -90,7 +66,7 @@ def fetch_year(year: str, data_dir: str, mirror: str | None, tars: str | None) -
                 raise FileNotFoundError(f'{path} does not exist (--tars must hold {name})')
             download((mirror.rstrip('/') + '/' if mirror else BASE_URL[year]) + name, path)
         print(f'checking md5 of {path}')
-        got = md5_of(path)
+        got = file_digest(path, 'md5')
         if got != md5:
             raise OSError(f'{path}: md5 {got}, expected {md5}: the file is damaged or not the official '
                           'archive; delete it and download again')
