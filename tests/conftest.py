@@ -26,3 +26,14 @@ def reference():
         return np.load(DATA_DIR / f"{name}.npz", allow_pickle=False)
 
     return load
+
+
+@pytest.fixture
+def tmp_data_dir(tmp_path):
+    """A fresh default config whose DATA_DIR is ``tmp_path/data``; the defaults come back afterwards."""
+    from faster_rcnn.config import cfg, reset_cfg
+
+    reset_cfg()
+    cfg.DATA_DIR = str(tmp_path / "data")
+    yield tmp_path / "data"
+    reset_cfg()

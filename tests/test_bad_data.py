@@ -5,7 +5,6 @@ import cv2
 import numpy as np
 import pytest
 
-from faster_rcnn.config import cfg, reset_cfg
 from faster_rcnn.data.dataset import BlobConfig, RoidbDataset
 from faster_rcnn.datasets.coco import CocoDataset
 from faster_rcnn.datasets.pascal_voc import VocDataset
@@ -14,12 +13,7 @@ from faster_rcnn.datasets.voc_xml import AnnotationError
 CLASSES = ('__background__', 'dog', 'cat')
 
 
-@pytest.fixture(autouse=True)
-def _cfg(tmp_path):
-    reset_cfg()
-    cfg.DATA_DIR = str(tmp_path / 'data')
-    yield
-    reset_cfg()
+pytestmark = pytest.mark.usefixtures('tmp_data_dir')
 
 
 def voc_with(tmp_path, xml_body, w=60, h=40, image=True):

@@ -8,16 +8,10 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from faster_rcnn.config import cfg, reset_cfg
 from faster_rcnn.datasets.coco import CocoDataset
 
 
-@pytest.fixture(autouse=True)
-def _cfg(tmp_path):
-    reset_cfg()
-    cfg.DATA_DIR = str(tmp_path / 'data')
-    yield
-    reset_cfg()
+pytestmark = pytest.mark.usefixtures('tmp_data_dir')
 
 
 def make_set(tmp_path):

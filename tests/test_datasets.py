@@ -7,17 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
-from faster_rcnn.config import cfg, reset_cfg
+from faster_rcnn.config import cfg
 from faster_rcnn.data.roidb import combined_roidb
 from faster_rcnn.datasets.factory import get_imdb, list_imdbs
 
 
-@pytest.fixture(autouse=True)
-def _cfg(tmp_path):
-    reset_cfg()
-    cfg.DATA_DIR = str(tmp_path / 'data')
-    yield
-    reset_cfg()
+pytestmark = pytest.mark.usefixtures('tmp_data_dir')
 
 
 def write_voc(root, images, splits, classes_txt=None):

@@ -6,19 +6,14 @@ import os
 import numpy as np
 import pytest
 
-from faster_rcnn.config import cfg, reset_cfg
+from faster_rcnn.config import cfg
 from faster_rcnn.datasets import shapes
 from faster_rcnn.datasets.shapes import CLASSES, ShapesSpec, ensure_shapes, shapes_coco, shapes_voc
 
 SMALL = ShapesSpec(seed=5, num_trainval=24, num_test=6)
 
 
-@pytest.fixture(autouse=True)
-def _cfg(tmp_path):
-    reset_cfg()
-    cfg.DATA_DIR = str(tmp_path / 'data')
-    yield
-    reset_cfg()
+pytestmark = pytest.mark.usefixtures('tmp_data_dir')
 
 
 def _files(root):

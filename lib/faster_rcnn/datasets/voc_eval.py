@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .cache import files_signature
 from .voc_xml import parse_voc_objects
 
 
@@ -59,18 +60,6 @@ def _read_lines(path: str) -> list[str]:
         raise FileNotFoundError(f'cannot read {path}: {e.strerror}') from e
 
 
-def _files_signature(paths: list[str]) -> str:
-    """A key that changes when any file is added, removed, resized or touched."""
-    h = hashlib.sha1()
-    for p in paths:
-        try:
-            st = os.stat(p)
-            h.update(f'{p}|{st.st_size}|{st.st_mtime_ns}\n'.encode())
-        except OSError:
-            h.update(f'{p}|missing\n'.encode())
-    return h.hexdigest()
-
-
 def load_annotations(annopath: str, imagenames: list[str], cachedir: str | None) -> dict[str, list[dict[str, Any]]]:
     """Parse the XML of every image, through a cache keyed on the files' paths, sizes and mtimes.
 
@@ -78,7 +67,7 @@ def load_annotations(annopath: str, imagenames: list[str], cachedir: str | None)
     changed file invalidates the cache.
     """
     paths = [annopath.format(n) for n in imagenames]
-    key = _files_signature(paths)
+    key = files_signature(paths)
     cachefile = None
     if cachedir:
         os.makedirs(cachedir, exist_ok=True)
