@@ -218,3 +218,11 @@ def test_end_to_end_shapes_reaches_a_real_map(root):
     out = run_tool(['tools/test_net.py', '--net', 'tiny', '--imdb', 'shapes_test', '--model', str(model),
                     '--cfg', SHAPES_CFG, '--device', 'cpu', '--tag', 'e2e', '--set', *_dirs(root)]).stdout
     assert _mean_ap(out) >= 0.5
+
+
+def test_mixed_precision_training_runs(root):
+    """TRAIN.AMP bf16 (autocast on the CPU here): the step runs and the losses stay finite."""
+    proc = run_tool(train_args(root, 'amp', 6, ['TRAIN.AMP', 'bf16', 'TRAIN.DISPLAY', '3']))
+    losses = [float(v) for v in re.findall(r'total loss: ([-\d.eE+naif]+)', proc.stdout)]
+    assert len(losses) == 2 and all(0 < v < 100 for v in losses), proc.stdout[-2000:]
+    assert snapshot(root, 'amp', 6).is_file()
