@@ -5,6 +5,7 @@ import torch
 from faster_rcnn.layers.anchors import anchors_for
 from faster_rcnn.layers.proposal import proposal_layer
 from faster_rcnn.layers.proposal_top import proposal_top_layer
+from reference_nms import greedy_reference
 
 
 def numpy_proposals(scores, deltas, anchors, im_hw, pre, post, thresh):
@@ -18,24 +19,8 @@ def numpy_proposals(scores, deltas, anchors, im_hw, pre, post, thresh):
     boxes[:, 0::2] = boxes[:, 0::2].clip(0, im_hw[1] - 1)
     boxes[:, 1::2] = boxes[:, 1::2].clip(0, im_hw[0] - 1)
     order = np.argsort(-scores, kind="stable")[:pre]
-    keep = []
-    for i in order:
-        ok = True
-        for k in keep:
-            iw = min(boxes[i, 2], boxes[k, 2]) - max(boxes[i, 0], boxes[k, 0]) + 1
-            ih = min(boxes[i, 3], boxes[k, 3]) - max(boxes[i, 1], boxes[k, 1]) + 1
-            if iw > 0 and ih > 0:
-                inter = iw * ih
-                union = (boxes[i, 2] - boxes[i, 0] + 1) * (boxes[i, 3] - boxes[i, 1] + 1) + (
-                    boxes[k, 2] - boxes[k, 0] + 1
-                ) * (boxes[k, 3] - boxes[k, 1] + 1) - inter
-                if inter / union > thresh:
-                    ok = False
-                    break
-        if ok:
-            keep.append(i)
-            if len(keep) == post:
-                break
+    # Greedy NMS keeps boxes in score order, so stopping at `post` kept boxes is a prefix of the full result.
+    keep = order[greedy_reference(boxes[order], scores[order], thresh)[:post]]
     return boxes[keep], scores[keep]
 
 
