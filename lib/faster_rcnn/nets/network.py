@@ -23,11 +23,10 @@ from faster_rcnn.layers.losses import smooth_l1_loss
 from faster_rcnn.layers.proposal import proposal_layer
 from faster_rcnn.layers.proposal_target import proposal_target_layer
 from faster_rcnn.layers.proposal_top import proposal_top_layer
-from faster_rcnn.layers.roi_pool import roi_features
+from faster_rcnn.layers.roi_pool import POOLING_MODES, roi_features
 
 from .backbone import Backbone
 
-POOLING_MODES = ('crop', 'align', 'pool')
 TEST_MODES = ('nms', 'top')
 FEAT_STRIDE = 16
 
