@@ -298,11 +298,6 @@ def _merge_a_into_b(a: dict, b: edict, prefix: str = '') -> None:
             b[k] = _coerce(full, v, b[k])
 
 
-def cfg_from_dict(new: dict) -> None:
-    """Merge a nested mapping into ``cfg`` with the same checks as ``cfg_from_file``."""
-    _merge_a_into_b(new, __C)
-
-
 def cfg_from_file(filename: str) -> None:
     """Merge the YAML file ``filename`` into ``cfg``.
 

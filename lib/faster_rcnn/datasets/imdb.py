@@ -92,9 +92,6 @@ class imdb:  # noqa: N801 (tf-faster-rcnn's name)
     def image_path_at(self, i: int) -> str:
         raise NotImplementedError
 
-    def image_id_at(self, i: int):
-        return self._image_index[i]
-
     # -- roidb ------------------------------------------------------------------------------------------
     def gt_roidb(self) -> list[dict]:
         raise NotImplementedError
@@ -105,10 +102,6 @@ class imdb:  # noqa: N801 (tf-faster-rcnn's name)
         self._roidb_handler = self.gt_roidb
 
     @property
-    def roidb_handler(self) -> Callable[[], list[dict]]:
-        return self._roidb_handler
-
-    @property
     def roidb(self) -> list[dict]:
         if self._roidb is None:
             self._roidb = self._roidb_handler()
@@ -117,9 +110,6 @@ class imdb:  # noqa: N801 (tf-faster-rcnn's name)
     @roidb.setter
     def roidb(self, value: list[dict]) -> None:
         self._roidb = value
-
-    def _get_widths(self) -> list[int]:
-        return [r['width'] for r in self.roidb]
 
     def append_flipped_images(self) -> None:
         """Append a horizontally flipped copy of every entry: x1' = W - x2 - 1, x2' = W - x1 - 1."""

@@ -257,8 +257,3 @@ class FasterRCNN(nn.Module):
     def _store_summaries(self, fg_prob: Tensor, cls_prob: Tensor, rois: Tensor) -> None:
         self.summary_tensors = {'rpn_cls_prob': fg_prob.detach(), 'cls_prob': cls_prob.detach(),
                                 'rois': rois.detach()}
-
-    def load_imagenet(self, path: str) -> None:
-        """Initialise the backbone from torchvision's ImageNet weights (see ``nets.weights``)."""
-        from .weights import load_imagenet_weights
-        load_imagenet_weights(self, path)
