@@ -45,7 +45,7 @@ class SummaryWriters:
             self._val_batches = iter(loader)
         return next(self._val_batches)
 
-    def summaries(self, model: torch.nn.Module, train_batch: dict, valroidb: list[dict], classes, iteration: int,
+    def summaries(self, model: torch.nn.Module, valroidb: list[dict], classes, iteration: int,
                   device: torch.device) -> None:
         """Validation losses, gt / predicted box images and score histograms at ``iteration``."""
         if not self.enabled:

@@ -264,7 +264,7 @@ def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None,
                 values = log_line(state, max_iters, lr, info)
                 writers.scalars(values, lr, state.iteration)
             if info.is_main and valroidb and time.perf_counter() - last_summary > cfg.TRAIN.SUMMARY_INTERVAL:
-                writers.summaries(unwrap(train_model), batch, valroidb, imdb.classes, state.iteration, device)
+                writers.summaries(unwrap(train_model), valroidb, imdb.classes, state.iteration, device)
                 last_summary = time.perf_counter()
             if state.iteration % cfg.TRAIN.SNAPSHOT_ITERS == 0 and state.iteration < max_iters:
                 check_finite(state)
