@@ -65,9 +65,10 @@ def crop_and_resize(features: Tensor, rois: Tensor, crop_size: int, spatial_scal
         return features.new_zeros((0, c, crop_size, crop_size))
     rois = rois.detach().to(device=features.device, dtype=torch.float32)
     stride = 1.0 / spatial_scale
-    # TensorFlow's normalisation, kept so the sample coordinates are bit-identical to it.
-    norm_x = torch.tensor((w - 1) * stride, dtype=torch.float32, device=rois.device)
-    norm_y = torch.tensor((h - 1) * stride, dtype=torch.float32, device=rois.device)
+    # TensorFlow's normalisation, kept so the sample coordinates are bit-identical to it. ``torch.full``
+    # fills on the device; ``torch.tensor(..., device=cuda)`` would be a blocking host-to-device copy.
+    norm_x = torch.full((), (w - 1) * stride, dtype=torch.float32, device=rois.device)
+    norm_y = torch.full((), (h - 1) * stride, dtype=torch.float32, device=rois.device)
     xs = _sample_positions(rois[:, 1] / norm_x, rois[:, 3] / norm_x, w, crop_size)
     ys = _sample_positions(rois[:, 2] / norm_y, rois[:, 4] / norm_y, h, crop_size)
     x0, x1, wx0, wx1 = (t[:, None, :] for t in _corners(xs, w))
