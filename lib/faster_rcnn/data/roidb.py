@@ -52,11 +52,13 @@ class CombinedImdb(imdb):
         self._image_index = [i for p in parts for i in p.image_index]
 
     def image_path_at(self, i: int) -> str:
+        index = i
         for p in self.parts:
             if i < p.num_images:
                 return p.image_path_at(i)
             i -= p.num_images
-        raise IndexError(i)
+        raise IndexError(f'{self.name}: image index {index} is out of range (the combined dataset has '
+                         f'{sum(p.num_images for p in self.parts)} images)')
 
 
 def combined_roidb(imdb_names: str, training: bool = True) -> tuple[imdb, list[dict]]:

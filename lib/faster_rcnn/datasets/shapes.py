@@ -160,7 +160,7 @@ def _write_set(spec: ShapesSpec, out: str) -> None:
             index = f'{split}_{i:06d}'
             ids.append(index)
             ok, buf = cv2.imencode('.jpg', im, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            assert ok
+            assert ok, f'OpenCV could not encode the generated image {index}.jpg as JPEG'
             with open(osp.join(out, 'JPEGImages', index + '.jpg'), 'wb') as f:
                 f.write(buf.tobytes())
             with open(osp.join(out, 'Annotations', index + '.xml'), 'w', encoding='utf-8') as f:
@@ -260,7 +260,7 @@ def write_demo_images(out_dir: str, indices: tuple[int, ...] = (0, 1, 2, 3), spe
         im, _ = make_image(spec, 1, i)
         path = osp.join(out_dir, f'test_{i:06d}.jpg')
         ok, buf = cv2.imencode('.jpg', im, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        assert ok
+        assert ok, f'OpenCV could not encode the demo image {path} as JPEG'
         with open(path, 'wb') as f:
             f.write(buf.tobytes())
         paths.append(path)
