@@ -84,13 +84,19 @@ def check_finite(state: TrainState) -> None:
 
 
 def check_weights_finite(model: torch.nn.Module, state: TrainState) -> None:
-    """Raise NonFiniteLossError if a weight is NaN or infinite (called only after a failure)."""
-    for name, p in model.named_parameters():
-        if not torch.isfinite(p).all():
-            raise NonFiniteLossError(f'weight {name} became NaN or infinite before iteration {state.iteration + 1}; '
-                                     f'training stopped, no snapshot was written after it. Last good snapshot: '
-                                     f'{state.last_snapshot or "none"}. Lower TRAIN.LEARNING_RATE or clip gradients '
-                                     '(TRAIN.CLIP_GRAD_NORM).')
+    """Raise NonFiniteLossError if a weight is NaN or infinite (before snapshots and after a failure).
+
+    One read from the device for the whole model; the offending weight is looked up only when there is one.
+    """
+    named = list(model.named_parameters())
+    finite = torch.stack([torch.isfinite(p).all() for _, p in named])
+    if bool(finite.all()):
+        return
+    name = named[int((~finite).nonzero()[0])][0]
+    raise NonFiniteLossError(f'weight {name} became NaN or infinite before iteration {state.iteration + 1}; '
+                             f'training stopped, no snapshot was written after it. Last good snapshot: '
+                             f'{state.last_snapshot or "none"}. Lower TRAIN.LEARNING_RATE or clip gradients '
+                             '(TRAIN.CLIP_GRAD_NORM).')
 
 
 def log_line(state: TrainState, max_iters: int, lr: float, info: DistInfo) -> dict[str, float]:
