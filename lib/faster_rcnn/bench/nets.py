@@ -7,23 +7,27 @@ anchors (sizes 128, 256, 512 x ratios 0.5, 1, 2), a 7x7 MultiScaleRoIAlign on th
 proposal counts (12000 / 2000 in training, 6000 / 300 in testing), 256 RoIs per image, our tail as its
 ``box_head``, and min_size 600 / max_size 1000 (so a 600 x 1000 input is not resized).
 
-Reported per network, medians over ``--repeat`` runs after ``--warmup`` runs (CUDA synchronised):
+Reported per network: the functions below run in turn, round after round (``--warmup`` untimed rounds,
+then ``--repeat`` timed ones, CUDA synchronised), and each gets the median of its rounds. Interleaving
+makes a drift of the machine (clock, other tenants) hit every function alike.
   test_ms   eval forward of one image. Ours returns rois / class probabilities / de-normalised deltas
             (the per-class NMS runs in the tester); torchvision's includes its transform and postprocess.
   train_ms  forward + backward + SGD step (momentum 0.9) of one image with 6 gt boxes.
   backbone_test_ms / backbone_train_ms: the head on the image plus the tail on 300 (test) or 256 (train)
             pooled RoIs, forward (test) or forward + backward (train); ``*_outside_backbone_ms`` is the
-            total minus that: the cost of the detection code itself. On CUDA the host-side work of the
-            detection code overlaps the backbone's queued kernels, so this difference understates it and
-            can even be negative; on CPU, with few repeats, it is noisy.
-  peak_mb   torch.cuda.max_memory_allocated on CUDA; n/a on CPU.
+            total minus that: the cost of the detection code itself (RPN, proposals, targets, RoI
+            features, predictors, losses, the optimizer step). On CUDA the host-side work of the
+            detection code overlaps the backbone's queued kernels, so this difference understates it.
+  peak_mb   on CUDA, the most memory allocated during the call above what was held just before it
+            (weights, optimizer state, the previous step's gradients): the step's activations and
+            temporaries, comparable between the two detectors that live side by side; n/a on CPU.
   train_rois  RoIs the tail processed in the last training step. Both detectors must see about 256: with
             random weights a ResNet's activations explode through its frozen (identity) BatchNorms, the RPN
             proposes degenerate boxes, torchvision drops them (min-size filter) and its tail then sees a
             handful of RoIs. So, as ImageNet weights would, the backbones start "tame": the last norm of every
             residual branch is zeroed (torchvision's zero_init_residual), for both detectors alike.
-``--json FILE`` writes all of it, with ``train_step_vs_torchvision`` and ``test_vs_torchvision`` (our
-time / torchvision's) per network.
+``--json FILE`` writes all of it, with ``train_step_vs_torchvision``, ``test_vs_torchvision`` and the
+outside-the-backbone ratios (our time / torchvision's) per network.
 """
 from __future__ import annotations
 
@@ -71,22 +75,40 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_ms(fn: Callable[[], object], device: torch.device, repeat: int, warmup: int) -> tuple[float, float | None]:
-    """(median milliseconds, peak MB on CUDA or None)."""
-    for _ in range(warmup):
-        fn()
+def _timed_call(fn: Callable[[], object], device: torch.device) -> tuple[float, float | None]:
+    """(milliseconds, on CUDA the MB allocated at the call's peak above what was held before it)."""
+    _sync(device)
+    held = 0
     if device.type == 'cuda':
-        _sync(device)
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
+        held = torch.cuda.memory_allocated(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    ms = (time.perf_counter() - start) * 1e3
+    extra = (torch.cuda.max_memory_allocated(device) - held) / 2**20 if device.type == 'cuda' else None
+    return ms, extra
+
+
+def _interleaved(fns: dict[str, Callable[[], object]], device: torch.device, repeat: int,
+                 warmup: int) -> dict[str, tuple[float, float | None]]:
+    """name -> (median ms, largest step peak in MB or None), the functions run in turn each round.
+
+    Round-robin timing: a slow drift of the machine (clock, other tenants) shifts every function
+    alike instead of whichever happened to run during it, so the ratios and differences hold.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    peaks: dict[str, float | None] = {k: None for k in fns}
     for _ in range(repeat):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda' else None
-    return statistics.median(times), peak
+        for name, fn in fns.items():
+            ms, extra = _timed_call(fn, device)
+            times[name].append(ms)
+            if extra is not None:
+                peaks[name] = max(extra, peaks[name] or 0.0)
+    return {k: (statistics.median(times[k]), peaks[k]) for k in fns}
 
 
 def _tame(backbone: nn.Module) -> nn.Module:
@@ -155,93 +177,120 @@ def _sgd(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
 
 
-def _bench_ours(name: str, device: torch.device, repeat: int, warmup: int) -> dict:
+def _ours(name: str, device: torch.device) -> tuple[dict[str, Callable[[], None]], Callable[[], int]]:
+    """Our detector's timed functions (test, train, and the backbone alone) and its tail's RoI count."""
     reset_cfg()
     cfg.TRAIN.BATCH_SIZE = 256
     torch.manual_seed(0)
     model = build_network(name, NUM_CLASSES)
     _tame(model.backbone)
     model.to(device)
-    counter = _RoICounter()
+    seen = _RoICounter()
     tail = model.backbone.tail
 
     def counting_tail(pooled: torch.Tensor) -> torch.Tensor:
-        counter(model.backbone, (pooled,))
+        seen(model.backbone, (pooled,))
         return tail(pooled)
-    model.backbone.tail = counting_tail
+    model.backbone.tail = counting_tail  # an instance attribute over the method; bypassed by nothing
     opt = build_optimizer(model, cfg)
     images = torch.randn(1, 3, *IMAGE_HW, device=device)
     im_info = torch.tensor([[IMAGE_HW[0], IMAGE_HW[1], 1.0]], device=device)
     gt = [torch.tensor(GT_BOXES, dtype=torch.float32, device=device)]
-
-    def test() -> None:
-        with torch.no_grad():
-            model(images, im_info)
-
-    def train() -> None:
-        losses = model(images, im_info, gt)
-        opt.zero_grad(set_to_none=True)
-        losses['total_loss'].backward()
-        opt.step()
-
-    model.eval()
-    test_ms, test_peak = _median_ms(test, device, repeat, warmup)
-    model.train()
-    train_ms, train_peak = _median_ms(train, device, repeat, warmup)
-    train_rois = counter.last
-    del model.backbone.tail  # back to the class method
-
     # The backbone alone: head on the image, tail on as many RoIs as each phase feeds it.
     bb = model.backbone
     pooled_test = torch.randn(300, bb.head_channels, model.settings.pooling_size, model.settings.pooling_size,
                               device=device)
-    pooled_train = pooled_test[:256].clone()
+    pooled_train = pooled_test[:256].clone().requires_grad_(True)
+
+    def test() -> None:
+        model.eval()
+        with torch.no_grad():
+            model(images, im_info)
+
+    def train() -> None:
+        model.train()
+        losses = model(images, im_info, gt)
+        opt.zero_grad(set_to_none=True)
+        losses['total_loss'].backward()
+        opt.step()
+        train_rois.last = seen.last
 
     def backbone_test() -> None:
+        bb.eval()
         with torch.no_grad():
             bb.head(images)
             bb.tail(pooled_test)
 
     def backbone_train() -> None:
+        bb.train()
         f = bb.head(images)
-        out = bb.tail(pooled_train.requires_grad_(True))
+        out = bb.tail(pooled_train)
         (f.float().mean() + out.float().mean()).backward()
+        pooled_train.grad = None
+        opt.zero_grad(set_to_none=True)
 
-    bb.eval()
-    bb_test_ms, _ = _median_ms(backbone_test, device, repeat, warmup)
-    bb.train()
-    bb_train_ms, _ = _median_ms(backbone_train, device, repeat, warmup)
-    return {'test_ms': test_ms, 'train_ms': train_ms, 'test_peak_mb': test_peak, 'train_peak_mb': train_peak,
-            'train_rois': train_rois, 'backbone_test_ms': bb_test_ms, 'backbone_train_ms': bb_train_ms,
-            'test_outside_backbone_ms': test_ms - bb_test_ms, 'train_outside_backbone_ms': train_ms - bb_train_ms}
+    train_rois = _RoICounter()  # .last: the RoIs of the latest training step
+    return ({'test': test, 'train': train, 'backbone_test': backbone_test, 'backbone_train': backbone_train},
+            lambda: train_rois.last)
 
 
-def _bench_torchvision(name: str, device: torch.device, repeat: int, warmup: int, backbone_ms: dict) -> dict:
+def _torchvision(name: str, device: torch.device) -> tuple[dict[str, Callable[[], None]], Callable[[], int]]:
+    """torchvision's detector on the same backbone: its timed functions and its tail's RoI count."""
     model = _torchvision_model(name).to(device)
-    counter = _RoICounter()
-    model.roi_heads.box_head.register_forward_pre_hook(counter)
+    seen = _RoICounter()
+    model.roi_heads.box_head.register_forward_pre_hook(seen)
+    train_rois = _RoICounter()  # .last: the RoIs of the latest training step
     opt = _sgd(model)
     images = [torch.randn(3, *IMAGE_HW, device=device)]
     boxes = torch.tensor(GT_BOXES, dtype=torch.float32, device=device)
     targets = [{'boxes': boxes[:, :4], 'labels': boxes[:, 4].long()}]
 
     def test() -> None:
+        model.eval()
         with torch.no_grad():
             model(images)
 
     def train() -> None:
+        model.train()
         losses = model(images, targets)
         opt.zero_grad(set_to_none=True)
         sum(losses.values()).backward()
         opt.step()
+        train_rois.last = seen.last
+    return {'test': test, 'train': train}, lambda: train_rois.last
 
-    model.eval()
-    test_ms, test_peak = _median_ms(test, device, repeat, warmup)
-    model.train()
-    train_ms, train_peak = _median_ms(train, device, repeat, warmup)
-    return {'test_ms': test_ms, 'train_ms': train_ms, 'test_peak_mb': test_peak, 'train_peak_mb': train_peak,
-            'train_rois': counter.last, 'test_outside_backbone_ms': test_ms - backbone_ms['backbone_test_ms'],
-            'train_outside_backbone_ms': train_ms - backbone_ms['backbone_train_ms']}
+
+def _bench_net(name: str, device: torch.device, args: argparse.Namespace) -> dict:
+    ours_fns, ours_rois = _ours(name, device)
+    fns = {f'ours_{k}': fn for k, fn in ours_fns.items()}
+    tv_rois = None
+    if not args.no_torchvision:
+        tv_fns, tv_rois = _torchvision(name, device)
+        fns.update({f'torchvision_{k}': fn for k, fn in tv_fns.items()})
+    measured = _interleaved(fns, device, args.repeat, args.warmup)
+    bb_test, bb_train = measured['ours_backbone_test'][0], measured['ours_backbone_train'][0]
+    entry: dict = {}
+    for who, rois in (('ours', ours_rois), ('torchvision', tv_rois)):
+        if rois is None:
+            continue
+        (test_ms, test_peak), (train_ms, train_peak) = measured[f'{who}_test'], measured[f'{who}_train']
+        entry[who] = {'test_ms': test_ms, 'train_ms': train_ms, 'test_peak_mb': test_peak,
+                      'train_peak_mb': train_peak, 'train_rois': rois(),
+                      'test_outside_backbone_ms': test_ms - bb_test, 'train_outside_backbone_ms': train_ms - bb_train}
+    entry['ours'].update(backbone_test_ms=bb_test, backbone_train_ms=bb_train)
+    if 'torchvision' in entry:
+        o, t = entry['ours'], entry['torchvision']
+        entry['train_step_vs_torchvision'] = o['train_ms'] / t['train_ms']
+        entry['test_vs_torchvision'] = o['test_ms'] / t['test_ms']
+        entry['test_outside_backbone_vs_torchvision'] = _ratio(o['test_outside_backbone_ms'],
+                                                               t['test_outside_backbone_ms'])
+        entry['train_outside_backbone_vs_torchvision'] = _ratio(o['train_outside_backbone_ms'],
+                                                                t['train_outside_backbone_ms'])
+    return entry
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b > 0 else None
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -252,17 +301,11 @@ def run(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     results: dict = {'device': str(device), 'image': list(IMAGE_HW), 'repeat': args.repeat, 'warmup': args.warmup,
-                     'torch': torch.__version__, 'nets': {}}
+                     'torch': torch.__version__, 'threads': torch.get_num_threads(), 'nets': {}}
     if device.type == 'cuda':
         results['gpu'] = torch.cuda.get_device_name(device)
     for name in [n.strip() for n in args.nets.split(',') if n.strip()]:
-        ours = _bench_ours(name, device, args.repeat, args.warmup)
-        entry = {'ours': ours}
-        if not args.no_torchvision:
-            tv = _bench_torchvision(name, device, args.repeat, args.warmup, ours)
-            entry['torchvision'] = tv
-            entry['train_step_vs_torchvision'] = ours['train_ms'] / tv['train_ms']
-            entry['test_vs_torchvision'] = ours['test_ms'] / tv['test_ms']
+        entry = _bench_net(name, device, args)
         results['nets'][name] = entry
         print(_row(name, entry), flush=True)
         if device.type == 'cuda':

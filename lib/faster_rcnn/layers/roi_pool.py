@@ -6,6 +6,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor
 
+from faster_rcnn.ops.crop_cpu import crop_pool_cpu
+
 __all__ = ["crop_and_resize", "roi_features", "POOLING_MODES"]
 
 POOLING_MODES = ("crop", "align", "pool")
@@ -41,28 +43,14 @@ def _corners(pos: Tensor, size: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     )
 
 
-def crop_and_resize(features: Tensor, rois: Tensor, crop_size: int, spatial_scale: float = 1.0 / 16) -> Tensor:
-    """Bilinear crops with tf.image.crop_and_resize's geometry, from NCHW features.
+def _neighbours(features: Tensor, rois: Tensor, crop_size: int, spatial_scale: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """TensorFlow's crop geometry as table lookups.
 
-    Args:
-        features: (N, C, H_f, W_f).
-        rois: (R, 5) ``[batch_index, x1, y1, x2, y2]`` in image pixels.
-        crop_size: samples per side.
-        spatial_scale: feature cells per image pixel (1/16).
-
-    Returns:
-        (R, C, crop_size, crop_size), in channels-last memory layout. The first and last samples lie
-        on ``x1 * spatial_scale`` and ``x2 * spatial_scale`` (likewise y); a sample outside
-        ``[0, W_f - 1] x [0, H_f - 1]`` is 0; a reversed box gives a flipped crop. Gradients flow
-        to ``features`` only, never to the box coordinates.
-
-    Each output pixel is a weighted sum of 4 feature rows, computed by ``embedding_bag`` over the
-    channels-last feature map: no (R, S, S, 4, C) intermediate, and a scatter-free-of-copies backward.
+    Returns the channels-last table (N * H_f * W_f, C) of ``features`` (N, C, H_f, W_f), and for each
+    of the (R, crop_size, crop_size) samples the table rows of its four bilinear neighbours
+    (R, S, S, 4) int64 and their weights (R, S, S, 4) float32, 0 for a sample outside the map.
     """
     n, c, h, w = features.shape
-    r = rois.shape[0]
-    if r == 0:
-        return features.new_zeros((0, c, crop_size, crop_size))
     rois = rois.detach().to(device=features.device, dtype=torch.float32)
     stride = 1.0 / spatial_scale
     # TensorFlow's normalisation, kept so the sample coordinates are bit-identical to it. ``torch.full``
@@ -77,10 +65,52 @@ def crop_and_resize(features: Tensor, rois: Tensor, crop_size: int, spatial_scal
     rows = torch.stack((base + y0 * w + x0, base + y0 * w + x1, base + y1 * w + x0, base + y1 * w + x1), dim=-1)
     weights = torch.stack((wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1), dim=-1)
     table = features.permute(0, 2, 3, 1).reshape(n * h * w, c)
+    return table, rows, weights
+
+
+def _crop_pool(features: Tensor, rois: Tensor, crop_size: int, spatial_scale: float, k: int) -> Tensor:
+    """(R, C, crop_size / k, crop_size / k): the crops, max-pooled over k x k windows when k > 1."""
+    n, c, h, w = features.shape
+    if rois.shape[0] == 0:
+        return features.new_zeros((0, c, crop_size // k, crop_size // k))
+    table, rows, weights = _neighbours(features, rois, crop_size, spatial_scale)
+    if features.device.type == "cpu" and features.dtype == torch.float32:
+        # One fused Cython pass on CPU (see ops.crop_cpu); same values as the tensor code below.
+        return crop_pool_cpu(table, rows, weights, k)
+    return _blend_tensor(table, rows, weights, k)
+
+
+def _blend_tensor(table: Tensor, rows: Tensor, weights: Tensor, k: int) -> Tensor:
+    """The tensor-code twin of ``ops.crop_cpu.crop_pool_cpu``, for any device and dtype.
+
+    table (M, C), rows / weights (R, S, S, 4) -> (R, C, S / k, S / k), channels-last memory layout.
+    """
+    r, s = rows.shape[0], rows.shape[1]
     crops = F.embedding_bag(
-        rows.reshape(-1, 4), table, per_sample_weights=weights.reshape(-1, 4).to(features.dtype), mode="sum"
+        rows.reshape(-1, 4), table, per_sample_weights=weights.reshape(-1, 4).to(table.dtype), mode="sum"
     )
-    return crops.reshape(r, crop_size, crop_size, c).permute(0, 3, 1, 2)
+    crops = crops.reshape(r, s, s, table.shape[1]).permute(0, 3, 1, 2)
+    return F.max_pool2d(crops, kernel_size=k, stride=k) if k > 1 else crops
+
+
+def crop_and_resize(features: Tensor, rois: Tensor, crop_size: int, spatial_scale: float = 1.0 / 16) -> Tensor:
+    """Bilinear crops with tf.image.crop_and_resize's geometry, from NCHW features.
+
+    Args:
+        features: (N, C, H_f, W_f).
+        rois: (R, 5) ``[batch_index, x1, y1, x2, y2]`` in image pixels.
+        crop_size: samples per side.
+        spatial_scale: feature cells per image pixel (1/16).
+
+    Returns:
+        (R, C, crop_size, crop_size). The first and last samples lie on ``x1 * spatial_scale`` and
+        ``x2 * spatial_scale`` (likewise y); a sample outside ``[0, W_f - 1] x [0, H_f - 1]`` is 0; a
+        reversed box gives a flipped crop. Gradients flow to ``features`` only, never to the box coordinates.
+
+    Each output pixel is a weighted sum of 4 feature rows of the channels-last map: a Cython kernel for
+    CPU float32, ``embedding_bag`` otherwise (no (R, S, S, 4, C) intermediate on either path).
+    """
+    return _crop_pool(features, rois, crop_size, spatial_scale, 1)
 
 
 def roi_features(
@@ -100,9 +130,8 @@ def roi_features(
     """
     if mode == "crop":
         if max_pool:
-            crops = crop_and_resize(features, rois, pooling_size * 2, spatial_scale)
-            return F.max_pool2d(crops, kernel_size=2, stride=2)
-        return crop_and_resize(features, rois, pooling_size, spatial_scale)
+            return _crop_pool(features, rois, pooling_size * 2, spatial_scale, 2)
+        return _crop_pool(features, rois, pooling_size, spatial_scale, 1)
     if mode == "align":
         return torchvision.ops.roi_align(
             features, rois.detach().to(features.dtype), (pooling_size, pooling_size), spatial_scale, 0, False

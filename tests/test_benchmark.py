@@ -1,0 +1,40 @@
+"""`tools/benchmark.py layers|nets` as a user runs them: they finish and write the numbers the README quotes."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from test_tools import REPO, _env
+
+
+def _benchmark(args: list[str], out: Path) -> dict:
+    proc = subprocess.run([sys.executable, 'tools/benchmark.py', *args, '--json', str(out)], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def _positive(x: object) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def test_nets_benchmark_compares_with_torchvision(tmp_path):
+    r = _benchmark(['nets', '--nets', 'tiny', '--repeat', '1', '--warmup', '0'], tmp_path / 'nets.json')
+    entry = r['nets']['tiny']
+    for who in ('ours', 'torchvision'):
+        e = entry[who]
+        assert _positive(e['test_ms']) and _positive(e['train_ms'])
+        # Both detectors' tails process the 256 sampled RoIs of a training step.
+        assert e['train_rois'] == 256
+        assert e['test_peak_mb'] is None  # CPU: no allocator statistics
+    assert _positive(entry['ours']['backbone_test_ms']) and _positive(entry['ours']['backbone_train_ms'])
+    assert math.isclose(entry['test_vs_torchvision'], entry['ours']['test_ms'] / entry['torchvision']['test_ms'])
+    assert _positive(entry['train_step_vs_torchvision'])
+
+
+def test_layers_benchmark_reports_the_ratio_to_torchvision_nms(tmp_path):
+    r = _benchmark(['layers', '--repeat', '1', '--warmup', '0'], tmp_path / 'layers.json')
+    assert _positive(r['proposal_train_vs_torchvision_nms'])
