@@ -13,14 +13,16 @@ makes a drift of the machine (clock, other tenants) hit every function alike.
   test_ms   eval forward of one image. Ours returns rois / class probabilities / de-normalised deltas
             (the per-class NMS runs in the tester); torchvision's includes its transform and postprocess.
   train_ms  forward + backward + SGD step (momentum 0.9) of one image with 6 gt boxes.
-  backbone_test_ms / backbone_train_ms: the head on the image plus the tail on 300 (test) or 256 (train)
-            pooled RoIs, forward (test) or forward + backward (train); ``*_outside_backbone_ms`` is the
-            total minus that: the cost of the detection code itself (RPN, proposals, targets, RoI
-            features, predictors, losses, the optimizer step). On CUDA the host-side work of the
-            detection code overlaps the backbone's queued kernels, so this difference understates it.
+  test_outside_backbone_ms / train_outside_backbone_ms: the same two calls on a stub backbone of the same
+            shapes that costs next to nothing (a fixed feature map as the head, a spatial mean and one
+            linear layer as the tail): the cost of the detection code itself (RPN, proposals, targets, RoI
+            features, predictors, losses, postprocessing, the optimizer step on the detection layers).
   peak_mb   on CUDA, the most memory allocated during the call above what was held just before it
             (weights, optimizer state, the previous step's gradients): the step's activations and
-            temporaries, comparable between the two detectors that live side by side; n/a on CPU.
+            temporaries, comparable between the two detectors that live side by side. On CPU, the
+            resident-memory high-water mark of a fresh process that builds one detector and runs one test
+            forward (test_peak_mb), then two training steps (train_peak_mb): weights, optimizer state and
+            libraries included, alike for both.
   train_rois  RoIs the tail processed in the last training step. Both detectors must see about 256: with
             random weights a ResNet's activations explode through its frozen (identity) BatchNorms, the RPN
             proposes degenerate boxes, torchvision drops them (min-size filter) and its tail then sees a
@@ -33,10 +35,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Hashable
 
 import torch
 from torch import nn
@@ -90,8 +96,8 @@ def _timed_call(fn: Callable[[], object], device: torch.device) -> tuple[float, 
     return ms, extra
 
 
-def _interleaved(fns: dict[str, Callable[[], object]], device: torch.device, repeat: int,
-                 warmup: int) -> dict[str, tuple[float, float | None]]:
+def _interleaved(fns: dict[Hashable, Callable[[], object]], device: torch.device, repeat: int,
+                 warmup: int) -> dict[Hashable, tuple[float, float | None]]:
     """name -> (median ms, largest step peak in MB or None), the functions run in turn each round.
 
     Round-robin timing: a slow drift of the machine (clock, other tenants) shifts every function
@@ -100,8 +106,8 @@ def _interleaved(fns: dict[str, Callable[[], object]], device: torch.device, rep
     for _ in range(warmup):
         for fn in fns.values():
             fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    peaks: dict[str, float | None] = {k: None for k in fns}
+    times: dict[Hashable, list[float]] = {k: [] for k in fns}
+    peaks: dict[Hashable, float | None] = {k: None for k in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
             ms, extra = _timed_call(fn, device)
@@ -155,7 +161,31 @@ class _TailAsBoxHead(nn.Module):
         return self.body.tail(pooled)
 
 
-def _torchvision_model(name: str) -> nn.Module:
+class _StubBackbone(nn.Module):
+    """A backbone that costs next to nothing, with the real one's interface and output shapes.
+
+    head: a fixed (trainable) feature map of the real head's shape, whatever the image; tail: a spatial
+    mean and one linear layer to the real tail's width. A detector on it spends its time in the
+    detection code: that is how the time outside the backbone is measured.
+    """
+
+    def __init__(self, real: nn.Module, device: torch.device) -> None:
+        super().__init__()
+        self.head_channels, self.tail_channels = real.head_channels, real.tail_channels
+        self.crop_max_pool = real.crop_max_pool
+        h, w = (math.ceil(s / 16) for s in IMAGE_HW)
+        self.features = nn.Parameter(torch.randn(1, real.head_channels, h, w, device=device))
+        self.proj = nn.Linear(real.head_channels, real.tail_channels, device=device)
+
+    def head(self, images: torch.Tensor) -> torch.Tensor:
+        return self.features.expand(images.shape[0], -1, -1, -1)
+
+    def tail(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.proj(pooled.mean(dim=(2, 3)))
+
+
+def _torchvision_model(name: str, stub_device: torch.device | None = None) -> nn.Module:
+    """torchvision's FasterRCNN on our backbone ``name`` (on a ``_StubBackbone`` of it with ``stub_device``)."""
     from torchvision.models.detection import FasterRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
@@ -163,6 +193,8 @@ def _torchvision_model(name: str) -> nn.Module:
 
     torch.manual_seed(0)
     backbone = _tame(build_backbone(name))  # same cut, freezing and frozen BN as ours
+    if stub_device is not None:
+        backbone = _StubBackbone(backbone, stub_device)
     return FasterRCNN(
         _HeadAsBackbone(backbone), num_classes=None, min_size=IMAGE_HW[0], max_size=IMAGE_HW[1],
         rpn_anchor_generator=AnchorGenerator(sizes=((128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),)),
@@ -174,16 +206,20 @@ def _torchvision_model(name: str) -> nn.Module:
 
 
 def _sgd(model: nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+    # The same momentum and weight decay as our optimizer (TRAIN.MOMENTUM, TRAIN.WEIGHT_DECAY defaults).
+    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9,
+                           weight_decay=1e-4)
 
 
-def _ours(name: str, device: torch.device) -> tuple[dict[str, Callable[[], None]], Callable[[], int]]:
-    """Our detector's timed functions (test, train, and the backbone alone) and its tail's RoI count."""
+def _ours(name: str, device: torch.device, stub: bool = False) -> tuple[dict[str, Callable[[], None]], Callable[[], int]]:
+    """Our detector's timed functions (test, train) and its tail's RoI count; on a stub backbone if ``stub``."""
     reset_cfg()
     cfg.TRAIN.BATCH_SIZE = 256
     torch.manual_seed(0)
     model = build_network(name, NUM_CLASSES)
     _tame(model.backbone)
+    if stub:
+        model.backbone = _StubBackbone(model.backbone, device)
     model.to(device)
     seen = _RoICounter()
     tail = model.backbone.tail
@@ -191,16 +227,12 @@ def _ours(name: str, device: torch.device) -> tuple[dict[str, Callable[[], None]
     def counting_tail(pooled: torch.Tensor) -> torch.Tensor:
         seen(model.backbone, (pooled,))
         return tail(pooled)
-    model.backbone.tail = counting_tail  # an instance attribute over the method; bypassed by nothing
+    model.backbone.tail = counting_tail  # an instance attribute over the method
     opt = build_optimizer(model, cfg)
     images = torch.randn(1, 3, *IMAGE_HW, device=device)
     im_info = torch.tensor([[IMAGE_HW[0], IMAGE_HW[1], 1.0]], device=device)
     gt = [torch.tensor(GT_BOXES, dtype=torch.float32, device=device)]
-    # The backbone alone: head on the image, tail on as many RoIs as each phase feeds it.
-    bb = model.backbone
-    pooled_test = torch.randn(300, bb.head_channels, model.settings.pooling_size, model.settings.pooling_size,
-                              device=device)
-    pooled_train = pooled_test[:256].clone().requires_grad_(True)
+    train_rois = _RoICounter()  # .last: the RoIs of the latest training step
 
     def test() -> None:
         model.eval()
@@ -214,29 +246,12 @@ def _ours(name: str, device: torch.device) -> tuple[dict[str, Callable[[], None]
         losses['total_loss'].backward()
         opt.step()
         train_rois.last = seen.last
-
-    def backbone_test() -> None:
-        bb.eval()
-        with torch.no_grad():
-            bb.head(images)
-            bb.tail(pooled_test)
-
-    def backbone_train() -> None:
-        bb.train()
-        f = bb.head(images)
-        out = bb.tail(pooled_train)
-        (f.float().mean() + out.float().mean()).backward()
-        pooled_train.grad = None
-        opt.zero_grad(set_to_none=True)
-
-    train_rois = _RoICounter()  # .last: the RoIs of the latest training step
-    return ({'test': test, 'train': train, 'backbone_test': backbone_test, 'backbone_train': backbone_train},
-            lambda: train_rois.last)
+    return {'test': test, 'train': train}, lambda: train_rois.last
 
 
-def _torchvision(name: str, device: torch.device) -> tuple[dict[str, Callable[[], None]], Callable[[], int]]:
-    """torchvision's detector on the same backbone: its timed functions and its tail's RoI count."""
-    model = _torchvision_model(name).to(device)
+def _torchvision(name: str, device: torch.device, stub: bool = False) -> tuple[dict[str, Callable[[], None]], Callable[[], int]]:
+    """torchvision's detector on the same backbone (or its stub): its timed functions and its tail's RoI count."""
+    model = _torchvision_model(name, device if stub else None).to(device)
     seen = _RoICounter()
     model.roi_heads.box_head.register_forward_pre_hook(seen)
     train_rois = _RoICounter()  # .last: the RoIs of the latest training step
@@ -260,37 +275,74 @@ def _torchvision(name: str, device: torch.device) -> tuple[dict[str, Callable[[]
     return {'test': test, 'train': train}, lambda: train_rois.last
 
 
+_PROBE = """
+import json, sys, torch
+from faster_rcnn.bench.nets import _peak_rss_mb, _ours, _torchvision
+torch.set_num_threads({threads})
+fns, _ = (_ours if {who!r} == 'ours' else _torchvision)({name!r}, torch.device('cpu'))
+fns['test']()
+test_peak = _peak_rss_mb()
+for _ in range(2):
+    fns['train']()
+print(json.dumps({{'test': test_peak, 'train': _peak_rss_mb()}}))
+"""
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's resident-memory high-water mark in MB (Linux's VmHWM); None where /proc has none.
+
+    Not ``getrusage``: its ru_maxrss is carried over from the parent through fork, so a probe started by a
+    large benchmark process would report the parent's peak.
+    """
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def _cpu_peaks(who: str, name: str) -> tuple[float | None, float | None]:
+    """(test, train) peak resident MB of a fresh process that builds one detector and runs it on CPU."""
+    code = _PROBE.format(threads=torch.get_num_threads(), who=who, name=name)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(f'benchmark.py nets: the memory probe of {who} {name} failed:\n{proc.stderr[-3000:]}')
+    peaks = json.loads(proc.stdout.strip().splitlines()[-1])
+    return peaks['test'], peaks['train']
+
+
 def _bench_net(name: str, device: torch.device, args: argparse.Namespace) -> dict:
-    ours_fns, ours_rois = _ours(name, device)
-    fns = {f'ours_{k}': fn for k, fn in ours_fns.items()}
-    tv_rois = None
-    if not args.no_torchvision:
-        tv_fns, tv_rois = _torchvision(name, device)
-        fns.update({f'torchvision_{k}': fn for k, fn in tv_fns.items()})
+    makers = {'ours': _ours} if args.no_torchvision else {'ours': _ours, 'torchvision': _torchvision}
+    fns: dict[str, Callable[[], None]] = {}
+    rois: dict[str, Callable[[], int]] = {}
+    for who, make in makers.items():
+        for stub in (False, True):
+            phases, count = make(name, device, stub)
+            fns.update({(who, stub, phase): fn for phase, fn in phases.items()})
+            if not stub:
+                rois[who] = count
     measured = _interleaved(fns, device, args.repeat, args.warmup)
-    bb_test, bb_train = measured['ours_backbone_test'][0], measured['ours_backbone_train'][0]
     entry: dict = {}
-    for who, rois in (('ours', ours_rois), ('torchvision', tv_rois)):
-        if rois is None:
-            continue
-        (test_ms, test_peak), (train_ms, train_peak) = measured[f'{who}_test'], measured[f'{who}_train']
+    for who in makers:
+        (test_ms, test_peak), (train_ms, train_peak) = measured[(who, False, 'test')], measured[(who, False, 'train')]
         entry[who] = {'test_ms': test_ms, 'train_ms': train_ms, 'test_peak_mb': test_peak,
-                      'train_peak_mb': train_peak, 'train_rois': rois(),
-                      'test_outside_backbone_ms': test_ms - bb_test, 'train_outside_backbone_ms': train_ms - bb_train}
-    entry['ours'].update(backbone_test_ms=bb_test, backbone_train_ms=bb_train)
+                      'train_peak_mb': train_peak, 'train_rois': rois[who](),
+                      'test_outside_backbone_ms': measured[(who, True, 'test')][0],
+                      'train_outside_backbone_ms': measured[(who, True, 'train')][0]}
+        if device.type == 'cpu':
+            entry[who]['test_peak_mb'], entry[who]['train_peak_mb'] = _cpu_peaks(who, name)
     if 'torchvision' in entry:
         o, t = entry['ours'], entry['torchvision']
         entry['train_step_vs_torchvision'] = o['train_ms'] / t['train_ms']
         entry['test_vs_torchvision'] = o['test_ms'] / t['test_ms']
-        entry['test_outside_backbone_vs_torchvision'] = _ratio(o['test_outside_backbone_ms'],
-                                                               t['test_outside_backbone_ms'])
-        entry['train_outside_backbone_vs_torchvision'] = _ratio(o['train_outside_backbone_ms'],
-                                                                t['train_outside_backbone_ms'])
+        entry['test_outside_backbone_vs_torchvision'] = o['test_outside_backbone_ms'] / t['test_outside_backbone_ms']
+        entry['train_outside_backbone_vs_torchvision'] = (o['train_outside_backbone_ms']
+                                                          / t['train_outside_backbone_ms'])
     return entry
-
-
-def _ratio(a: float, b: float) -> float | None:
-    return a / b if b > 0 else None
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -319,17 +371,18 @@ def _fmt(v: float | None) -> str:
 
 
 def _row(name: str, e: dict) -> str:
-    o, t = e['ours'], e.get('torchvision')
-    lines = [f'{name}: backbone test {o["backbone_test_ms"]:.1f} ms, train {o["backbone_train_ms"]:.1f} ms']
-    for who, r in (('ours', o), ('torchvision', t)):
+    lines = [f'{name}:']
+    for who in ('ours', 'torchvision'):
+        r = e.get(who)
         if r is None:
             continue
-        lines.append(f'  {who:12s} test {r["test_ms"]:9.1f} ms (outside backbone {r["test_outside_backbone_ms"]:8.1f}, '
+        lines.append(f'  {who:12s} test {r["test_ms"]:9.1f} ms (outside backbone {r["test_outside_backbone_ms"]:7.1f}, '
                      f'peak {_fmt(r["test_peak_mb"])} MB)   train step {r["train_ms"]:9.1f} ms (outside backbone '
-                     f'{r["train_outside_backbone_ms"]:8.1f}, peak {_fmt(r["train_peak_mb"])} MB, {r["train_rois"]} rois)')
-    if t is not None:
+                     f'{r["train_outside_backbone_ms"]:7.1f}, peak {_fmt(r["train_peak_mb"])} MB, {r["train_rois"]} rois)')
+    if 'torchvision' in e:
         lines.append(f'  ours / torchvision: test {e["test_vs_torchvision"]:.2f}, '
-                     f'train step {e["train_step_vs_torchvision"]:.2f}')
+                     f'train step {e["train_step_vs_torchvision"]:.2f}; outside the backbone: test '
+                     f'{e["test_outside_backbone_vs_torchvision"]:.2f}, train {e["train_outside_backbone_vs_torchvision"]:.2f}')
     return '\n'.join(lines)
 
 

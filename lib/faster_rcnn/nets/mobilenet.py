@@ -11,6 +11,7 @@ from torchvision.models import mobilenet_v2
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from .backbone import Backbone, freeze
+from .folded_norm import fold_frozen_norms
 
 # features[14] is the first block at stride 32: it and the rest form the tail.
 _SPLIT = 14
@@ -42,6 +43,8 @@ class MobileNetV2(Backbone):
         self.head_channels = self.features[_SPLIT - 1].out_channels
         self.tail_channels = self.features[-1].out_channels
         freeze(self.features[:fixed_layers])
+        # Each frozen norm is applied inside its convolution: two fewer passes over every activation.
+        fold_frozen_norms(self)
         self.train()
 
     def head(self, images: torch.Tensor) -> torch.Tensor:

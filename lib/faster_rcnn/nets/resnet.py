@@ -6,6 +6,7 @@ from torchvision.models import resnet50, resnet101, resnet152
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from .backbone import Backbone, freeze
+from .folded_norm import fold_frozen_norms
 
 _BUILDERS = {'res50': resnet50, 'res101': resnet101, 'res152': resnet152}
 _IMAGENET_NAMES = {'res50': 'res50', 'res101': 'res101', 'res152': 'res152'}
@@ -47,6 +48,8 @@ class ResNet(Backbone):
             freeze(m)
         for layer in (self.layer1, self.layer2, self.layer3)[:fixed_blocks]:
             freeze(layer)
+        # Each frozen norm is applied inside its convolution: two fewer passes over every activation.
+        fold_frozen_norms(self, extra_parents=(ResNet,))
         self.train()
 
     def head(self, images: torch.Tensor) -> torch.Tensor:
