@@ -19,7 +19,7 @@ from ..layers.anchor_target import anchor_target_layer
 from ..layers.anchors import anchors_for
 from ..layers.proposal import proposal_layer
 from ..layers.proposal_target import proposal_target_layer
-from ..layers.roi_pool import crop_and_resize
+from ..layers.roi_pool import crop_and_resize, roi_features
 
 IM_INFO = (600.0, 800.0, 1.6)
 GT_BOXES = [
@@ -80,6 +80,14 @@ def run(device: torch.device, repeat: int, warmup: int) -> Dict[str, object]:
     def crop_fwd_bwd() -> None:
         crop_and_resize(features, crop_rois, 14).sum().backward()
 
+    def pooled_crop(f: torch.Tensor) -> torch.Tensor:
+        # What VGG16 / MobileNet run: crop 14 x 14, 2 x 2 max-pool to 7 x 7.
+        return roi_features(f, crop_rois, mode="crop", pooling_size=7, max_pool=True)
+
+    def torchvision_align(f: torch.Tensor) -> torch.Tensor:
+        # torchvision's FasterRCNN RoI op: 7 x 7 RoIAlign, 2 x 2 samples per bin (as many samples as ours).
+        return torchvision.ops.roi_align(f, crop_rois, (7, 7), 1.0 / 16, 2, False)
+
     cases: Dict[str, Callable[[], object]] = {
         "proposal_train": lambda: proposal_layer(
             scores, deltas, anchors, IM_INFO, pre_nms_top_n=12000, post_nms_top_n=2000, nms_thresh=0.7
@@ -94,6 +102,10 @@ def run(device: torch.device, repeat: int, warmup: int) -> Dict[str, object]:
         ),
         "crop_and_resize_fwd": lambda: crop_and_resize(features.detach(), crop_rois, 14),
         "crop_and_resize_fwd_bwd": crop_fwd_bwd,
+        "crop_pool_7_fwd": lambda: pooled_crop(features.detach()),
+        "crop_pool_7_fwd_bwd": lambda: pooled_crop(features).sum().backward(),
+        "torchvision_roi_align_7_fwd": lambda: torchvision_align(features.detach()),
+        "torchvision_roi_align_7_fwd_bwd": lambda: torchvision_align(features).sum().backward(),
     }
     times = {name: _median_ms(fn, device, repeat, warmup) for name, fn in cases.items()}
     return {
@@ -118,6 +130,10 @@ def _table(result: Dict[str, object]) -> str:
         "proposal_target": f"{result['num_train_rois']} rois -> 128",
         "crop_and_resize_fwd": "256 rois, (1, 512, 38, 50) -> 14 x 14",
         "crop_and_resize_fwd_bwd": "same, forward + backward",
+        "crop_pool_7_fwd": "same rois, crop 14 x 14 + 2 x 2 max-pool (POOLING_MODE crop)",
+        "crop_pool_7_fwd_bwd": "same, forward + backward",
+        "torchvision_roi_align_7_fwd": "same rois, torchvision roi_align 7 x 7, sampling_ratio 2",
+        "torchvision_roi_align_7_fwd_bwd": "same, forward + backward",
     }
     lines = [
         f"Layers on {result['device']} ({result['threads']} CPU threads), median of {result['repeat']}",
