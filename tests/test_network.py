@@ -90,6 +90,30 @@ def test_unknown_pooling_mode_and_test_mode_are_errors_at_construction():
     cfg.TEST.MODE = 'all'
     with pytest.raises(ValueError, match="TEST.MODE.*'all'"):
         build_network('tiny', NUM_CLASSES)
+    reset_cfg()
+    cfg.CHANNELS_LAST = 'sometimes'
+    with pytest.raises(ValueError, match="CHANNELS_LAST.*'sometimes'"):
+        build_network('tiny', NUM_CLASSES)
+
+
+@pytest.mark.parametrize('mode, expect_cl', [('cpu', True), ('always', True), ('never', False)])
+def test_place_on_cpu_sets_the_memory_layout_and_keeps_the_outputs(mode, expect_cl):
+    torch.manual_seed(0)
+    reference = build_network('vgg16', NUM_CLASSES).eval()
+    cfg.CHANNELS_LAST = mode
+    model = build_network('vgg16', NUM_CLASSES)
+    model.load_state_dict(reference.state_dict())
+    assert model.place('cpu') is model
+    model.eval()
+    conv = model.backbone.features[0].weight
+    layout = torch.channels_last if expect_cl else torch.contiguous_format
+    assert conv.is_contiguous(memory_format=layout) and conv.is_contiguous() != expect_cl
+    x = torch.randn(1, 3, 96, 128)
+    info = torch.tensor([[96.0, 128.0, 1.0]])
+    with torch.no_grad():
+        got, want = model(x, info), reference(x, info)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
 
 
 def _seeded(layer):

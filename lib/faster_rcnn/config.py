@@ -212,6 +212,9 @@ __C.EPS = 1e-14
 __C.DATA_LOADER = edict()
 # DataLoader worker processes (0: load in the main process)
 __C.DATA_LOADER.NUM_WORKERS = 2
+# Memory layout of the images and convolution weights: 'cpu' (channels-last on CPU, where oneDNN's
+# convolutions and pools run 10-45% faster in it; NCHW on CUDA), 'always' or 'never'
+__C.CHANNELS_LAST = 'cpu'
 
 
 def _default_snapshot() -> edict:

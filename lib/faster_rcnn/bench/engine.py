@@ -36,7 +36,7 @@ def _peak_memory_mb(device: torch.device) -> float | None:
 def bench_train(args: argparse.Namespace, device: torch.device) -> dict:
     seed_everything(cfg.RNG_SEED)
     imdb, roidb = combined_roidb(args.imdb, training=True)
-    model = build_network(args.net, imdb.num_classes, cfg=cfg).to(device).train()
+    model = build_network(args.net, imdb.num_classes, cfg=cfg).place(device).train()
     optimizer = build_optimizer(model, cfg)
     loader = build_train_loader(roidb, ims_per_batch=cfg.TRAIN.IMS_PER_BATCH, seed=cfg.RNG_SEED,
                                 num_workers=args.workers if args.workers is not None else cfg.DATA_LOADER.NUM_WORKERS,
@@ -73,7 +73,7 @@ def bench_test(args: argparse.Namespace, device: torch.device) -> dict:
         model, _ = load_detector(args.model, args.net, device, num_classes=imdb.num_classes)
     else:
         seed_everything(cfg.RNG_SEED)
-        model = build_network(args.net, imdb.num_classes, cfg=cfg).to(device).eval()
+        model = build_network(args.net, imdb.num_classes, cfg=cfg).place(device).eval()
     n = min(imdb.num_images, args.warmup + args.iters)
     det_times, post_times, read_times = [], [], []
     if device.type == 'cuda':

@@ -220,7 +220,7 @@ def _ours(name: str, device: torch.device, stub: bool = False) -> tuple[dict[str
     _tame(model.backbone)
     if stub:
         model.backbone = _StubBackbone(model.backbone, device)
-    model.to(device)
+    model.place(device)  # channels-last on CPU (CHANNELS_LAST 'cpu'), as the tools run it
     seen = _RoICounter()
     tail = model.backbone.tail
 
@@ -251,7 +251,9 @@ def _ours(name: str, device: torch.device, stub: bool = False) -> tuple[dict[str
 
 def _torchvision(name: str, device: torch.device, stub: bool = False) -> tuple[dict[str, Callable[[], None]], Callable[[], int]]:
     """torchvision's detector on the same backbone (or its stub): its timed functions and its tail's RoI count."""
-    model = _torchvision_model(name, device if stub else None).to(device)
+    # The memory layout ours runs in on this device (CHANNELS_LAST 'cpu'): the backbone is the same module.
+    layout = torch.channels_last if device.type == 'cpu' else torch.contiguous_format
+    model = _torchvision_model(name, device if stub else None).to(device=device, memory_format=layout)
     seen = _RoICounter()
     model.roi_heads.box_head.register_forward_pre_hook(seen)
     train_rois = _RoICounter()  # .last: the RoIs of the latest training step

@@ -167,5 +167,5 @@ def load_detector(model_path: str, net: str, device: torch.device,
                               f'but the dataset has {num_classes}: test with the dataset it was trained on')
     model = build_network(net, num_classes, cfg=cfg)
     load_model_weights(model, snap, model_path, net=net)
-    model.to(device).eval()
+    model.place(device).eval()
     return model, list(classes) if classes is not None else None

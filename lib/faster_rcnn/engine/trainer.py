@@ -174,7 +174,7 @@ def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None,
     """
     device = info.device
     seed_everything(cfg.RNG_SEED)
-    model = build_network(net, imdb.num_classes, cfg=cfg).to(device)
+    model = build_network(net, imdb.num_classes, cfg=cfg).place(device)
     optimizer = build_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type) if cfg.TRAIN.AMP == 'fp16' else None
 

@@ -28,6 +28,7 @@ from faster_rcnn.layers.roi_pool import POOLING_MODES, roi_features
 from .backbone import Backbone
 
 TEST_MODES = ('nms', 'top')
+CHANNELS_LAST_MODES = ('cpu', 'always', 'never')
 FEAT_STRIDE = 16
 
 
@@ -50,6 +51,7 @@ class NetworkSettings:
     bbox_means: tuple[float, ...]
     bbox_stds: tuple[float, ...]
     denormalize_bbox: bool
+    channels_last: str = 'cpu'
 
     @classmethod
     def from_cfg(cls, cfg) -> 'NetworkSettings':
@@ -58,6 +60,9 @@ class NetworkSettings:
                              f'expected one of {list(POOLING_MODES)}')
         if cfg.TEST.MODE not in TEST_MODES:
             raise ValueError(f'config key TEST.MODE: unknown mode {cfg.TEST.MODE!r}, expected one of {list(TEST_MODES)}')
+        if cfg.CHANNELS_LAST not in CHANNELS_LAST_MODES:
+            raise ValueError(f'config key CHANNELS_LAST: unknown mode {cfg.CHANNELS_LAST!r}, '
+                             f'expected one of {list(CHANNELS_LAST_MODES)}')
         tr = cfg.TRAIN
         return cls(
             anchor_scales=tuple(float(s) for s in cfg.ANCHOR_SCALES),
@@ -88,6 +93,7 @@ class NetworkSettings:
             bbox_means=tuple(float(v) for v in tr.BBOX_NORMALIZE_MEANS),
             bbox_stds=tuple(float(v) for v in tr.BBOX_NORMALIZE_STDS),
             denormalize_bbox=bool(tr.BBOX_NORMALIZE_TARGETS_PRECOMPUTED),
+            channels_last=cfg.CHANNELS_LAST,
         )
 
 
@@ -135,6 +141,18 @@ class FasterRCNN(nn.Module):
         self.register_buffer('_bbox_means', torch.tensor(settings.bbox_means, dtype=torch.float32).repeat(num_classes),
                              persistent=False)
         self.summary_tensors: dict[str, Tensor] = {}
+        self.input_memory_format = torch.contiguous_format
+
+    def place(self, device: torch.device | str) -> 'FasterRCNN':
+        """Move to ``device`` in the memory layout CHANNELS_LAST asks for there; returns ``self``.
+
+        Channels-last converts the convolution weights once here; ``forward`` converts the images.
+        """
+        device = torch.device(device)
+        mode = self.settings.channels_last
+        channels_last = mode == 'always' or (mode == 'cpu' and device.type == 'cpu')
+        self.input_memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        return self.to(device=device, memory_format=self.input_memory_format)
 
     # -- pieces ------------------------------------------------------------------------------------------
     def _rpn(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -195,7 +213,7 @@ class FasterRCNN(nn.Module):
         if training and len(gt_boxes) != images.shape[0]:
             raise ValueError(f'gt_boxes has {len(gt_boxes)} entries for {images.shape[0]} images')
         im_info = im_info.float()
-        features = self.backbone.head(images)
+        features = self.backbone.head(images.contiguous(memory_format=self.input_memory_format))
         _, _, h, w = features.shape
         anchors = anchors_for(h, w, features.device, self.settings.anchor_scales, self.settings.anchor_ratios,
                               stride=FEAT_STRIDE)
