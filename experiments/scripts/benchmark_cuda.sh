@@ -13,8 +13,8 @@ LAYER_TESTS=(tests/test_boxes.py tests/test_anchors.py tests/test_nms.py tests/t
              tests/test_proposal.py tests/test_proposal_target.py tests/test_roi_pool.py tests/test_losses.py)
 LIMIT=60 step pytest_cuda_layers python3 -m pytest -q -k cuda -p no:cacheprovider "${LAYER_TESTS[@]}"
 LIMIT=40 step layers_cuda python3 tools/benchmark.py layers --device cuda --json "$OUT/layers_cuda.json"
-LIMIT=70 step nets_cuda python3 tools/benchmark.py nets --device cuda --nets vgg16,res101,res50 --repeat 10 --json "$OUT/nets_cuda.json"
+LIMIT=150 step nets_cuda python3 tools/benchmark.py nets --device cuda --nets vgg16,res101,res50 --repeat 10 --json "$OUT/nets_cuda.json"
 LIMIT=40 step train_cuda python3 tools/benchmark.py train --net tiny --imdb shapes_trainval --cfg experiments/cfgs/shapes.yml --device cuda --iters 20 --json "$OUT/train_tiny_cuda.json"
 LIMIT=20 step test_cuda python3 tools/benchmark.py test --net tiny --imdb shapes_test --cfg experiments/cfgs/shapes.yml --device cuda --iters 20 --json "$OUT/test_tiny_cuda.json"
-LIMIT=90 step pytest_cuda_rest python3 -m pytest -q -k cuda -p no:cacheprovider tests/test_network.py tests/test_nets.py
+LIMIT=90 step pytest_cuda_rest python3 -m pytest -q -k cuda -p no:cacheprovider tests/test_network.py tests/test_nets.py tests/test_folded_norm.py
 cat "$OUT/steps.txt"
