@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install the project into it: torch, torchvision, the rest of
-# requirements.txt, and this package in editable mode (which builds its one Cython module).
+# requirements.txt, and this package in editable mode (which builds its two Cython modules).
 #   bash experiments/scripts/setup_env.sh [--test]     (--test also installs what the test suite uses)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
