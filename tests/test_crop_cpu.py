@@ -111,3 +111,12 @@ def test_rows_outside_the_table_are_an_error():
         crop_pool_cpu(table, rows.clamp(max=9), weights, 3)
     with pytest.raises(ValueError, match="float32 CPU tensor"):
         crop_pool_cpu(table.double(), rows.clamp(max=9), weights, 2)
+
+
+def test_second_derivative_is_an_error_not_zero():
+    features = torch.randn(1, 16, 6, 6, requires_grad=True)
+    rois = torch.tensor([[0, 0, 0, 80, 80]], dtype=torch.float32)
+    out = roi_features(features, rois, mode="crop", pooling_size=2, max_pool=True)
+    (grad,) = torch.autograd.grad(out.pow(2).sum(), features, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|double backward|not implemented"):
+        grad.sum().backward()

@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from . import _crop
 
@@ -80,6 +81,7 @@ class _CropPool(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # a second derivative would silently be zero: make it an error instead
     def backward(ctx, grad_out: Tensor):
         rows, weights, argmax = ctx.saved_tensors
         k = ctx.k
