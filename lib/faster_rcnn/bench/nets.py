@@ -173,12 +173,15 @@ class _StubBackbone(nn.Module):
         super().__init__()
         self.head_channels, self.tail_channels = real.head_channels, real.tail_channels
         self.crop_max_pool = real.crop_max_pool
-        h, w = (math.ceil(s / 16) for s in IMAGE_HW)
+        # Room for torchvision's input too, which its transform pads to a multiple of 32.
+        h, w = (2 * math.ceil(s / 32) for s in IMAGE_HW)
         self.features = nn.Parameter(torch.randn(1, real.head_channels, h, w, device=device))
         self.proj = nn.Linear(real.head_channels, real.tail_channels, device=device)
 
     def head(self, images: torch.Tensor) -> torch.Tensor:
-        return self.features.expand(images.shape[0], -1, -1, -1)
+        """The real head's output shape: (N, head_channels, ceil(H / 16), ceil(W / 16))."""
+        h, w = (math.ceil(s / 16) for s in images.shape[2:])
+        return self.features[:, :, :h, :w].expand(images.shape[0], -1, -1, -1)
 
     def tail(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.proj(pooled.mean(dim=(2, 3)))
