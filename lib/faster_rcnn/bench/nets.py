@@ -214,6 +214,27 @@ def _sgd(model: nn.Module) -> torch.optim.Optimizer:
                            weight_decay=1e-4)
 
 
+def _phases(model: nn.Module, opt: torch.optim.Optimizer, seen: _RoICounter, test_forward: Callable[[], object],
+            train_loss: Callable[[], torch.Tensor]) -> tuple[dict[str, Callable[[], None]], Callable[[], int]]:
+    """A detector's timed calls, {'test': eval forward, 'train': SGD step}, and the RoI count its tail
+    (watched by ``seen``) got in the latest training step."""
+    rois_in_train = [0]
+
+    def test() -> None:
+        model.eval()
+        with torch.no_grad():
+            test_forward()
+
+    def train() -> None:
+        model.train()
+        loss = train_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        rois_in_train[0] = seen.last
+    return {'test': test, 'train': train}, lambda: rois_in_train[0]
+
+
 def _ours(name: str, device: torch.device, stub: bool = False) -> tuple[dict[str, Callable[[], None]], Callable[[], int]]:
     """Our detector's timed functions (test, train) and its tail's RoI count; on a stub backbone if ``stub``."""
     reset_cfg()
@@ -235,21 +256,7 @@ def _ours(name: str, device: torch.device, stub: bool = False) -> tuple[dict[str
     images = torch.randn(1, 3, *IMAGE_HW, device=device)
     im_info = torch.tensor([[IMAGE_HW[0], IMAGE_HW[1], 1.0]], device=device)
     gt = [torch.tensor(GT_BOXES, dtype=torch.float32, device=device)]
-    train_rois = _RoICounter()  # .last: the RoIs of the latest training step
-
-    def test() -> None:
-        model.eval()
-        with torch.no_grad():
-            model(images, im_info)
-
-    def train() -> None:
-        model.train()
-        losses = model(images, im_info, gt)
-        opt.zero_grad(set_to_none=True)
-        losses['total_loss'].backward()
-        opt.step()
-        train_rois.last = seen.last
-    return {'test': test, 'train': train}, lambda: train_rois.last
+    return _phases(model, opt, seen, lambda: model(images, im_info), lambda: model(images, im_info, gt)['total_loss'])
 
 
 def _torchvision(name: str, device: torch.device, stub: bool = False) -> tuple[dict[str, Callable[[], None]], Callable[[], int]]:
@@ -259,25 +266,10 @@ def _torchvision(name: str, device: torch.device, stub: bool = False) -> tuple[d
     model = _torchvision_model(name, device if stub else None).to(device=device, memory_format=layout)
     seen = _RoICounter()
     model.roi_heads.box_head.register_forward_pre_hook(seen)
-    train_rois = _RoICounter()  # .last: the RoIs of the latest training step
-    opt = _sgd(model)
     images = [torch.randn(3, *IMAGE_HW, device=device)]
     boxes = torch.tensor(GT_BOXES, dtype=torch.float32, device=device)
     targets = [{'boxes': boxes[:, :4], 'labels': boxes[:, 4].long()}]
-
-    def test() -> None:
-        model.eval()
-        with torch.no_grad():
-            model(images)
-
-    def train() -> None:
-        model.train()
-        losses = model(images, targets)
-        opt.zero_grad(set_to_none=True)
-        sum(losses.values()).backward()
-        opt.step()
-        train_rois.last = seen.last
-    return {'test': test, 'train': train}, lambda: train_rois.last
+    return _phases(model, _sgd(model), seen, lambda: model(images), lambda: sum(model(images, targets).values()))
 
 
 _PROBE = """

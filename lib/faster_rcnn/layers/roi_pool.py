@@ -70,9 +70,8 @@ def _neighbours(features: Tensor, rois: Tensor, crop_size: int, spatial_scale: f
 
 def _crop_pool(features: Tensor, rois: Tensor, crop_size: int, spatial_scale: float, k: int) -> Tensor:
     """(R, C, crop_size / k, crop_size / k): the crops, max-pooled over k x k windows when k > 1."""
-    n, c, h, w = features.shape
     if rois.shape[0] == 0:
-        return features.new_zeros((0, c, crop_size // k, crop_size // k))
+        return features.new_zeros((0, features.shape[1], crop_size // k, crop_size // k))
     table, rows, weights = _neighbours(features, rois, crop_size, spatial_scale)
     if features.device.type == "cpu" and features.dtype == torch.float32:
         # One fused Cython pass on CPU (see ops.crop_cpu); same values as the tensor code below.
