@@ -3,6 +3,7 @@
 
 Multi-GPU: torchrun --nproc_per_node=N tools/trainval_net.py ... (one process per GPU, DDP).
 Starting again with the same --imdb / --tag / EXP_DIR resumes from the newest snapshot; --fresh starts over.
+--finetune FILE starts a new run from a detector file (ours or a converted one), also for other classes.
 """
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import sys
 
 from faster_rcnn.config import cfg, get_output_dir, get_output_tb_dir
 from faster_rcnn.data.roidb import combined_roidb
+from faster_rcnn.engine.detector_file import open_detector
 from faster_rcnn.engine.distributed import cleanup, init_distributed
 from faster_rcnn.engine.trainer import NonFiniteLossError, train_net
-from faster_rcnn.utils.cli import add_config_args, apply_config, resolve_device
+from faster_rcnn.utils.cli import add_config_args, apply_config, apply_detector_config, resolve_device
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,7 +29,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="dataset for the validation summaries ('' to disable)")
     parser.add_argument('--iters', dest='max_iters', type=int, default=70000, help='number of iterations')
     parser.add_argument('--tag', default=None, help='tag of the experiment (output sub-folder)')
-    parser.add_argument('--net', default='res50', help='vgg16, res50, res101, res152, mobile or tiny')
+    parser.add_argument('--net', default=None,
+                        help='vgg16, res50, res101, res152, mobile or tiny (default: the --finetune file\'s, else res50)')
+    parser.add_argument('--finetune', default=None, metavar='DETECTOR',
+                        help='start a new run from the weights of this detector file (a snapshot or a converted '
+                             'model; its recorded normalisation, anchors and layout are kept). Classes the new '
+                             '--imdb shares with it keep their predictor rows, others start fresh. Not a resume '
+                             '(which happens by itself in the same output folder) and not --weight (ImageNet)')
     parser.add_argument('--workers', type=int, default=None,
                         help='data loader worker processes (default: DATA_LOADER.NUM_WORKERS)')
     parser.add_argument('--fresh', action='store_true',
@@ -40,8 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print('Called with args:')
     print(args)
+    if args.finetune and args.weight:
+        raise SystemExit('error: --finetune and --weight both initialise the network: pass one of them')
     info = init_distributed(resolve_device(args.device))
-    apply_config(args, verbose=info.is_main)
+    detector = None
+    if args.finetune:
+        detector = open_detector(args.finetune, args.net)
+        apply_detector_config(args, detector, verbose=info.is_main, test_keys=False)
+    else:
+        apply_config(args, verbose=info.is_main)
+    net = args.net or (detector.net if detector is not None else 'res50')
 
     imdb, roidb = combined_roidb(args.imdb_name, training=True)
     print(f'{len(roidb)} roidb entries')
@@ -60,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f'{len(valroidb)} validation roidb entries')
 
     try:
-        final = train_net(net=args.net, imdb=imdb, roidb=roidb, valroidb=valroidb, output_dir=output_dir,
+        final = train_net(net=net, imdb=imdb, roidb=roidb, valroidb=valroidb, output_dir=output_dir,
                           tb_dir=tb_dir, pretrained_model=args.weight, max_iters=args.max_iters, info=info,
-                          fresh=args.fresh, num_workers=args.workers)
+                          fresh=args.fresh, num_workers=args.workers, finetune=detector)
     except NonFiniteLossError as e:
         print(f'ERROR: {e}', file=sys.stderr)
         return 3

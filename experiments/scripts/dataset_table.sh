@@ -1,7 +1,8 @@
 # Sourced with the scripts' arguments (GPU_ID DATASET NET [KEY VALUE ...]) by train_faster_rcnn.sh,
 # test_faster_rcnn.sh and quickstart.sh: DATASET -> imdbs, schedule, anchors, config, final snapshot path.
 # Sets TRAIN_IMDB, TEST_IMDB, STEPSIZE, ITERS, ANCHOR_SET, CFG_FILE, NET_BASE, EXP_DIR, NET_FINAL, DEVICE_ARGS,
-# NPROC, EXTRA_ARGS and EXTRA_ARGS_SLUG.
+# NPROC, EXTRA_ARGS and EXTRA_ARGS_SLUG. The environment variable ITERS overrides the schedule's iteration
+# count (e.g. ITERS=1190000 for the published COCO models); FRCNN_ROOT_DIR moves output/ (as the tools do).
 GPU_ID=${1:?GPU_ID (e.g. 0, 0,1 or cpu)}
 DATASET=${2:?DATASET (pascal_voc, pascal_voc_0712, coco, coco_2017 or shapes)}
 NET=${3:?NET (vgg16, res50, res101, res101-lg, res152, mobile or tiny)}
@@ -13,20 +14,20 @@ RATIOS="[0.5,1,2]"
 case ${DATASET} in
   pascal_voc)
     TRAIN_IMDB="voc_2007_trainval"; TEST_IMDB="voc_2007_test"
-    STEPSIZE="[50000]"; ITERS=70000; ANCHORS="[8,16,32]" ;;
+    STEPSIZE="[50000]"; ITERS=${ITERS:-70000}; ANCHORS="[8,16,32]" ;;
   pascal_voc_0712)
     TRAIN_IMDB="voc_2007_trainval+voc_2012_trainval"; TEST_IMDB="voc_2007_test"
-    STEPSIZE="[80000]"; ITERS=110000; ANCHORS="[8,16,32]" ;;
+    STEPSIZE="[80000]"; ITERS=${ITERS:-110000}; ANCHORS="[8,16,32]" ;;
   coco)
     TRAIN_IMDB="coco_2014_train+coco_2014_valminusminival"; TEST_IMDB="coco_2014_minival"
-    STEPSIZE="[350000]"; ITERS=490000; ANCHORS="[4,8,16,32]" ;;
+    STEPSIZE="[350000]"; ITERS=${ITERS:-490000}; ANCHORS="[4,8,16,32]" ;;
   coco_2017)
     TRAIN_IMDB="coco_2017_train"; TEST_IMDB="coco_2017_val"
-    STEPSIZE="[350000]"; ITERS=490000; ANCHORS="[4,8,16,32]" ;;
+    STEPSIZE="[350000]"; ITERS=${ITERS:-490000}; ANCHORS="[4,8,16,32]" ;;
   shapes)
     # The quick start: its own config (network, anchors, cosine schedule) in experiments/cfgs/shapes.yml.
     TRAIN_IMDB="shapes_trainval"; TEST_IMDB="shapes_test"
-    STEPSIZE="[100000]"; ITERS=${SHAPES_ITERS:-1600}
+    STEPSIZE="[100000]"; ITERS=${ITERS:-${SHAPES_ITERS:-1600}}
     CFG_FILE="experiments/cfgs/shapes.yml" ;;
   *)
     echo "No dataset given: use pascal_voc, pascal_voc_0712, coco, coco_2017 or shapes" >&2
@@ -45,7 +46,7 @@ fi
 EXP_DIR=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['EXP_DIR'])" "${CFG_FILE}")
 PREFIX=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['TRAIN']['SNAPSHOT_PREFIX'])" "${CFG_FILE}")
 TAG=${EXTRA_ARGS_SLUG:-default}
-NET_FINAL="output/${EXP_DIR}/${TRAIN_IMDB}/${TAG}/${PREFIX}_iter_${ITERS}.pth"
+NET_FINAL="${FRCNN_ROOT_DIR:-.}/output/${EXP_DIR}/${TRAIN_IMDB}/${TAG}/${PREFIX}_iter_${ITERS}.pth"
 # GPU_ID: a CUDA device list ("0", "0,1": one process per GPU through torchrun) or "cpu".
 if [[ "${GPU_ID}" == "cpu" ]]; then
   DEVICE_ARGS=(--device cpu); NPROC=1

@@ -6,13 +6,20 @@ cd "$(dirname "$0")/../.."
 
 source experiments/scripts/dataset_table.sh "$@"
 
-mkdir -p experiments/logs
-LOG="experiments/logs/test_${NET}_${TRAIN_IMDB}_${EXTRA_ARGS_SLUG}.txt.$(date +'%Y-%m-%d_%H-%M-%S')"
+LOG_DIR="${FRCNN_ROOT_DIR:-.}/experiments/logs"
+mkdir -p "${LOG_DIR}"
+LOG="${LOG_DIR}/test_${NET}_${TRAIN_IMDB}_${EXTRA_ARGS_SLUG}.txt.$(date +'%Y-%m-%d_%H-%M-%S')"
 exec &> >(tee -a "$LOG")
 echo "Logging output to $LOG"
 
 TAG_ARGS=()
 [[ -n "${EXTRA_ARGS_SLUG}" ]] && TAG_ARGS=(--tag "${EXTRA_ARGS_SLUG}")
 
-time python3 ./tools/test_net.py --imdb "${TEST_IMDB}" --model "${NET_FINAL}" --cfg "${CFG_FILE}" \
+# A model file that records its config (every snapshot and converted model of this project) needs no --cfg;
+# older snapshots take the experiment's config file.
+CFG_ARGS=(--cfg "${CFG_FILE}")
+if [[ -f "${NET_FINAL}" ]] && python3 ./tools/describe_model.py --has-config "${NET_FINAL}"; then
+  CFG_ARGS=()
+fi
+time python3 ./tools/test_net.py --imdb "${TEST_IMDB}" --model "${NET_FINAL}" "${CFG_ARGS[@]}" \
   "${TAG_ARGS[@]}" --net "${NET_BASE}" "${DEVICE_ARGS[@]}" --set "${ANCHOR_SET[@]}" "${EXTRA_ARGS[@]}"

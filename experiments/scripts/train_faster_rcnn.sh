@@ -9,8 +9,9 @@ cd "$(dirname "$0")/../.."
 
 source experiments/scripts/dataset_table.sh "$@"
 
-mkdir -p experiments/logs
-LOG="experiments/logs/${NET}_${TRAIN_IMDB}_${EXTRA_ARGS_SLUG}_${NET}.txt.$(date +'%Y-%m-%d_%H-%M-%S')"
+LOG_DIR="${FRCNN_ROOT_DIR:-.}/experiments/logs"
+mkdir -p "${LOG_DIR}"
+LOG="${LOG_DIR}/${NET}_${TRAIN_IMDB}_${EXTRA_ARGS_SLUG}_${NET}.txt.$(date +'%Y-%m-%d_%H-%M-%S')"
 exec &> >(tee -a "$LOG")
 echo "Logging output to $LOG"
 

@@ -23,6 +23,16 @@ from easydict import EasyDict as edict
 __C = edict()
 cfg = __C
 
+
+def _default_root() -> str:
+    if os.environ.get('FRCNN_ROOT_DIR'):
+        return osp.abspath(os.environ['FRCNN_ROOT_DIR'])
+    checkout = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+    if osp.isfile(osp.join(checkout, 'setup.py')) and osp.isdir(osp.join(checkout, 'experiments')):
+        return checkout
+    return osp.abspath(os.getcwd())
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Training options
 # ---------------------------------------------------------------------------------------------------------
@@ -156,15 +166,32 @@ __C.RESNET = edict()
 __C.RESNET.MAX_POOL = False
 # Blocks frozen besides the root (0 to 3)
 __C.RESNET.FIXED_BLOCKS = 1
+# --- added by this project ---
+# Where the stride-2 convolutions of layer2 and layer3 sit (a layout of the published detectors; the same
+# weights compute different features in each): 'torchvision' (3x3 conv of the first unit of layer2 and layer3,
+# ResNet v1.5: torchvision's ImageNet weights), 'slim' (3x3 conv of the LAST unit of layer1 and layer2, whose
+# shortcut subsamples: tf-faster-rcnn's resnet_v1) or 'caffe' (1x1 conv1 of the first unit of layer2 and
+# layer3: pytorch-faster-rcnn)
+__C.RESNET.LAYOUT = 'torchvision'
+
+# --- added by this project ---
+__C.VGG16 = edict()
+# Ceil-mode max-pools (feature map ceil(H/16) x ceil(W/16), as tf-faster-rcnn's 'SAME' pools); False gives
+# torchvision's floor mode (floor(H/16) x floor(W/16)), the layout of pytorch-faster-rcnn's VGG16
+__C.VGG16.CEIL_MODE = True
 
 __C.MOBILENET = edict()
 # Regularise the depthwise convolutions as well
 __C.MOBILENET.REGU_DEPTH = False
-# Leading layers (of torchvision's MobileNetV2 features) frozen
+# Leading layers of the backbone's features frozen (0..14 for MobileNetV2, 0..12 for MobileNetV1)
 __C.MOBILENET.FIXED_LAYERS = 5
 __C.MOBILENET.WEIGHT_DECAY = 0.00004
 # Width multiplier (only 1.0 has published weights)
 __C.MOBILENET.DEPTH_MULTIPLIER = 1.0
+# --- added by this project ---
+# 2: torchvision's MobileNetV2 (ImageNet weights available); 1: MobileNetV1 as tf-faster-rcnn and
+# pytorch-faster-rcnn built it (their published mobile detectors; no maintained ImageNet weights)
+__C.MOBILENET.VERSION = 2
 
 # --- added by this project: the small network trained from scratch (shapes quick start) ---
 __C.TINY = edict()
@@ -187,10 +214,12 @@ __C.CHANNEL_ORDER = 'BGR'
 # Seed of every random generator (python, numpy, torch, data order)
 __C.RNG_SEED = 3
 
-# Root of the project
-__C.ROOT_DIR = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-# Where datasets live
-__C.DATA_DIR = osp.abspath(osp.join(__C.ROOT_DIR, 'data'))
+# Root of the project: where output/, tensorboard/ and (by default) data/ live. The environment variable
+# FRCNN_ROOT_DIR sets it; otherwise it is the source checkout when the package runs from one (pip install -e),
+# else the current directory (pip install ., where the package sits in site-packages).
+__C.ROOT_DIR = _default_root()
+# Where datasets live (the environment variable FRCNN_DATA_DIR sets it; default ROOT_DIR/data)
+__C.DATA_DIR = osp.abspath(os.environ.get('FRCNN_DATA_DIR') or osp.join(__C.ROOT_DIR, 'data'))
 # MATLAB binary (official VOC evaluation; unsupported, kept so old ymls load)
 __C.MATLAB = 'matlab'
 # Experiment name: output/<EXP_DIR>/<imdb>/<tag>
@@ -201,8 +230,8 @@ __C.USE_GPU_NMS = True
 __C.POOLING_MODE = 'crop'
 __C.POOLING_SIZE = 7
 # Anchor scales (multiples of the 16-pixel base box) and ratios (h / w)
-__C.ANCHOR_SCALES = [8, 16, 32]
-__C.ANCHOR_RATIOS = [0.5, 1, 2]
+__C.ANCHOR_SCALES = [8.0, 16.0, 32.0]
+__C.ANCHOR_RATIOS = [0.5, 1.0, 2.0]
 # Channels of the RPN's 3x3 conv
 __C.RPN_CHANNELS = 512
 # Small number for numerical stability
@@ -226,9 +255,10 @@ _DEFAULTS = _default_snapshot()
 
 
 def reset_cfg() -> None:
-    """Restore every key of ``cfg`` to its default (tests and long-lived processes use this)."""
+    """Restore every key of ``cfg`` to its default and forget recorded keys (tests and long-lived processes)."""
     __C.clear()
     __C.update(copy.deepcopy(_DEFAULTS))
+    clear_recorded_keys()
 
 
 def get_output_dir(imdb_name: str, weights_filename: str | None = None, tag: str | None = None) -> str:
@@ -273,6 +303,8 @@ def _coerce(key: str, new: Any, old: Any) -> Any:
         raise ConfigError(f'config key {key}: expected {_type_name(old)}, got {_type_name(new)} {new!r}')
     if isinstance(old, float) and isinstance(new, int):
         return float(new)
+    if isinstance(old, int) and isinstance(new, float) and new.is_integer():
+        return int(new)  # 600.0 for an integer key: what YAML or a float computation may give
     if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
         # A list where the default is a tuple (YAML has no tuples) is fine; element types must still fit.
         if old:
@@ -288,6 +320,103 @@ def _coerce(key: str, new: Any, old: Any) -> Any:
     return new
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Keys recorded in a detector file
+# ---------------------------------------------------------------------------------------------------------
+# A model file records the values that define its network and input (see faster_rcnn.engine.detector_file).
+# Once they are applied, a config file or --set pair that gives one of them another value is an error, so
+# that a model never runs with another normalisation, anchor set or layout by accident; ``allow_override``
+# (the tools' --override flag) turns the error into a warning.
+_RECORDED: dict[str, tuple[Any, str]] = {}
+_OVERRIDE = {'allowed': False}
+
+
+def to_plain(value: Any) -> Any:
+    """``value`` as plain Python (lists, floats, ints, str, bool, dicts): what a detector file stores."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two config values are equal (numbers within 1e-9 relative: they went through a file)."""
+    a, b = to_plain(a), to_plain(b)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(a - b) <= 1e-9 * max(abs(a), abs(b)) + 1e-12
+    return a == b
+
+
+def format_value(value: Any) -> str:
+    return repr(to_plain(value))
+
+
+def get_key(key: str, node: edict | None = None) -> Any:
+    """The value of the dotted config key ``key`` (KeyError naming it if there is none)."""
+    node = __C if node is None else node
+    for part in key.split('.'):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f'unknown config key {key}')
+        node = node[part]
+    return node
+
+
+def set_key(key: str, value: Any) -> None:
+    """Set the dotted config key ``key`` to ``value`` converted to its default's type (ConfigError if unfit)."""
+    *parents, last = key.split('.')
+    node = __C
+    for part in parents:
+        if part not in node or not isinstance(node[part], edict):
+            raise ConfigError(f'unknown config key {key}')
+        node = node[part]
+    if last not in node or isinstance(node[last], edict):
+        raise ConfigError(f'unknown config key {key}')
+    node[last] = _coerce(key, value, node[last])
+
+
+def record_keys(values: dict[str, Any], source: str, *, allow_override: bool = False) -> None:
+    """Set each dotted key of ``values`` and remember it as recorded in ``source`` (a file)."""
+    for key, value in values.items():
+        set_key(key, value)
+        _RECORDED[key] = (get_key(key), source)
+    _OVERRIDE['allowed'] = bool(allow_override)
+
+
+def clear_recorded_keys() -> None:
+    _RECORDED.clear()
+    _OVERRIDE['allowed'] = False
+
+
+def recorded_keys() -> dict[str, tuple[Any, str]]:
+    """``{key: (value, file)}`` of the keys a loaded detector file fixed."""
+    return dict(_RECORDED)
+
+
+def _check_recorded(key: str, value: Any) -> None:
+    if key not in _RECORDED:
+        return
+    recorded, source = _RECORDED[key]
+    if same_value(recorded, value):
+        return
+    if _OVERRIDE['allowed']:
+        import sys
+        print(f'warning: {key} = {format_value(value)} overrides {format_value(recorded)} recorded in {source} '
+              '(--override)', file=sys.stderr)
+        return
+    raise ConfigError(f'{key} = {format_value(value)} contradicts {source}, which was made with {key} = '
+                      f'{format_value(recorded)}; leave the key out (the file sets it), or pass --override to run '
+                      'the model with the new value')
+
+
 def _merge_a_into_b(a: dict, b: edict, prefix: str = '') -> None:
     for k, v in a.items():
         full = f'{prefix}{k}'
@@ -298,7 +427,9 @@ def _merge_a_into_b(a: dict, b: edict, prefix: str = '') -> None:
                 raise ConfigError(f'config key {full}: expected a section (mapping), got {_type_name(v)}')
             _merge_a_into_b(v, b[k], prefix=f'{full}.')
         else:
-            b[k] = _coerce(full, v, b[k])
+            value = _coerce(full, v, b[k])
+            _check_recorded(full, value)
+            b[k] = value
 
 
 def cfg_from_file(filename: str) -> None:
@@ -350,4 +481,9 @@ def cfg_from_list(cfg_list: list[str]) -> None:
             raise ConfigError(f'unknown config key {key}: check its spelling against faster_rcnn/config.py')
         if isinstance(node[last], edict):
             raise ConfigError(f'config key {key} is a section; set one of its keys instead')
-        node[last] = _coerce(key, _parse_literal(text), node[last])
+        value = _coerce(key, _parse_literal(text), node[last])
+        try:
+            _check_recorded(key, value)
+        except ConfigError as e:
+            raise ConfigError(f'--set {e}') from None
+        node[last] = value

@@ -18,7 +18,8 @@ from faster_rcnn.data.roidb import combined_roidb
 from faster_rcnn.datasets.factory import get_imdb
 from faster_rcnn.engine.optimizer import build_optimizer
 from faster_rcnn.engine.rng import seed_everything
-from faster_rcnn.engine.tester import im_detect, load_detector, read_image, select_detections
+from faster_rcnn.engine.detector_file import open_detector
+from faster_rcnn.engine.tester import im_detect, read_image, select_detections
 from faster_rcnn.engine.trainer import autocast_context, batch_to_device
 from faster_rcnn.nets.factory import build_network
 from faster_rcnn.utils.cli import add_config_args, apply_config, resolve_device
@@ -70,7 +71,7 @@ def bench_train(args: argparse.Namespace, device: torch.device) -> dict:
 def bench_test(args: argparse.Namespace, device: torch.device) -> dict:
     imdb = get_imdb(args.imdb)
     if args.model:
-        model, _ = load_detector(args.model, args.net, device, num_classes=imdb.num_classes)
+        model = open_detector(args.model, args.net).build(device, num_classes=imdb.num_classes)
     else:
         seed_everything(cfg.RNG_SEED)
         model = build_network(args.net, imdb.num_classes, cfg=cfg).place(device).eval()

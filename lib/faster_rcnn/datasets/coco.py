@@ -20,6 +20,18 @@ from .cache import cached_entries, files_signature
 from .imdb import imdb, make_roidb_entry
 from .voc_xml import AnnotationError
 
+# The 80 categories of COCO 2014/2017 in id order (ids 1..90 with gaps), as the annotation files name them: the
+# classes of every published COCO detector, known without the files (factory.classes_of).
+COCO_CLASSES = ('__background__', 'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck',
+                'boat', 'traffic light', 'fire hydrant', 'stop sign', 'parking meter', 'bench', 'bird', 'cat', 'dog',
+                'horse', 'sheep', 'cow', 'elephant', 'bear', 'zebra', 'giraffe', 'backpack', 'umbrella', 'handbag',
+                'tie', 'suitcase', 'frisbee', 'skis', 'snowboard', 'sports ball', 'kite', 'baseball bat',
+                'baseball glove', 'skateboard', 'surfboard', 'tennis racket', 'bottle', 'wine glass', 'cup', 'fork',
+                'knife', 'spoon', 'bowl', 'banana', 'apple', 'sandwich', 'orange', 'broccoli', 'carrot', 'hot dog',
+                'pizza', 'donut', 'cake', 'chair', 'couch', 'potted plant', 'bed', 'dining table', 'toilet', 'tv',
+                'laptop', 'mouse', 'remote', 'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink',
+                'refrigerator', 'book', 'clock', 'vase', 'scissors', 'teddy bear', 'hair drier', 'toothbrush')
+
 # tf-faster-rcnn's split names -> (annotation file stem, image folder) for the 2014/2015 sets.
 _COCO_SPLITS = {
     ('2014', 'train'): ('instances_train2014', 'train2014'),

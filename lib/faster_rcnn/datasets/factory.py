@@ -3,17 +3,19 @@
     voc_<2007|2012>_<train|val|trainval|test>[_diff]     PASCAL VOC (``_diff`` keeps difficult boxes)
     coco_2014_<train|val|minival|valminusminival>, coco_2015_<test|test-dev>, coco_2017_<train|val|test-dev>
     shapes_<trainval|test>, shapes_coco_<trainval|test>  the generated set (VOC and COCO readers)
+    shapes_circle_square_<trainval|test>                 the same images with the triangles left unlabelled
     coco_json:<ann.json>:<image_dir>, voc_dir:<root>:<split>[:diff]   your own data (see custom.py)
 """
 from __future__ import annotations
 
 from typing import Callable
 
-from .coco import coco
+from .coco import COCO_CLASSES, coco
 from .custom import get_custom_imdb, is_custom_name
 from .imdb import imdb
-from .pascal_voc import pascal_voc
-from .shapes import shapes_coco, shapes_voc
+from .pascal_voc import VOC_CLASSES, pascal_voc
+from .shapes import CLASSES as SHAPES_CLASSES
+from .shapes import shapes_coco, shapes_subset_voc, shapes_voc
 
 __sets: dict[str, Callable[[], imdb]] = {}
 
@@ -30,6 +32,7 @@ for _year, _splits in (('2014', ('train', 'val', 'minival', 'valminusminival')),
 for _split in ('trainval', 'test'):
     __sets[f'shapes_{_split}'] = (lambda split=_split: shapes_voc(split))
     __sets[f'shapes_coco_{_split}'] = (lambda split=_split: shapes_coco(split))
+    __sets[f'shapes_circle_square_{_split}'] = (lambda split=_split: shapes_subset_voc(split, ('circle', 'square')))
 
 
 def get_imdb(name: str) -> imdb:
@@ -44,3 +47,17 @@ def get_imdb(name: str) -> imdb:
 
 def list_imdbs() -> list[str]:
     return list(__sets.keys())
+
+
+def classes_of(name: str) -> tuple[str, ...]:
+    """The classes (background first) of the dataset ``name``; the built-in VOC, COCO and shapes sets need no
+    files on disk, others (your own data, ``+`` joins) are read."""
+    if name.startswith('voc_') and name in __sets:
+        return VOC_CLASSES
+    if name.startswith('coco_') and name in __sets:
+        return COCO_CLASSES
+    if name.startswith('shapes_circle_square_') and name in __sets:
+        return SHAPES_CLASSES[:3]
+    if name.startswith('shapes_') and name in __sets:
+        return SHAPES_CLASSES
+    return tuple(get_imdb(name.split('+')[0]).classes)

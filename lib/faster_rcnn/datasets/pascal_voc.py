@@ -46,10 +46,15 @@ def classes_from_voc_folder(root: str) -> tuple[str, ...]:
 
 
 class VocDataset(imdb):
-    """A VOC-layout folder: ``root/{JPEGImages, Annotations, ImageSets/Main/<image_set>.txt}``."""
+    """A VOC-layout folder: ``root/{JPEGImages, Annotations, ImageSets/Main/<image_set>.txt}``.
+
+    ``ignored_classes``: objects of these classes are left out (a dataset restricted to some classes);
+    any other name outside ``classes`` is an error.
+    """
 
     def __init__(self, name: str, root: str, image_set: str, classes: Sequence[str] | None = None,
-                 use_diff: bool = False, use_07_metric: bool = True, year: str = ''):
+                 use_diff: bool = False, use_07_metric: bool = True, year: str = '',
+                 ignored_classes: Sequence[str] = ()):
         super().__init__(name, classes if classes is not None else classes_from_voc_folder(root))
         if self.classes[0] != '__background__':
             raise ValueError(f'{name}: the first class must be "__background__", got {self.classes[0]!r}')
@@ -58,6 +63,7 @@ class VocDataset(imdb):
         self._year = year
         self._use_07_metric = use_07_metric
         self._class_to_ind = {c: i for i, c in enumerate(self.classes)}
+        self._ignored = frozenset(ignored_classes)
         self.config = {'use_diff': use_diff, 'cleanup': True}
         self._image_index = self._load_image_set_index()
         self._image_paths: dict[str, str] = {}
@@ -103,7 +109,7 @@ class VocDataset(imdb):
     def gt_roidb(self) -> list[dict]:
         files = [self._image_set_file()] + [self.annotation_path(i) for i in self._image_index]
         key = files_signature(files, {'classes': self.classes, 'use_diff': self.config['use_diff'],
-                                      'root': osp.abspath(self._root)})
+                                      'root': osp.abspath(self._root), 'ignored': sorted(self._ignored)})
         cache_file = self.cache_file(self._root)
         return cached_entries(cache_file, key, lambda: [self._load_annotation(i) for i in self._image_index])
 
@@ -121,6 +127,8 @@ class VocDataset(imdb):
         boxes, classes, hard = [], [], []
         for obj in ann.objects:
             where = f'{path}: object {obj.index} ({obj.name})'
+            if obj.name in self._ignored:
+                continue
             if obj.name not in self._class_to_ind:
                 raise AnnotationError(f'{where}: unknown class {obj.name!r}; the classes of {self.name} are '
                                       f'{list(self.classes[1:])}')

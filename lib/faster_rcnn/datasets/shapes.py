@@ -242,6 +242,17 @@ def shapes_voc(image_set: str, root: str | None = None, spec: ShapesSpec | None 
     return VocDataset(f'shapes_{image_set}', root, image_set, classes=CLASSES, use_07_metric=True)
 
 
+def shapes_subset_voc(image_set: str, classes: tuple[str, ...], root: str | None = None,
+                      spec: ShapesSpec | None = None):
+    """``shapes_<class>_<class>_<image_set>``: the same images with only ``classes`` annotated (objects of the
+    other classes are left out, as unlabelled objects): a detector to fine-tune to all of them."""
+    from .pascal_voc import VocDataset
+    root = ensure_shapes(root, spec)
+    name = '_'.join(('shapes',) + classes + (image_set,))
+    return VocDataset(name, root, image_set, classes=('__background__',) + classes, use_07_metric=True,
+                      ignored_classes=tuple(c for c in CLASSES[1:] if c not in classes))
+
+
 def shapes_coco(image_set: str, root: str | None = None, spec: ShapesSpec | None = None):
     """``shapes_coco_<image_set>``: the COCO reader over the same images."""
     from .coco import CocoDataset

@@ -2,8 +2,10 @@
 
 A snapshot is one ``<prefix>_iter_<N>.pth`` file holding everything an exact resume needs::
 
-    {'format': 1, 'iter': N, 'net': 'vgg16', 'classes': [...], 'model': state_dict, 'optimizer': state_dict,
-     'rng': {...}, 'data': {'batches_consumed': N}}
+    {'format': 2, 'kind': 'snapshot', 'iter': N, 'net': 'vgg16', 'classes': [...], 'model': state_dict,
+     'config': {...}, 'optimizer': state_dict, 'rng': {...}, 'data': {'batches_consumed': N}}
+
+(``config`` makes it a self-describing detector file, see ``detector_file``; format 1 had no record.)
 
 It is written to a temporary file in the same folder and renamed, so a crash or a kill never leaves a
 truncated snapshot under the final name, and it is read with ``torch.load(..., weights_only=True)``.
@@ -15,11 +17,12 @@ import os
 import os.path as osp
 import re
 import tempfile
+import warnings
 from typing import Any
 
 import torch
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
 _ITER_RE = re.compile(r'_iter_(\d+)\.pth$')
 
 
@@ -63,7 +66,9 @@ def load_snapshot(path: str, map_location: str | torch.device = 'cpu') -> dict:
     if not osp.isfile(path):
         raise CheckpointError(f'checkpoint {path} does not exist: check --model / --weight')
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about old pickle protocols: the outcome is what we report
+            warnings.simplefilter('ignore')
+            obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for corrupt or foreign files
         raise CheckpointError(f'checkpoint {path} cannot be read safely ({type(e).__name__}: {e}); '
                               'it may be truncated or not a checkpoint of this project') from e

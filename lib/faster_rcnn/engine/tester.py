@@ -144,28 +144,3 @@ def test_net(model: torch.nn.Module, imdb, output_dir: str, device: torch.device
         print('Evaluating detections')
         imdb.evaluate_detections(all_boxes, output_dir)
     return all_boxes
-
-
-def load_detector(model_path: str, net: str, device: torch.device,
-                  num_classes: int | None = None) -> tuple[torch.nn.Module, list[str] | None]:
-    """Build ``net`` and load a trained snapshot into it (strictly), in eval mode on ``device``.
-
-    Returns the model and the class names stored in the snapshot (None for a bare state_dict).
-    ``num_classes`` defaults to the snapshot's class count; a mismatch with it is an error naming the file.
-    """
-    from faster_rcnn.engine.checkpoint import CheckpointError, load_model_weights, load_snapshot
-    from faster_rcnn.nets.factory import build_network
-
-    snap = load_snapshot(model_path, map_location='cpu')
-    classes = snap.get('classes')
-    if num_classes is None:
-        if classes is None:
-            raise CheckpointError(f'checkpoint {model_path} does not list its classes: pass the dataset (--imdb)')
-        num_classes = len(classes)
-    elif classes is not None and len(classes) != num_classes:
-        raise CheckpointError(f'checkpoint {model_path} has {len(classes)} classes {list(classes)}, '
-                              f'but the dataset has {num_classes}: test with the dataset it was trained on')
-    model = build_network(net, num_classes, cfg=cfg)
-    load_model_weights(model, snap, model_path, net=net)
-    model.place(device).eval()
-    return model, list(classes) if classes is not None else None

@@ -19,8 +19,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from faster_rcnn.config import cfg
 from faster_rcnn.data.loader import build_train_loader
-from faster_rcnn.engine.checkpoint import (SNAPSHOT_FORMAT, list_snapshots, load_model_weights, load_snapshot,
-                                           prune_snapshots, save_atomic, snapshot_path)
+from faster_rcnn.engine.checkpoint import (SNAPSHOT_FORMAT, CheckpointError, list_snapshots, load_model_weights,
+                                           load_snapshot, prune_snapshots, save_atomic, snapshot_path)
+from faster_rcnn.engine.detector_file import DetectorFile, check_config_matches, detector_payload
+from faster_rcnn.engine.finetune import load_finetune_weights
 from faster_rcnn.engine.distributed import DistInfo, all_reduce_mean, barrier
 from faster_rcnn.engine.lr_schedule import apply_lr, lr_factor
 from faster_rcnn.engine.optimizer import build_optimizer
@@ -135,17 +137,15 @@ def write_snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sta
     """Write ``<prefix>_iter_<N>.pth`` atomically and prune to TRAIN.SNAPSHOT_KEPT (the final one is kept on top
     of those); returns its path."""
     path = snapshot_path(output_dir, cfg.TRAIN.SNAPSHOT_PREFIX, state.iteration)
-    payload = {
+    payload = detector_payload(net=net, classes=classes, state_dict=unwrap(model).state_dict(), kind='snapshot')
+    payload.update({
         'format': SNAPSHOT_FORMAT,
         'iter': state.iteration,
-        'net': net,
-        'classes': list(classes),
-        'model': unwrap(model).state_dict(),
         'optimizer': optimizer.state_dict(),
         'rng': get_rng_states(),
         # The data order is a pure function of (seed, batches consumed): one integer restores it.
         'data': {'batches_consumed': state.iteration, 'seed': int(cfg.RNG_SEED)},
-    }
+    })
     if scaler is not None:
         payload['grad_scaler'] = scaler.state_dict()
     save_atomic(payload, path)
@@ -167,10 +167,12 @@ def _infinite(loader) -> Iterator[dict]:
 
 def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None, output_dir: str, tb_dir: str,
               pretrained_model: str | None, max_iters: int, info: DistInfo, fresh: bool = False,
-              num_workers: int | None = None) -> str:
+              num_workers: int | None = None, finetune: DetectorFile | None = None) -> str:
     """Train ``net`` on ``roidb`` for ``max_iters`` iterations; returns the final snapshot's path.
 
-    Starting again in the same ``output_dir`` resumes from its newest snapshot unless ``fresh``.
+    Starting again in the same ``output_dir`` resumes from its newest snapshot unless ``fresh``. A new run
+    starts from ``finetune`` (a detector file: every weight, the class-dependent predictors remapped by class
+    name), else from the ImageNet weights ``pretrained_model``, else from scratch.
     """
     device = info.device
     seed_everything(cfg.RNG_SEED)
@@ -182,6 +184,11 @@ def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None,
     start_iter, rng_states = 0, None
     if resume_path is not None:
         snap = load_snapshot(resume_path, map_location=device)
+        if 'optimizer' not in snap:
+            raise CheckpointError(f'{resume_path} is a detector file without training state, so training cannot '
+                                  'resume from it: start a new run from it with --finetune in another --tag, or '
+                                  'pass --fresh')
+        check_config_matches(snap, resume_path, net)
         load_model_weights(model, snap, resume_path, net=net)
         optimizer.load_state_dict(snap['optimizer'])
         if scaler is not None and 'grad_scaler' in snap:
@@ -189,6 +196,12 @@ def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None,
         start_iter, rng_states = int(snap['iter']), snap['rng']
         if info.is_main:
             print(f'Resuming from {resume_path} at iteration {start_iter}', flush=True)
+    elif finetune is not None:
+        if info.is_main:
+            print(f'Fine-tuning from the detector {finetune.path}', flush=True)
+        report = load_finetune_weights(model, finetune, list(imdb.classes))
+        if info.is_main:
+            print(report, flush=True)
     elif pretrained_model:
         if info.is_main:
             print(f'Loading initial model weights from {pretrained_model}', flush=True)

@@ -14,14 +14,22 @@ NETWORKS = ('vgg16', 'res50', 'res101', 'res152', 'mobile', 'tiny')
 
 
 def build_backbone(name: str, *, cfg=global_cfg) -> Backbone:
-    """The backbone ``name`` configured from ``cfg`` (RESNET.*, MOBILENET.*, TINY.*, POOLING_SIZE)."""
+    """The backbone ``name`` configured from ``cfg`` (VGG16.*, RESNET.*, MOBILENET.*, TINY.*, POOLING_SIZE)."""
     if name == 'vgg16':
         from .vgg16 import VGG16
-        return VGG16()
+        return VGG16(ceil_mode=bool(cfg.VGG16.CEIL_MODE))
     if name in ('res50', 'res101', 'res152'):
         from .resnet import ResNet
-        return ResNet(name, fixed_blocks=int(cfg.RESNET.FIXED_BLOCKS), max_pool=bool(cfg.RESNET.MAX_POOL))
+        return ResNet(name, fixed_blocks=int(cfg.RESNET.FIXED_BLOCKS), max_pool=bool(cfg.RESNET.MAX_POOL),
+                      layout=str(cfg.RESNET.LAYOUT))
     if name == 'mobile':
+        version = int(cfg.MOBILENET.VERSION)
+        if version == 1:
+            from .mobilenet_v1 import MobileNetV1
+            return MobileNetV1(fixed_layers=int(cfg.MOBILENET.FIXED_LAYERS),
+                               depth_multiplier=float(cfg.MOBILENET.DEPTH_MULTIPLIER))
+        if version != 2:
+            raise ValueError(f'config key MOBILENET.VERSION: expected 1 (MobileNetV1) or 2 (MobileNetV2), got {version}')
         from .mobilenet import MobileNetV2
         return MobileNetV2(fixed_layers=int(cfg.MOBILENET.FIXED_LAYERS),
                            depth_multiplier=float(cfg.MOBILENET.DEPTH_MULTIPLIER))

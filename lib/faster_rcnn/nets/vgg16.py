@@ -16,8 +16,10 @@ _FROZEN_UNTIL = 10
 class VGG16(Backbone):
     """torchvision's VGG16 cut at conv5_3.
 
-    The four remaining max-pools use ceil mode so that the feature map is ceil(H/16) x ceil(W/16), the
-    size tf-faster-rcnn's 'SAME'-padded pools give (and the anchors assume).
+    Args:
+        ceil_mode: VGG16.CEIL_MODE. True (the default): the four remaining max-pools use ceil mode, so the
+            feature map is ceil(H/16) x ceil(W/16), what tf-faster-rcnn's 'SAME'-padded pools give; False:
+            torchvision's floor mode, floor(H/16) x floor(W/16), as pytorch-faster-rcnn's VGG16.
     """
 
     head_channels = 512
@@ -26,13 +28,13 @@ class VGG16(Backbone):
     imagenet_name = 'vgg16'
     imagenet_unused_prefixes = ('classifier.6.',)  # fc8, the 1000-way ImageNet classifier
 
-    def __init__(self) -> None:
+    def __init__(self, *, ceil_mode: bool = True) -> None:
         super().__init__()
         tv = vgg16(weights=None)
         features = tv.features[:_LAST_POOL]
         for m in features:
             if isinstance(m, nn.MaxPool2d):
-                m.ceil_mode = True
+                m.ceil_mode = bool(ceil_mode)
         self.features = features
         # classifier indices 0..5 = fc6, ReLU, Dropout, fc7, ReLU, Dropout (same keys as torchvision's).
         self.classifier = tv.classifier[:6]

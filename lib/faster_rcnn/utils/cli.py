@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import pprint
+import sys
 
 import torch
 
@@ -14,9 +15,18 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--set', dest='set_cfgs', default=None, nargs=argparse.REMAINDER,
                         help='config overrides as KEY VALUE pairs, e.g. --set TRAIN.SCALES "[500]" POOLING_MODE align '
                              '(must come last)')
+    parser.add_argument('--override', action='store_true',
+                        help='let --cfg / --set change the keys a model file records (its normalisation, anchors, '
+                             'pooling, layout); without it such a change is an error naming the key')
+    add_debug_arg(parser)
     parser.add_argument('--device', default=None,
                         help="'cuda', 'cuda:N' or 'cpu' (default: cuda when available); under torchrun each "
                              'process takes cuda:LOCAL_RANK')
+
+
+def add_debug_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--debug', action='store_true',
+                        help='show the Python traceback of an error (also with the environment variable FRCNN_DEBUG=1)')
 
 
 def apply_config(args: argparse.Namespace, verbose: bool = True) -> None:
@@ -28,6 +38,20 @@ def apply_config(args: argparse.Namespace, verbose: bool = True) -> None:
     if verbose:
         print('Using config:')
         pprint.pprint(cfg)
+
+
+def apply_detector_config(args: argparse.Namespace, detector, *, verbose: bool = True, test_keys: bool = True) -> None:
+    """The config of a run on a detector file: the file's record first (its model keys fixed), then --cfg and
+    --set, checked against it. A file without a record and no --cfg gets a warning: it would run with the
+    defaults, which may not be what it was trained with."""
+    recorded = detector.apply_config(allow_override=getattr(args, 'override', False), test_keys=test_keys)
+    if not recorded and args.cfg_file is None:
+        print(f'warning: {detector.path} records no config (an older snapshot or a bare state_dict) and no --cfg '
+              'was given: it runs with the default normalisation, anchors and layout; pass the --cfg it was '
+              'trained with', file=sys.stderr)
+    elif recorded and verbose:
+        print(f'Model config recorded in {detector.path} applied')
+    apply_config(args, verbose=verbose)
 
 
 def resolve_device(name: str | None) -> str:
