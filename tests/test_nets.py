@@ -191,3 +191,79 @@ def test_tiny_follows_config_widths():
 def test_unknown_network_is_an_error():
     with pytest.raises(ValueError, match="unknown network 'res34'"):
         build_backbone('res34')
+
+
+@pytest.mark.parametrize('layout', ['torchvision', 'slim', 'caffe'])
+@pytest.mark.parametrize('hw', [(600, 800), (97, 130), (65, 33)])
+def test_resnet_layouts_keep_the_stride_16_map_and_the_keys(layout, hw):
+    cfg.RESNET.LAYOUT = layout
+    backbone = build_backbone('res50').eval()
+    with torch.no_grad():
+        f = backbone.head(torch.zeros(1, 3, *hw))
+    assert f.shape[2:] == (-(-hw[0] // 16), -(-hw[1] // 16))
+    cfg.RESNET.LAYOUT = 'torchvision'
+    assert backbone.state_dict().keys() == build_backbone('res50').state_dict().keys()
+
+
+def test_resnet_layouts_put_the_strides_where_each_original_does():
+    strides = {}
+    for layout in ('torchvision', 'slim', 'caffe'):
+        cfg.RESNET.LAYOUT = layout
+        b = build_backbone('res50')
+        strides[layout] = [(name, m.stride[0]) for name, m in b.named_modules()
+                           if isinstance(m, nn.Conv2d) and m.stride[0] == 2 and name.startswith('layer')]
+    assert strides['torchvision'] == [('layer2.0.conv2', 2), ('layer2.0.downsample.0', 2), ('layer3.0.conv2', 2),
+                                      ('layer3.0.downsample.0', 2)]
+    assert strides['caffe'] == [('layer2.0.conv1', 2), ('layer2.0.downsample.0', 2), ('layer3.0.conv1', 2),
+                                ('layer3.0.downsample.0', 2)]
+    assert strides['slim'] == [('layer1.2.conv2', 2), ('layer2.3.conv2', 2)]
+    cfg.RESNET.LAYOUT = 'slim'
+    b = build_backbone('res50')
+    x = torch.randn(1, 256, 9, 11)
+    assert torch.equal(b.layer1[2].downsample(x), x[:, :, ::2, ::2])  # slim's subsampling shortcut
+    cfg.RESNET.LAYOUT = 'other'
+    with pytest.raises(ValueError, match='RESNET.LAYOUT: unknown layout'):
+        build_backbone('res50')
+
+
+def test_vgg16_floor_mode_pools():
+    cfg.VGG16.CEIL_MODE = False
+    backbone = build_backbone('vgg16').eval()
+    with torch.no_grad():
+        f = backbone.head(torch.zeros(1, 3, 100, 140))
+    assert f.shape[2:] == (6, 8)  # floor(100 / 16), floor(140 / 16): pytorch-faster-rcnn's VGG16
+
+
+def test_mobilenet_v1_builds_trains_and_freezes_as_tf_faster_rcnn():
+    """MOBILENET.VERSION 1: 14 layers, head to stride 16 with 512 channels, tail 1024 at stride 1; ReLU6;
+    frozen norms with slim's epsilon; the first FIXED_LAYERS layers frozen; a training step updates the rest."""
+    from faster_rcnn.nets.factory import build_network
+    from faster_rcnn.nets.folded_norm import AppliedNorm
+    cfg.MOBILENET.VERSION = 1
+    cfg.MOBILENET.FIXED_LAYERS = 5
+    cfg.ANCHOR_SCALES = [2.0, 4.0]
+    cfg.TRAIN.RPN_PRE_NMS_TOP_N = 300
+    cfg.TRAIN.RPN_POST_NMS_TOP_N = 50
+    cfg.TRAIN.BATCH_SIZE = 16
+    torch.manual_seed(0)
+    model = build_network('mobile', 3, cfg=cfg)
+    backbone = model.backbone
+    assert len(backbone.features) == 14 and backbone.head_channels == 512 and backbone.tail_channels == 1024
+    assert sum(isinstance(m, nn.ReLU6) for m in backbone.modules()) == 27
+    assert all(m.eps == 1e-3 for m in backbone.modules() if isinstance(m, AppliedNorm))
+    frozen = {n.split('.')[1] for n, p in backbone.named_parameters() if not p.requires_grad}
+    assert frozen == {'0', '1', '2', '3', '4'}
+    assert 'features.5.depthwise.0.weight' in backbone.state_dict()
+    with torch.no_grad():
+        assert backbone.head(torch.zeros(1, 3, 97, 130)).shape == (1, 512, 7, 9)
+    model.train()
+    images = torch.randn(1, 3, 96, 128)
+    im_info = torch.tensor([[96.0, 128.0, 1.0]])
+    gt = [torch.tensor([[10.0, 10.0, 60.0, 70.0, 1.0], [50.0, 20.0, 120.0, 90.0, 2.0]])]
+    before = backbone.features[6].pointwise[0].weight.detach().clone()
+    losses = model(images, im_info, gt)
+    assert torch.isfinite(losses['total_loss'])
+    losses['total_loss'].backward()
+    torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1).step()
+    assert not torch.equal(backbone.features[6].pointwise[0].weight, before)
+    assert backbone.features[0][0].weight.grad is None

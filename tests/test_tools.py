@@ -226,3 +226,69 @@ def test_mixed_precision_training_runs(root):
     losses = [float(v) for v in re.findall(r'total loss: ([-\d.eE+naif]+)', proc.stdout)]
     assert len(losses) == 2 and all(0 < v < 100 for v in losses), proc.stdout[-2000:]
     assert snapshot(root, 'amp', 6).is_file()
+
+
+def _detections(root: Path, tag: str, stem: str):
+    import pickle
+    path = root / 'output' / 'tiny' / 'shapes_test' / tag / stem / 'detections.pkl'
+    with open(path, 'rb') as f:  # our own output of this test
+        return pickle.load(f)
+
+
+def test_snapshots_are_self_describing_no_cfg_needed(root, trained):
+    """test_net and demo without --cfg give exactly what they give with the training --cfg: the snapshot records
+    the normalisation, anchors, pooling, network widths and the test settings (TEST.SCALES 160 here)."""
+    with_cfg = run_tool(['tools/test_net.py', '--net', 'tiny', '--imdb', 'shapes_test', '--model', str(trained),
+                         '--cfg', SHAPES_CFG, '--tag', 'with_cfg', '--device', 'cpu', '--set', *_dirs(root),
+                         'TEST.SCALES', '[160]']).stdout
+    without = run_tool(['tools/test_net.py', '--imdb', 'shapes_test', '--model', str(trained), '--tag', 'no_cfg',
+                        '--device', 'cpu', '--set', *_dirs(root)])
+    assert 'records no config' not in without.stderr and 'Model config recorded in' in without.stdout
+    assert _mean_ap(without.stdout) == _mean_ap(with_cfg)
+    a, b = _detections(root, 'with_cfg', trained.stem), _detections(root, 'no_cfg', trained.stem)
+    assert all(x.shape == y.shape and (x == y).all() for ca, cb in zip(a, b) for x, y in zip(ca, cb))
+
+    images = sorted((root / 'data').rglob('test_00000*.jpg'))[:1]
+    outs = []
+    for extra in ([], ['--cfg', SHAPES_CFG, '--set', 'TEST.SCALES', '[160]']):
+        proc = run_tool(['tools/demo.py', '--model', str(trained), '--images', str(images[0]), '--output',
+                         str(root / f'demo{len(outs)}'), '--thresh', '0.01', '--device', 'cpu', *extra])
+        outs.append(re.sub(r' in [\d.]+s -> .*', '', proc.stdout.strip().splitlines()[-1]))
+    assert outs[0] == outs[1] and 'x' in outs[0], outs
+
+
+def test_contradicting_a_recorded_key_is_an_error_unless_overridden(root, trained):
+    base = ['tools/test_net.py', '--imdb', 'shapes_test', '--model', str(trained), '--device', 'cpu', '--tag', 'x']
+    proc = run_tool([*base, '--set', *_dirs(root), 'PIXEL_STDS', '[[[1.0, 1.0, 1.0]]]'], check=False)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    line = proc.stderr.strip()
+    assert line.count('\n') == 0 and line.startswith('error: --set PIXEL_STDS = [[[1.0, 1.0, 1.0]]] contradicts')
+    assert str(trained) in line and '[[[64.0, 64.0, 64.0]]]' in line and '--override' in line
+    yml = run_tool([*base, '--cfg', str(REPO / 'experiments' / 'cfgs' / 'res101.yml'), '--set', *_dirs(root)],
+                   check=False)
+    assert yml.returncode == 2 and 'res101.yml: POOLING_MODE = ' in yml.stderr and "'align'" in yml.stderr
+    over = run_tool([*base, '--override', '--set', *_dirs(root), 'TEST.SCALES', '[160]', 'POOLING_MODE', 'crop'])
+    assert "warning: POOLING_MODE = 'crop' overrides 'align'" in over.stderr
+    assert 0.0 <= _mean_ap(over.stdout) <= 1.0
+    # Test-time keys that do not change the network are free.
+    free = run_tool([*base, '--set', *_dirs(root), 'TEST.NMS', '0.5', 'TEST.RPN_POST_NMS_TOP_N', '50'])
+    assert 0.0 <= _mean_ap(free.stdout) <= 1.0
+    wrong_net = run_tool([*base[:-2], '--net', 'vgg16', '--set', *_dirs(root)], check=False)
+    assert wrong_net.returncode == 5 and 'holds a tiny network, not vgg16' in wrong_net.stderr
+
+
+def test_older_snapshots_without_a_record_still_run_with_cfg(root, trained, tmp_path):
+    snap = torch.load(trained, map_location='cpu', weights_only=True)
+    del snap['config'], snap['kind']
+    snap['format'] = 1
+    old = tmp_path / 'tiny_faster_rcnn_iter_40.pth'
+    torch.save(snap, old)
+    base = ['tools/test_net.py', '--imdb', 'shapes_test', '--model', str(old), '--device', 'cpu']
+    with_cfg = run_tool([*base, '--net', 'tiny', '--cfg', SHAPES_CFG, '--tag', 'old', '--set', *_dirs(root),
+                         'TEST.SCALES', '[160]'])
+    assert 'records no config' not in with_cfg.stderr
+    assert _mean_ap(with_cfg.stdout) == _mean_ap(run_tool(
+        ['tools/test_net.py', '--imdb', 'shapes_test', '--model', str(trained), '--device', 'cpu', '--tag', 'new',
+         '--set', *_dirs(root)]).stdout)
+    bare = run_tool([*base, '--tag', 'bare', '--set', *_dirs(root), *FAST], check=False)
+    assert 'records no config' in bare.stderr and 'pass the --cfg it was trained with' in bare.stderr

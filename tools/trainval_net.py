@@ -14,8 +14,9 @@ from faster_rcnn.config import cfg, get_output_dir, get_output_tb_dir
 from faster_rcnn.data.roidb import combined_roidb
 from faster_rcnn.engine.detector_file import open_detector
 from faster_rcnn.engine.distributed import cleanup, init_distributed
-from faster_rcnn.engine.trainer import NonFiniteLossError, train_net
+from faster_rcnn.engine.trainer import train_net
 from faster_rcnn.utils.cli import add_config_args, apply_config, apply_detector_config, resolve_device
+from faster_rcnn.utils.errors import UsageError, run_tool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     print('Called with args:')
     print(args)
     if args.finetune and args.weight:
-        raise SystemExit('error: --finetune and --weight both initialise the network: pass one of them')
+        raise UsageError('--finetune and --weight both initialise the network: pass one of them')
     info = init_distributed(resolve_device(args.device))
     detector = None
     if args.finetune:
@@ -79,9 +80,6 @@ def main(argv: list[str] | None = None) -> int:
         final = train_net(net=net, imdb=imdb, roidb=roidb, valroidb=valroidb, output_dir=output_dir,
                           tb_dir=tb_dir, pretrained_model=args.weight, max_iters=args.max_iters, info=info,
                           fresh=args.fresh, num_workers=args.workers, finetune=detector)
-    except NonFiniteLossError as e:
-        print(f'ERROR: {e}', file=sys.stderr)
-        return 3
     finally:
         cleanup(info)
     if info.is_main:
@@ -90,4 +88,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

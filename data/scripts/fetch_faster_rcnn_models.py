@@ -103,8 +103,8 @@ def obtain_archive(model: PublishedModel | None, args: argparse.Namespace) -> st
                            f'{args.dataset} model is not published in its scripts')
     else:
         path = _download(model, args)
-    is_archive = osp.isfile(path) and (tarfile.is_tarfile(path) or zipfile.is_zipfile(path))
-    if model is not None and model.md5 and is_archive:
+    archive = is_archive(path)
+    if model is not None and model.md5 and archive:
         digest = file_digest(path, 'md5')
         if digest != model.md5:
             if not args.skip_checksum:
@@ -114,7 +114,7 @@ def obtain_archive(model: PublishedModel | None, args: argparse.Namespace) -> st
             print(f'warning: {path}: md5 {digest} differs from the published {model.md5}; used anyway (--skip-checksum)')
         else:
             print(f'{path}: md5 {digest} matches the published checksum')
-    elif is_archive:
+    elif archive:
         print(f'{path}: no checksum is published for this archive; sha256 {file_digest(path, "sha256")}')
     return path
 
@@ -152,10 +152,15 @@ def _safe_members(names: list[str], archive: str) -> None:
             raise ModelFileError(f'{archive}: the archive holds a path outside its folder ({name}); refusing to unpack it')
 
 
+def is_archive(path: str) -> bool:
+    """A tar or zip archive (a .pth is a zip file too, but a model, not an archive)."""
+    return osp.isfile(path) and not path.endswith(('.pth', '.pt')) and (tarfile.is_tarfile(path) or zipfile.is_zipfile(path))
+
+
 def unpack(path: str, dest: str) -> str:
     """Unpack an archive into ``dest`` (no path may leave it); a file or folder that is not an archive is
     returned as it is."""
-    if osp.isdir(path) or not (tarfile.is_tarfile(path) or zipfile.is_zipfile(path)):
+    if not is_archive(path):
         return path
     os.makedirs(dest, exist_ok=True)
     print(f'unpacking {path} into {dest}')
@@ -184,7 +189,7 @@ def find_model_file(root: str, source: str, archive: str) -> str:
         found = glob.glob(osp.join(glob.escape(root), '**', '*.index'), recursive=True)
         found = [f[:-len('.index')] for f in found]
     else:
-        if osp.isfile(root) and not (tarfile.is_tarfile(root) or zipfile.is_zipfile(root)):
+        if osp.isfile(root):
             return root
         found = glob.glob(osp.join(glob.escape(root), '**', '*.pth'), recursive=True)
     if not found:

@@ -79,7 +79,7 @@ def convert_rtl_state_dict(path: str, net: str, classes: Sequence[str], *, pooli
     if held != net:
         what = f'a {held} network' if held else 'no pytorch-faster-rcnn network (no vgg., resnet. or mobilenet. keys)'
         raise ModelFileError(f'{path} holds {what}, not {net}' + (f': pass --net {held}' if held else ''))
-    set_layout_config({**rtl_layout(pooling_mode), 'ANCHOR_SCALES': [float(s) for s in anchor_scales],
+    set_layout_config({'EXP_DIR': net, **rtl_layout(pooling_mode), 'ANCHOR_SCALES': [float(s) for s in anchor_scales],
                        'ANCHOR_RATIOS': [float(r) for r in anchor_ratios]})
     if test_set:
         if any(not k.startswith('TEST.') for k in test_set[0::2]):

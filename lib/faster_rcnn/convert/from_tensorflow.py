@@ -64,7 +64,7 @@ def convert_tf_checkpoint(path: str, net: str, classes: Sequence[str], *,
     if net not in SCOPES:
         raise UsageError(f'--net {net}: tf-faster-rcnn published vgg16, res50, res101, res152 and mobile')
     bundle = TensorBundle(path)
-    set_layout_config({**TF_LAYOUT, 'ANCHOR_SCALES': [float(s) for s in anchor_scales],
+    set_layout_config({'EXP_DIR': net, **TF_LAYOUT, 'ANCHOR_SCALES': [float(s) for s in anchor_scales],
                        'ANCHOR_RATIOS': [float(r) for r in anchor_ratios]})
     if test_set:
         keys = test_set[0::2]

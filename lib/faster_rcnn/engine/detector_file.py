@@ -6,13 +6,15 @@ model) holds, in plain Python values readable with ``torch.load(..., weights_onl
     {'format': 2, 'kind': 'snapshot' | 'detector', 'net': 'res101', 'classes': ['__background__', ...],
      'model': state_dict,
      'config': {'model': {'PIXEL_MEANS': [[[...]]], 'RESNET.LAYOUT': 'slim', ...},   # defines the network
-                'test': {'SCALES': [600], 'NMS': 0.3, ...}},                          # cfg.TEST at training time
+                'test': {'SCALES': [600], 'NMS': 0.3, ...},                           # cfg.TEST at training time
+                'exp_dir': 'res101'},                                                 # cfg.EXP_DIR likewise
      'source': {...}}                         # converted files: where the weights came from
     (+ 'iter', 'optimizer', 'rng', 'data' in snapshots: the training state)
 
 Loading a file applies its ``config.model`` values and keeps them fixed (``config.record_keys``): a --cfg
 or --set that contradicts one is an error naming the key and both values unless the user passes
---override. The recorded TEST values become the defaults that --cfg/--set may change freely. Files from
+--override. The recorded TEST values and EXP_DIR (where test results go) become the defaults that --cfg/--set may
+change freely. Files from
 before the record (format 1, or a bare state_dict) keep loading with the user's --cfg, as before.
 """
 from __future__ import annotations
@@ -57,7 +59,8 @@ def model_keys(net: str) -> tuple[str, ...]:
 def config_record(net: str) -> dict[str, dict[str, Any]]:
     """What a file of network ``net`` records of the current config (plain values)."""
     return {'model': {k: to_plain(get_key(k)) for k in model_keys(net)},
-            'test': {k: to_plain(v) for k, v in cfg.TEST.items()}}
+            'test': {k: to_plain(v) for k, v in cfg.TEST.items()},
+            'exp_dir': str(cfg.EXP_DIR)}
 
 
 def describe_record(record: dict | None) -> list[str]:
@@ -67,6 +70,8 @@ def describe_record(record: dict | None) -> list[str]:
                 'it was trained with']
     lines = [f'  {k} = {v!r}' for k, v in record.get('model', {}).items()]
     lines += [f'  TEST.{k} = {v!r}' for k, v in record.get('test', {}).items()]
+    if 'exp_dir' in record:
+        lines.append(f'  EXP_DIR = {record["exp_dir"]!r}')
     return lines
 
 
@@ -106,6 +111,8 @@ class DetectorFile:
         record_keys(model, self.path, allow_override=allow_override)
         if test_keys:
             _apply_test_record(record.get('test', {}), self.path)
+            if 'exp_dir' in record:
+                cfg.EXP_DIR = str(record['exp_dir'])
         return True
 
     def build(self, device: torch.device | str, num_classes: int | None = None) -> torch.nn.Module:
