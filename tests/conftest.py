@@ -37,3 +37,17 @@ def tmp_data_dir(tmp_path):
     cfg.DATA_DIR = str(tmp_path / "data")
     yield tmp_path / "data"
     reset_cfg()
+
+
+@pytest.fixture(scope='session')
+def root(tmp_path_factory) -> Path:
+    """ROOT_DIR / DATA_DIR of the tool tests (the shapes set is generated once, in its data/)."""
+    return tmp_path_factory.mktemp('frcnn_root')
+
+
+@pytest.fixture(scope='session')
+def trained(root) -> Path:
+    """A 40-iteration shapes run with a validation summary at every iteration (SUMMARY_INTERVAL 0)."""
+    from tool_runs import run_tool, snapshot, train_args
+    run_tool(train_args(root, 'full', 40, ['TRAIN.SUMMARY_INTERVAL', '0']))
+    return snapshot(root, 'full', 40)

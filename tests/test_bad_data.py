@@ -9,6 +9,7 @@ from faster_rcnn.data.dataset import BlobConfig, RoidbDataset
 from faster_rcnn.datasets.coco import CocoDataset
 from faster_rcnn.datasets.pascal_voc import VocDataset
 from faster_rcnn.datasets.voc_xml import AnnotationError
+from faster_rcnn.utils.errors import DataError
 
 CLASSES = ('__background__', 'dog', 'cat')
 
@@ -77,16 +78,33 @@ def test_missing_image_at_roidb_time(tmp_path):
         db.roidb
 
 
-def test_missing_and_unreadable_image_at_load_time(tmp_path):
+def test_missing_empty_truncated_and_unreadable_images_at_load_time(tmp_path):
     db, root = voc_with(tmp_path, obj('dog', 1, 1, 10, 10))
     roidb = db.roidb
     ds = RoidbDataset(roidb, seed=0, blob_cfg=BlobConfig.from_cfg())
     path = root / 'JPEGImages' / 'im1.jpg'
-    path.write_bytes(b'not a jpeg at all')
-    with pytest.raises(OSError, match='im1.jpg cannot be decoded'):
+    cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    good = path.read_bytes()
+    # OpenCV decodes a JPEG cut short with only a warning (grey rows): it is corrupt all the same.
+    path.write_bytes(good[:len(good) * 3 // 4])
+    assert cv2.imread(str(path)) is not None
+    with pytest.raises(DataError, match=r'im1\.jpg is corrupt: its JPEG data ends before the end-of-image marker .*; '
+                                        'training stopped'):
         ds[(0, 0)]
+    path.write_bytes(b'not a jpeg at all')
+    with pytest.raises(DataError, match=r'im1\.jpg cannot be decoded .*training stopped'):
+        ds[(0, 0)]
+    path.write_bytes(b'')
+    with pytest.raises(DataError, match=r'im1\.jpg is empty \(0 bytes\); training stopped'):
+        ds[(0, 0)]
+    png = root / 'JPEGImages' / 'im2.png'
+    cv2.imwrite(str(png), np.full((40, 60, 3), 90, np.uint8))
+    png.write_bytes(png.read_bytes()[:-20])
+    from faster_rcnn.data.dataset import read_image
+    with pytest.raises(DataError, match=r'im2\.png is corrupt: its PNG data ends before the IEND chunk'):
+        read_image(str(png))
     path.unlink()
-    with pytest.raises(FileNotFoundError, match=r'im1\.jpg does not exist'):
+    with pytest.raises(DataError, match=r'im1\.jpg does not exist .*training stopped'):
         ds[(0, 0)]
 
 
@@ -94,7 +112,7 @@ def test_image_size_differs_from_annotation(tmp_path):
     db, root = voc_with(tmp_path, obj('dog', 1, 1, 10, 10))
     roidb = db.roidb
     cv2.imwrite(str(root / 'JPEGImages' / 'im1.jpg'), np.zeros((30, 60, 3), np.uint8))
-    with pytest.raises(ValueError, match='im1.jpg is 60x30 but its annotation says 60x40'):
+    with pytest.raises(DataError, match='im1.jpg is 60x30 but its annotation says 60x40'):
         RoidbDataset(roidb, seed=0)[(0, 0)]
 
 

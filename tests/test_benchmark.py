@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_tools import REPO, _env
+from tool_runs import REPO, _env
 
 
 def _benchmark(args: list[str], out: Path) -> dict:
@@ -42,3 +42,14 @@ def test_nets_benchmark_compares_with_torchvision(tmp_path):
 def test_layers_benchmark_reports_the_ratio_to_torchvision_nms(tmp_path):
     r = _benchmark(['layers', '--repeat', '1', '--warmup', '0'], tmp_path / 'layers.json')
     assert _positive(r['proposal_train_vs_torchvision_nms'])
+
+
+def test_test_benchmark_reports_images_per_second_by_batch_precision_and_processes(tmp_path):
+    r = _benchmark(['test', '--nets', 'tiny', '--batches', '1,2', '--amp', 'fp32,bf16', '--procs', '1,2',
+                    '--images', '8', '--workers', '0'], tmp_path / 'test.json')
+    entry = r['nets']['tiny']
+    assert entry['images'] == 8
+    assert set(entry['images_per_s']) == {f'{p}proc_{a}_b{b}' for p in (1, 2) for a in ('fp32', 'bf16') for b in (1, 2)}
+    assert all(_positive(v) for v in entry['images_per_s'].values())
+    assert all(_positive(v) for v in entry['wall_s'].values())
+    assert _positive(entry['two_processes_time_ratio'])

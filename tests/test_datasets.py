@@ -10,6 +10,7 @@ import pytest
 from faster_rcnn.config import cfg
 from faster_rcnn.data.roidb import combined_roidb
 from faster_rcnn.datasets.factory import get_imdb, list_imdbs
+from faster_rcnn.utils.errors import DataError, UsageError
 
 
 pytestmark = pytest.mark.usefixtures('tmp_data_dir')
@@ -51,7 +52,7 @@ def test_names():
               'coco_2014_valminusminival', 'coco_2015_test-dev', 'coco_2017_val', 'shapes_trainval',
               'shapes_coco_test'):
         assert n in names
-    with pytest.raises(KeyError, match='voc_2007_trainval'):
+    with pytest.raises(UsageError, match="voc_2007_trainval"):
         get_imdb('voc_2007_trianval')
 
 
@@ -116,7 +117,7 @@ def test_voc_dir_by_name_classes_from_data(tmp_path):
     with open(os.path.join(root, 'classes.txt'), 'w') as f:
         f.write('person\ndog\ncat\ncar\nbus\n')
     assert get_imdb(f'voc_dir:{root}:train').classes == ('__background__', 'person', 'dog', 'cat', 'car', 'bus')
-    with pytest.raises(KeyError, match='voc_dir:<root>:<split>'):
+    with pytest.raises(UsageError, match="voc_dir:<root>:<split>"):
         get_imdb(f'voc_dir:{root}')
 
 
@@ -164,7 +165,7 @@ def test_combining_different_classes_is_an_error(tmp_path):
     make_voc2007()
     root = str(tmp_path / 'mine')
     write_voc(root, VOC_IMAGES, {'train': ['000001']})
-    with pytest.raises(ValueError, match='classes differ'):
+    with pytest.raises(DataError, match='classes differ'):
         combined_roidb(f'voc_2007_trainval+voc_dir:{root}:train')
 
 

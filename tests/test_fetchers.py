@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from faster_rcnn.utils.download import file_digest
+from faster_rcnn.utils.errors import run_tool
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,9 +42,10 @@ def voc(monkeypatch, tmp_path):
 def test_voc_wrong_md5_is_refused_and_not_unpacked(voc, tmp_path, capsys):
     module, mirror = voc
     data = tmp_path / 'data'
-    rc = module.main(['--year', '2007', '--data-dir', str(data), '--mirror', mirror.as_uri() + '/'])
-    assert rc == 1
+    rc = run_tool(lambda: module.main(['--year', '2007', '--data-dir', str(data), '--mirror', mirror.as_uri() + '/']))
+    assert rc == 7
     err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith('error: ')
     assert 'VOCtest_06-Nov-2007.tar: md5' in err and '--tars' in err
     assert not (data / 'VOCdevkit2007').exists()
 
@@ -60,6 +62,6 @@ def test_voc_verified_archive_lands_in_the_devkit(voc, tmp_path, monkeypatch):
 
 def test_voc_missing_local_archive_says_what_to_do(tmp_path, capsys):
     module = _load('fetch_voc')
-    rc = module.main(['--year', '2007', '--data-dir', str(tmp_path / 'data'), '--tars', str(tmp_path)])
-    assert rc == 1
+    rc = run_tool(lambda: module.main(['--year', '2007', '--data-dir', str(tmp_path / 'data'), '--tars', str(tmp_path)]))
+    assert rc == 7
     assert 'VOCtrainval_06-Nov-2007.tar does not exist' in capsys.readouterr().err

@@ -189,7 +189,7 @@ def test_tiny_follows_config_widths():
 
 
 def test_unknown_network_is_an_error():
-    with pytest.raises(ValueError, match="unknown network 'res34'"):
+    with pytest.raises(ValueError, match="--net res34: unknown network"):
         build_backbone('res34')
 
 

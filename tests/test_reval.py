@@ -77,6 +77,6 @@ def test_reval_with_and_without_nms(saved, tmp_path):
 def test_reval_errors(saved, tmp_path):
     out, name = saved
     missing = run_reval(tmp_path, str(tmp_path), '--imdb', name)
-    assert missing.returncode == 1 and 'detections.pkl does not exist' in missing.stderr
+    assert missing.returncode == 2 and 'detections.pkl does not exist' in missing.stderr
     wrong = run_reval(tmp_path, str(out), '--imdb', 'voc_dir:' + str(tmp_path / 'data' / 'myshapes') + ':trainval')
-    assert wrong.returncode == 1 and 'wrong --imdb' in wrong.stderr
+    assert wrong.returncode == 4 and 'pass the --imdb it was tested on' in wrong.stderr

@@ -6,7 +6,6 @@ reader returned) and against the test writer (tests/tensorbundle_writer.py) for 
 from __future__ import annotations
 
 import os
-import struct
 import zlib
 from pathlib import Path
 

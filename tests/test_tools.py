@@ -5,7 +5,6 @@ Everything is written under a temporary ROOT_DIR / DATA_DIR, never into the chec
 """
 from __future__ import annotations
 
-import os
 import re
 import signal
 import struct
@@ -18,53 +17,7 @@ import cv2
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SHAPES_CFG = str(REPO / 'experiments' / 'cfgs' / 'shapes.yml')
-# Small settings so that each run takes seconds: fewer proposals, smaller images, no workers.
-FAST = ['TRAIN.DISPLAY', '5', 'TRAIN.SNAPSHOT_ITERS', '10', 'TRAIN.SNAPSHOT_KEPT', '10', 'TRAIN.SCALES', '[160]',
-        'TEST.SCALES', '[160]', 'TRAIN.WARMUP_ITERS', '5']
-
-
-def _env() -> dict:
-    env = dict(os.environ)
-    env['PYTHONPATH'] = str(REPO / 'lib') + os.pathsep + env.get('PYTHONPATH', '')
-    env['PYTHONUNBUFFERED'] = '1'
-    env.setdefault('OMP_NUM_THREADS', '2')
-    return env
-
-
-def _dirs(root: Path) -> list[str]:
-    return ['ROOT_DIR', str(root), 'DATA_DIR', str(root / 'data')]
-
-
-def run_tool(args: list[str], timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=_env(), capture_output=True, text=True,
-                          timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f'{args[0]} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}')
-    return proc
-
-
-def train_args(root: Path, tag: str, iters: int, extra: list[str] = (), flags: list[str] = ()) -> list[str]:
-    return ['tools/trainval_net.py', '--net', 'tiny', '--imdb', 'shapes_trainval', '--imdbval', 'shapes_test',
-            '--iters', str(iters), '--tag', tag, '--cfg', SHAPES_CFG, '--device', 'cpu', '--workers', '0',
-            *flags, '--set', *_dirs(root), *FAST, *extra]
-
-
-def snapshot(root: Path, tag: str, it: int) -> Path:
-    return root / 'output' / 'tiny' / 'shapes_trainval' / tag / f'tiny_faster_rcnn_iter_{it}.pth'
-
-
-@pytest.fixture(scope='module')
-def root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp('frcnn_root')
-
-
-@pytest.fixture(scope='module')
-def trained(root) -> Path:
-    """A 40-iteration run with a validation summary at every iteration (SUMMARY_INTERVAL 0)."""
-    run_tool(train_args(root, 'full', 40, ['TRAIN.SUMMARY_INTERVAL', '0']))
-    return snapshot(root, 'full', 40)
+from tool_runs import FAST, REPO, SHAPES_CFG, _dirs, _env, run_tool, snapshot, train_args  # noqa: F401
 
 
 def _read_events(folder: Path) -> set[str]:
@@ -253,7 +206,8 @@ def test_snapshots_are_self_describing_no_cfg_needed(root, trained):
     for extra in ([], ['--cfg', SHAPES_CFG, '--set', 'TEST.SCALES', '[160]']):
         proc = run_tool(['tools/demo.py', '--model', str(trained), '--images', str(images[0]), '--output',
                          str(root / f'demo{len(outs)}'), '--thresh', '0.01', '--device', 'cpu', *extra])
-        outs.append(re.sub(r' in [\d.]+s -> .*', '', proc.stdout.strip().splitlines()[-1]))
+        line = next(x for x in proc.stdout.splitlines() if ' -> ' in x)
+        outs.append(re.sub(r' in [\d.]+s -> .*', '', line))
     assert outs[0] == outs[1] and 'x' in outs[0], outs
 
 

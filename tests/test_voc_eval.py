@@ -115,7 +115,8 @@ def test_evaluate_detections_writes_1_based_files(tmp_path, capsys):
                  [empty] * 3]
     db.competition_mode(True)
     out = tmp_path / 'out'
-    mean_ap = db.evaluate_detections(all_boxes, str(out))
+    result = db.evaluate_detections(all_boxes, str(out))
+    mean_ap = result.mean_ap
     printed = capsys.readouterr().out
     # car: both non-difficult cars found first -> 1.0; dog: no gt, no detection -> 0.0.
     assert mean_ap == pytest.approx(0.5)
@@ -132,3 +133,45 @@ def test_voc_eval_image_set_with_a_second_column(voc_case, tmp_path):
     listed.write_text('img1  1\nimg2  1\nimg3 -1\n')
     _, _, ap = voc_eval(detpath, str(root / 'Annotations' / '{}.xml'), str(listed), 'car', None)
     assert ap == pytest.approx((6 + 5 * 0.4) / 11)
+
+
+def test_use_diff_counts_difficult_objects_as_the_reference(voc_case):
+    """The ``_diff`` sets: the difficult car becomes a regular gt. Ranked: TP, FP (dup), TP (the difficult
+    car), FP, FP (IoU 0.5), TP; npos 3 -> precisions at recalls 1/3, 2/3, 1: 1, 2/3, 1/2."""
+    root, detpath = voc_case
+    args = (detpath, str(root / 'Annotations' / '{}.xml'), str(root / 'ImageSets' / 'Main' / 'test.txt'), 'car', None)
+    rec, prec, ap = voc_eval(*args, use_diff=True)
+    np.testing.assert_allclose(rec, [1 / 3, 1 / 3, 2 / 3, 2 / 3, 2 / 3, 1.0])
+    np.testing.assert_allclose(prec, [1.0, 0.5, 2 / 3, 0.5, 0.4, 0.5])
+    # 11-point: t = 0..0.3 -> 1, t = 0.4..0.6 -> 2/3, t = 0.7..1.0 -> 0.5.
+    assert ap == pytest.approx((4 * 1.0 + 3 * (2 / 3) + 4 * 0.5) / 11)
+    # Without it the difficult car is neither TP nor FP and not in npos (2): the same AP here, other curves.
+    np.testing.assert_allclose(voc_eval(*args)[0], [0.5, 0.5, 0.5, 0.5, 0.5, 1.0])
+
+
+def test_diff_dataset_evaluates_with_use_diff_and_writes_pr_curves(tmp_path):
+    reset_cfg()
+    cfg.DATA_DIR = str(tmp_path / 'data')
+    root = tmp_path / 'voc'
+    write_voc(str(root), IMAGES)
+    all_boxes = [[np.zeros((0, 5), np.float32)] * 3,
+                 [np.array([[0, 0, 9, 9, 0.9], [20, 20, 29, 29, 0.8]], np.float32),
+                  np.array([[0, 0, 9, 9, 0.7]], np.float32), np.zeros((0, 5), np.float32)]]
+    plain = VocDataset('mini', str(root), 'test', classes=('__background__', 'car'))
+    diff = VocDataset('mini_diff', str(root), 'test', classes=('__background__', 'car'), use_diff=True)
+    r_plain = plain.evaluate_detections(all_boxes, str(tmp_path / 'plain'))
+    r_diff = diff.evaluate_detections(all_boxes, str(tmp_path / 'diff'))
+    # Without use_diff the detection on the difficult car is ignored: recall 1/2 then 1 -> AP 1.
+    assert r_plain.mean_ap == pytest.approx(1.0)
+    np.testing.assert_allclose(r_diff.curves['car'][0], [1 / 3, 2 / 3, 1.0])
+    assert r_diff.mean_ap == pytest.approx(1.0) and r_diff.per_class == {'car': pytest.approx(1.0)}
+    import pickle
+    with open(tmp_path / 'diff' / 'car_pr.pkl', 'rb') as f:  # written for the user, in the reference's layout
+        pr = pickle.load(f)
+    np.testing.assert_allclose(pr['rec'], [1 / 3, 2 / 3, 1.0])
+    np.testing.assert_allclose(pr['prec'], [1.0, 1.0, 1.0])
+    assert pr['ap'] == pytest.approx(1.0)
+    import cv2
+    png = cv2.imread(str(tmp_path / 'diff' / 'pr_curves.png'))
+    assert png is not None and png.shape[0] > 100 and png.std() > 0
+    reset_cfg()

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from faster_rcnn.utils.errors import ModelFileError, UsageError
 import torch
 import torchvision
 
@@ -60,7 +62,7 @@ def test_weights_of_another_network_are_rejected_with_keys_and_file(tmp_path):
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
     backbone = build_backbone('res101')
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(ModelFileError) as e:
         load_imagenet_weights(backbone, str(path))
     msg = str(e.value)
     res50_keys = set(torchvision.models.resnet50(weights=None).state_dict())
@@ -77,7 +79,7 @@ def test_unexpected_keys_and_shape_mismatches_are_listed(tmp_path):
     state['features.0.0.weight'] = torch.zeros(3, 3, 3, 3)
     path = tmp_path / 'bad.pth'
     torch.save(state, path)
-    with pytest.raises(ValueError, match=r"(?s)unexpected keys \(1\).*features\.99\.weight.*"
+    with pytest.raises(ModelFileError, match=r"(?s)unexpected keys \(1\).*features\.99\.weight.*"
                                          r"features\.0\.0\.weight: file \(3, 3, 3, 3\) vs model \(32, 3, 3, 3\)"):
         load_imagenet_weights(build_backbone('mobile'), str(path))
 
@@ -85,12 +87,12 @@ def test_unexpected_keys_and_shape_mismatches_are_listed(tmp_path):
 def test_a_file_that_is_not_a_state_dict_is_rejected(tmp_path):
     path = tmp_path / 'checkpoint.pth'
     torch.save({'model': {'a': torch.zeros(1)}, 'iter': 3}, path)
-    with pytest.raises(ValueError, match='not a torchvision state_dict'):
+    with pytest.raises(ModelFileError, match='not a torchvision state_dict'):
         load_imagenet_weights(build_backbone('vgg16'), str(path))
 
 
 def test_tiny_has_no_imagenet_weights(tmp_path):
-    with pytest.raises(ValueError, match='trained from scratch'):
+    with pytest.raises(UsageError, match='trained from scratch'):
         load_imagenet_weights(build_network('tiny', 4), str(tmp_path / 'x.pth'))
     with pytest.raises(ValueError, match='trained from scratch'):
         imagenet_url('tiny')
@@ -100,7 +102,7 @@ def test_find_prefers_data_dir_then_torchvision_cache(tmp_path, monkeypatch):
     hub = tmp_path / 'hub'
     monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(hub))
     weights_dir = tmp_path / 'imagenet_weights'
-    with pytest.raises(FileNotFoundError, match='fetch_imagenet_weights.py --net vgg16'):
+    with pytest.raises(ModelFileError, match='fetch_imagenet_weights.py --net vgg16'):
         find_imagenet_weights('vgg16', str(weights_dir))
     cached = hub / 'checkpoints' / 'vgg16-397923af.pth'
     cached.parent.mkdir(parents=True)
@@ -128,7 +130,7 @@ def test_fetch_script_checks_the_hash_and_writes_net_pth(tmp_path):
 def test_fetch_script_failure_says_what_to_download_and_where(tmp_path):
     out = tmp_path / 'out'
     r = _fetch('--net', 'res101', '--out', str(out), '--mirror', (tmp_path / 'nowhere').as_uri())
-    assert r.returncode == 1
+    assert r.returncode == 7  # a download error (utils.errors)
     assert 'resnet101-63fe2227.pth' in r.stderr and str(out / 'res101.pth') in r.stderr
     assert not (out / 'res101.pth').exists()
 
@@ -139,5 +141,5 @@ def test_fetch_script_rejects_a_file_with_the_wrong_hash(tmp_path):
     (mirror / MOBILENET_FILE).write_bytes(b'not the weights')
     out = tmp_path / 'out'
     r = _fetch('--net', 'mobile', '--out', str(out), '--mirror', mirror.as_uri())
-    assert r.returncode == 1 and 'mobilenet_v2-b0353104.pth' in r.stderr
+    assert r.returncode == 7 and 'mobilenet_v2-b0353104.pth' in r.stderr
     assert not (out / 'mobile.pth').exists()

@@ -5,7 +5,7 @@
     python tools/benchmark.py nets   [--nets vgg16,res101] [--device ...]  # whole networks vs torchvision FasterRCNN
     python tools/benchmark.py data   [--imdb shapes_trainval]             # loader images/s with 0, 1, 2 workers
     python tools/benchmark.py train  [--net tiny --imdb shapes_trainval]  # s / training iteration, data included
-    python tools/benchmark.py test   [--net tiny --imdb shapes_test]      # s / test image
+    python tools/benchmark.py test   [--nets tiny,vgg16,res101]           # test images/s by batch, precision, processes
 
 Each prints medians over several runs after a warm-up; `--json FILE` writes them. Run `... <what> --help`.
 """
@@ -14,8 +14,10 @@ from __future__ import annotations
 import importlib
 import sys
 
+from faster_rcnn.utils.errors import run_tool
+
 _MODULES = {'layers': 'faster_rcnn.bench.layers', 'nets': 'faster_rcnn.bench.nets',
-            'data': 'faster_rcnn.bench.data', 'train': 'faster_rcnn.bench.engine', 'test': 'faster_rcnn.bench.engine'}
+            'data': 'faster_rcnn.bench.data', 'train': 'faster_rcnn.bench.engine', 'test': 'faster_rcnn.bench.testing'}
 
 
 def main(argv: list[str]) -> int:
@@ -23,10 +25,10 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0 if argv and argv[0] in ('-h', '--help') else 2
     module = importlib.import_module(_MODULES[argv[0]])
-    if argv[0] in ('train', 'test'):
+    if argv[0] == 'train':
         return module.main(argv)
     return module.main(argv[1:])
 
 
 if __name__ == '__main__':
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_tool(lambda: main(sys.argv[1:])))

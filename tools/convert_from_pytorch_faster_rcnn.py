@@ -20,12 +20,12 @@ import time
 from faster_rcnn.convert.from_rtl import RTL_POOLING_MODES, convert_rtl_state_dict
 from faster_rcnn.convert.io import parse_number_list, read_class_names, write_detector
 from faster_rcnn.convert.rtl_names import NETS
-from faster_rcnn.utils.cli import add_debug_arg
+from faster_rcnn.utils.cli import ToolParser
 from faster_rcnn.utils.errors import run_tool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Convert a pytorch-faster-rcnn (ruotianluo) model')
+    parser = ToolParser(description='Convert a pytorch-faster-rcnn (ruotianluo) model')
     parser.add_argument('--net', required=True, choices=NETS, help='the network the file holds')
     parser.add_argument('--pth', required=True, help="the model file (rtl's state_dict .pth)")
     classes = parser.add_mutually_exclusive_group(required=True)
@@ -39,7 +39,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--out', required=True, help='the detector file to write (.pth)')
     parser.add_argument('--set', dest='set_cfgs', default=[], nargs=argparse.REMAINDER,
                         help="TEST.* KEY VALUE pairs to record as the model's test settings (must come last)")
-    add_debug_arg(parser)
     return parser.parse_args(argv)
 
 

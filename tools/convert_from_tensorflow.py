@@ -21,12 +21,12 @@ import time
 
 from faster_rcnn.convert.from_tensorflow import NETS, convert_tf_checkpoint
 from faster_rcnn.convert.io import parse_number_list, read_class_names, write_detector
-from faster_rcnn.utils.cli import add_debug_arg
+from faster_rcnn.utils.cli import ToolParser
 from faster_rcnn.utils.errors import run_tool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Convert a tf-faster-rcnn checkpoint (no TensorFlow needed)')
+    parser = ToolParser(description='Convert a tf-faster-rcnn checkpoint (no TensorFlow needed)')
     parser.add_argument('--net', required=True, choices=NETS, help='the network the checkpoint holds')
     parser.add_argument('--ckpt', required=True, help='checkpoint prefix, its .index file, or the folder holding it')
     classes = parser.add_mutually_exclusive_group(required=True)
@@ -39,7 +39,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--out', required=True, help='the detector file to write (.pth)')
     parser.add_argument('--set', dest='set_cfgs', default=[], nargs=argparse.REMAINDER,
                         help='TEST.* KEY VALUE pairs to record as the model\'s test settings (must come last)')
-    add_debug_arg(parser)
     return parser.parse_args(argv)
 
 

@@ -1,21 +1,27 @@
 #!/usr/bin/env python3
-"""Run a detector on images and save them with the detected boxes drawn (tf-faster-rcnn's demo.py).
+"""Run a detector on images, a video or a webcam and save them with the detected boxes drawn (tf-faster-rcnn's
+demo.py, plus video).
 
     python tools/demo.py --net res101 --dataset pascal_voc_0712        # the model the scripts / fetch put in output/
     python tools/demo.py --model output/.../res101_faster_rcnn_iter_110000.pth [--images DIR] [--output DIR]
+    python tools/demo.py --model M --video clip.mp4                     # -> output/demo/clip_detections.mp4
+    python tools/demo.py --model M --webcam 0 [--max-frames 300]        # Ctrl-C ends it; the video is kept
+    python tools/demo.py --model M --images DIR --json detections.json  # every detection, COCO results layout
 
 The model file records its network, classes, normalisation and test settings: no --cfg is needed (older
-snapshots take the --cfg they were trained with). Works without a display: pictures go to --output
-(default output/demo/).
+snapshots take the --cfg they were trained with). Works without a display: pictures and videos go to --output
+(default output/demo/). Frames per second of the detector are printed.
 """
 from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import os.path as osp
 import sys
 import time
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -26,7 +32,7 @@ from faster_rcnn.datasets.recipes import RECIPES, recipe
 from faster_rcnn.engine.checkpoint import list_snapshots
 from faster_rcnn.engine.detector_file import open_detector
 from faster_rcnn.engine.tester import detect_image, read_image
-from faster_rcnn.utils.cli import add_config_args, apply_detector_config, resolve_device
+from faster_rcnn.utils.cli import ToolParser, add_config_args, apply_detector_config, resolve_device
 from faster_rcnn.utils.errors import DiskError, ModelFileError, UsageError, run_tool
 from faster_rcnn.utils.visualization import draw_boxes
 
@@ -34,7 +40,7 @@ _IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Faster R-CNN demo: detect and draw boxes')
+    parser = ToolParser(description='Faster R-CNN demo: detect and draw boxes')
     parser.add_argument('--net', default=None,
                         help="vgg16, res50, res101, res152, mobile or tiny (default: the model file's; "
                              'res101 when --model is not given)')
@@ -42,10 +48,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='without --model: the DATASET whose final model (from train_faster_rcnn.sh or '
                              'fetch_faster_rcnn_models.py) to use (default: pascal_voc_0712)')
     parser.add_argument('--model', default=None, help='a model file (<prefix>_iter_<N>.pth)')
-    parser.add_argument('--images', default=None,
-                        help='an image file or a folder of images (default: data/demo)')
-    parser.add_argument('--output', default=None, help='folder for the pictures (default: output/demo)')
-    parser.add_argument('--thresh', type=float, default=0.8, help='score threshold of the drawn boxes')
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument('--images', default=None, help='an image file or a folder of images (default: data/demo)')
+    source.add_argument('--video', default=None, help='a video file: writes <output>/<name>_detections.mp4')
+    source.add_argument('--webcam', type=int, default=None, metavar='N',
+                        help='camera N: writes <output>/webcam<N>_detections.mp4 until Ctrl-C or --max-frames')
+    parser.add_argument('--max-frames', type=int, default=0, help='video / webcam: stop after this many frames (0: all)')
+    parser.add_argument('--output', default=None, help='folder for the pictures and videos (default: output/demo)')
+    parser.add_argument('--json', default=None, metavar='FILE',
+                        help='also write every detection to FILE: a list of COCO results '
+                             '{image_id, category_id, bbox [x, y, w, h], score} plus category_name and file_name / frame')
+    parser.add_argument('--thresh', type=float, default=0.8, help='score threshold of the boxes drawn and written')
     parser.add_argument('--nms', type=float, default=None, help='per-class NMS threshold (default: TEST.NMS)')
     add_config_args(parser)
     return parser.parse_args(argv)
@@ -79,33 +92,137 @@ def list_images(path: str) -> list[str]:
     return files
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    model_path = args.model or final_model(args.net or 'res101', args.dataset)
-    detector = open_detector(model_path, args.net)
-    apply_detector_config(args, detector, verbose=False)
-    if args.nms is not None:
-        cfg.TEST.NMS = args.nms
-    device = torch.device(resolve_device(args.device))
-    model = detector.build(device)
-    classes = detector.classes
-    images = list_images(args.images or osp.join(cfg.DATA_DIR, 'demo'))
-    out_dir = args.output or osp.join(cfg.ROOT_DIR, 'output', 'demo')
-    os.makedirs(out_dir, exist_ok=True)
-    print(f'Detector {model_path}: {detector.net}, {len(classes) - 1} classes')
-    for path in images:
-        im = read_image(path)
+def _quiet_opencv() -> None:
+    # OpenCV logs its own warnings on stderr (a camera that does not open): the tool says it in one line.
+    logging = getattr(getattr(cv2, 'utils', None), 'logging', None)
+    if logging is not None:
+        logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+
+
+def frames(capture: cv2.VideoCapture, max_frames: int) -> Iterator[np.ndarray]:
+    count = 0
+    while max_frames <= 0 or count < max_frames:
+        ok, frame = capture.read()
+        if not ok:
+            return
+        count += 1
+        yield frame
+
+
+def _stacked(dets: list[np.ndarray]) -> tuple[list[int], np.ndarray]:
+    ids = [j for j in range(1, len(dets)) for _ in range(len(dets[j]))]
+    stacked = np.concatenate(dets[1:], axis=0) if ids else np.zeros((0, 5), np.float32)
+    return ids, stacked
+
+
+def coco_results(dets: list[np.ndarray], classes: list[str], image_id: int, **where) -> list[dict]:
+    """One image's detections as COCO results ([x, y, x2 - x1 + 1, y2 - y1 + 1]) with class names."""
+    ids, stacked = _stacked(dets)
+    return [{'image_id': image_id, **where, 'category_id': j, 'category_name': classes[j],
+             'bbox': [float(x1), float(y1), float(x2 - x1 + 1), float(y2 - y1 + 1)], 'score': float(s)}
+            for j, (x1, y1, x2, y2, s) in zip(ids, stacked.tolist())]
+
+
+class Detector:
+    """The model and what drawing needs; ``__call__`` detects on a BGR image and returns (drawn, dets)."""
+
+    def __init__(self, model, classes: list[str], device: torch.device, thresh: float) -> None:
+        self.model, self.classes, self.device, self.thresh = model, classes, device, thresh
+        self.seconds = 0.0
+        self.count = 0
+
+    def __call__(self, im: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         t0 = time.perf_counter()
-        dets = detect_image(model, im, device, score_thresh=args.thresh)
-        elapsed = time.perf_counter() - t0
-        ids = [j for j in range(1, len(dets)) for _ in range(len(dets[j]))]
-        stacked = np.concatenate(dets[1:], axis=0) if ids else np.zeros((0, 5), np.float32)
-        drawn = draw_boxes(im, stacked[:, :4], [classes[j] for j in ids], ids, stacked[:, 4].tolist())
+        dets = detect_image(self.model, im, self.device, score_thresh=self.thresh)
+        self.seconds += time.perf_counter() - t0
+        self.count += 1
+        ids, stacked = _stacked(dets)
+        drawn = draw_boxes(im, stacked[:, :4], [self.classes[j] for j in ids], ids, stacked[:, 4].tolist())
+        return drawn, dets
+
+    def summary(self, dets: list[np.ndarray]) -> str:
+        return ', '.join(f'{self.classes[j]} x{len(dets[j])}' for j in range(1, len(dets)) if len(dets[j])) or 'nothing'
+
+    @property
+    def fps(self) -> float:
+        return self.count / self.seconds if self.seconds else 0.0
+
+
+def run_images(detector: Detector, paths: list[str], out_dir: str, results: list[dict]) -> None:
+    for i, path in enumerate(paths):
+        t0 = detector.seconds
+        drawn, dets = detector(read_image(path))
         out_path = osp.join(out_dir, osp.splitext(osp.basename(path))[0] + '_detections.jpg')
         if not cv2.imwrite(out_path, drawn):
             raise DiskError(f'{out_path}: the picture cannot be written; check that the folder is writable')
-        summary = ', '.join(f'{classes[j]} x{len(dets[j])}' for j in range(1, len(dets)) if len(dets[j])) or 'nothing'
-        print(f'{path}: {summary} in {elapsed:.3f}s -> {out_path}')
+        results += coco_results(dets, detector.classes, i, file_name=path)
+        print(f'{path}: {detector.summary(dets)} in {detector.seconds - t0:.3f}s -> {out_path}')
+
+
+def run_stream(detector: Detector, capture: cv2.VideoCapture, name: str, out_dir: str, max_frames: int,
+               results: list[dict]) -> None:
+    fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+    fps = fps if 0 < fps < 1000 else 25.0
+    out_path = osp.join(out_dir, f'{name}_detections.mp4')
+    writer = None
+    try:
+        for k, frame in enumerate(frames(capture, max_frames)):
+            drawn, dets = detector(frame)
+            if writer is None:
+                writer = cv2.VideoWriter(out_path, cv2.VideoWriter_fourcc(*'mp4v'), fps,
+                                         (drawn.shape[1], drawn.shape[0]))
+                if not writer.isOpened():
+                    raise DiskError(f'{out_path}: the video cannot be written (mp4v); check that the folder is writable')
+            writer.write(drawn)
+            results += coco_results(dets, detector.classes, k, frame=k)
+            if (k + 1) % 50 == 0:
+                print(f'{name}: {k + 1} frames, {detector.fps:.1f} frames/s', flush=True)
+    except KeyboardInterrupt:
+        print(f'{name}: stopped after {detector.count} frames')
+    finally:
+        if writer is not None:
+            writer.release()
+    if detector.count == 0:
+        raise UsageError(f'{name}: no frame could be read; is it a video OpenCV can decode?')
+    print(f'{name}: {detector.count} frames -> {out_path}')
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    model_path = args.model or final_model(args.net or 'res101', args.dataset)
+    detector_file = open_detector(model_path, args.net)
+    apply_detector_config(args, detector_file, verbose=False)
+    if args.nms is not None:
+        cfg.TEST.NMS = args.nms
+    device = torch.device(resolve_device(args.device))
+    out_dir = args.output or osp.join(cfg.ROOT_DIR, 'output', 'demo')
+    if args.video is not None or args.webcam is not None:
+        _quiet_opencv()
+        source = args.video if args.video is not None else args.webcam
+        capture = cv2.VideoCapture(source)
+        if not capture.isOpened():
+            what = f'--video {args.video}: the file does not exist or' if args.video is not None else \
+                f'--webcam {args.webcam}: the camera does not exist or'
+            raise UsageError(f'{what} OpenCV cannot open it')
+    os.makedirs(out_dir, exist_ok=True)
+    model = detector_file.build(device)
+    detector = Detector(model, detector_file.classes, device, args.thresh)
+    print(f'Detector {model_path}: {detector_file.net}, {len(detector.classes) - 1} classes')
+    results: list[dict] = []
+    if args.video is not None or args.webcam is not None:
+        name = osp.splitext(osp.basename(args.video))[0] if args.video is not None else f'webcam{args.webcam}'
+        try:
+            run_stream(detector, capture, name, out_dir, args.max_frames, results)
+        finally:
+            capture.release()
+    else:
+        run_images(detector, list_images(args.images or osp.join(cfg.DATA_DIR, 'demo')), out_dir, results)
+    unit = 'frames' if args.video is not None or args.webcam is not None else 'images'
+    print(f'{detector.count} {unit}: {detector.fps:.1f} per second (detection and NMS, {device.type})')
+    if args.json:
+        with open(args.json, 'w', encoding='utf-8') as f:
+            json.dump(results, f)
+        print(f'Wrote {len(results)} detections to {args.json}')
     return 0
 
 

@@ -12,16 +12,15 @@ import argparse
 import sys
 
 from faster_rcnn.engine.detector_file import describe_record, open_detector
-from faster_rcnn.utils.cli import add_debug_arg
+from faster_rcnn.utils.cli import ToolParser
 from faster_rcnn.utils.errors import run_tool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Describe a Faster R-CNN model file')
+    parser = ToolParser(description='Describe a Faster R-CNN model file')
     parser.add_argument('model', help='a snapshot or a converted detector file (.pth)')
     parser.add_argument('--has-config', action='store_true',
                         help='print nothing; exit 0 if the file records its config (no --cfg needed), 1 if not')
-    add_debug_arg(parser)
     return parser.parse_args(argv)
 
 

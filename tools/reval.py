@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os.path as osp
-import pickle
 import sys
 
 import numpy as np
@@ -18,11 +17,13 @@ import torch
 
 from faster_rcnn.config import cfg
 from faster_rcnn.datasets.factory import get_imdb
-from faster_rcnn.utils.cli import apply_config
+from faster_rcnn.utils.cli import ToolParser, apply_config
+from faster_rcnn.utils.detections_file import read_detections
+from faster_rcnn.utils.errors import DataError, UsageError, run_tool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Re-evaluate results saved by test_net.py')
+    parser = ToolParser(description='Re-evaluate results saved by test_net.py')
     parser.add_argument('output_dir', help='folder holding detections.pkl')
     parser.add_argument('--imdb', dest='imdb_name', default='voc_2007_test', help='dataset to re-evaluate')
     parser.add_argument('--matlab', dest='matlab_eval', action='store_true',
@@ -59,20 +60,16 @@ def main(argv: list[str] | None = None) -> int:
               'implements the same rules')
     det_file = osp.join(args.output_dir, 'detections.pkl')
     if not osp.exists(det_file):
-        print(f'error: {det_file} does not exist; run tools/test_net.py first (it writes detections.pkl in '
-              'its output folder)', file=sys.stderr)
-        return 1
-    # detections.pkl is this project's own output (test_net.py pickles all_boxes, the reference's format);
-    # only load files you produced yourself, as with any pickle.
-    with open(det_file, 'rb') as f:
-        all_boxes = pickle.load(f)
+        raise UsageError(f'{det_file} does not exist; run tools/test_net.py first (it writes detections.pkl in its '
+                         'output folder)')
+    # Read without running code: only arrays in lists are accepted (old tf-faster-rcnn files included).
+    all_boxes = read_detections(det_file)
     imdb = get_imdb(args.imdb_name)
     imdb.competition_mode(args.comp_mode)
     if len(all_boxes) != imdb.num_classes or any(len(a) != imdb.num_images for a in all_boxes):
-        print(f'error: {det_file} holds {len(all_boxes)} classes x {len(all_boxes[0]) if all_boxes else 0} '
-              f'images, but {imdb.name} has {imdb.num_classes} x {imdb.num_images}: wrong --imdb?',
-              file=sys.stderr)
-        return 1
+        raise DataError(f'{det_file} holds {len(all_boxes)} classes x {len(all_boxes[0]) if all_boxes else 0} '
+                        f'images, but {imdb.name} has {imdb.num_classes} x {imdb.num_images}: pass the --imdb it '
+                        'was tested on')
     if args.apply_nms:
         print(f'Applying NMS ({cfg.TEST.NMS}) to all detections')
         all_boxes = apply_nms(all_boxes, cfg.TEST.NMS)
@@ -82,4 +79,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

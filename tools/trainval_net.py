@@ -12,15 +12,16 @@ import sys
 
 from faster_rcnn.config import cfg, get_output_dir, get_output_tb_dir
 from faster_rcnn.data.roidb import combined_roidb
+from faster_rcnn.datasets.factory import get_imdb
 from faster_rcnn.engine.detector_file import open_detector
 from faster_rcnn.engine.distributed import cleanup, init_distributed
 from faster_rcnn.engine.trainer import train_net
-from faster_rcnn.utils.cli import add_config_args, apply_config, apply_detector_config, resolve_device
-from faster_rcnn.utils.errors import UsageError, run_tool
+from faster_rcnn.utils.cli import ToolParser, add_config_args, apply_config, apply_detector_config, resolve_device
+from faster_rcnn.utils.errors import StoppedBySignal, UsageError, run_tool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Train a Faster R-CNN network')
+    parser = ToolParser(description='Train a Faster R-CNN network')
     parser.add_argument('--weight', default=None,
                         help='ImageNet initialisation (a torchvision state_dict file, e.g. '
                              'data/imagenet_weights/vgg16.pth); not needed for --net tiny')
@@ -45,13 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    print('Called with args:')
-    print(args)
-    if args.finetune and args.weight:
-        raise UsageError('--finetune and --weight both initialise the network: pass one of them')
-    info = init_distributed(resolve_device(args.device))
+def train(args: argparse.Namespace, info) -> str:
+    """Config, datasets and the training run of one process; returns the final snapshot."""
     detector = None
     if args.finetune:
         detector = open_detector(args.finetune, args.net)
@@ -67,6 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f'Output will be saved to `{output_dir}`')
     print(f'TensorFlow summaries will be saved to `{tb_dir}`')
 
+    eval_imdb = None
+    if cfg.TRAIN.EVAL_INTERVAL > 0:
+        if not args.imdbval_name or '+' in args.imdbval_name:
+            raise UsageError(f'TRAIN.EVAL_INTERVAL {cfg.TRAIN.EVAL_INTERVAL} evaluates on --imdbval, which must name '
+                             f'one dataset (got {args.imdbval_name!r})')
+        eval_imdb = get_imdb(args.imdbval_name)
+        eval_imdb.limit(int(cfg.TRAIN.EVAL_IMAGES))
+        if info.is_main:
+            print(f'Evaluating on {eval_imdb.name} ({eval_imdb.num_images} images) every '
+                  f'{cfg.TRAIN.EVAL_INTERVAL} iterations')
+
     valroidb = None
     if args.imdbval_name:
         # The validation images are never flipped.
@@ -76,12 +83,27 @@ def main(argv: list[str] | None = None) -> int:
         cfg.TRAIN.USE_FLIPPED = orig_flip
         print(f'{len(valroidb)} validation roidb entries')
 
+    return train_net(net=net, imdb=imdb, roidb=roidb, valroidb=valroidb, output_dir=output_dir, tb_dir=tb_dir,
+                     pretrained_model=args.weight, max_iters=args.max_iters, info=info, fresh=args.fresh,
+                     num_workers=args.workers, finetune=detector, eval_imdb=eval_imdb)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print('Called with args:')
+    print(args)
+    if args.finetune and args.weight:
+        raise UsageError('--finetune and --weight both initialise the network: pass one of them')
+    info = init_distributed(resolve_device(args.device))
+    finished = False
     try:
-        final = train_net(net=net, imdb=imdb, roidb=roidb, valroidb=valroidb, output_dir=output_dir,
-                          tb_dir=tb_dir, pretrained_model=args.weight, max_iters=args.max_iters, info=info,
-                          fresh=args.fresh, num_workers=args.workers, finetune=detector)
+        final = train(args, info)
+        finished = True
+    except StoppedBySignal:
+        finished = True  # every process stopped at the same iteration, after the snapshot: leave together
+        raise
     finally:
-        cleanup(info)
+        cleanup(info, finished)
     if info.is_main:
         print(f'done solving: {final}')
     return 0

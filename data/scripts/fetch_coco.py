@@ -20,9 +20,10 @@ import urllib.error
 import urllib.request
 import zipfile
 
+from faster_rcnn.config import cfg
+from faster_rcnn.utils.cli import ToolParser
+from faster_rcnn.utils.errors import DISK_ERRNOS, DownloadError, run_tool
 from faster_rcnn.utils.download import download, file_digest
-
-_ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
 # (url, sha1 or None, where its content goes under data/coco)
 ARCHIVES = {
@@ -67,20 +68,21 @@ def fetch_year(year: str, data_dir: str, zips: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ToolParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--year', choices=['2014', '2017'], default='2017')
-    p.add_argument('--data-dir', default=osp.join(_ROOT, 'data'), help='cfg.DATA_DIR (default: data/)')
+    p.add_argument('--data-dir', default=cfg.DATA_DIR, help='cfg.DATA_DIR (default: data/, or $FRCNN_DATA_DIR)')
     p.add_argument('--zips', default=None, help='folder holding already downloaded archives')
     args = p.parse_args(argv)
     try:
         fetch_year(args.year, args.data_dir, args.zips)
     except (OSError, urllib.error.URLError) as e:
+        if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+            raise
         names = ', '.join(osp.basename(u) for u, _, _ in ARCHIVES[args.year])
-        print(f'error: {e}\n  Without network access, download {names} from http://images.cocodataset.org/ '
-              'on another machine and run this script again with --zips <folder>.', file=sys.stderr)
-        return 1
+        raise DownloadError(f'{e}; without network access, download {names} from http://images.cocodataset.org/ '
+                            'on another machine and run this script again with --zips <folder>') from None
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

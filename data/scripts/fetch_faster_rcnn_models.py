@@ -39,7 +39,7 @@ from faster_rcnn.convert.io import write_detector
 from faster_rcnn.convert.published import RTL_DRIVE, TF_DRIVE, TF_HOSTS, PublishedModel, published
 from faster_rcnn.datasets.factory import classes_of
 from faster_rcnn.datasets.recipes import recipe
-from faster_rcnn.utils.cli import add_debug_arg
+from faster_rcnn.utils.cli import ToolParser
 from faster_rcnn.utils.download import download, file_digest
 from faster_rcnn.utils.errors import DownloadError, ModelFileError, UsageError, run_tool
 
@@ -48,7 +48,7 @@ _ITER_RE = re.compile(r'_iter_(\d+)')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Fetch and convert a published Faster R-CNN detector',
+    parser = ToolParser(description='Fetch and convert a published Faster R-CNN detector',
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument('--net', default='res101', choices=NETS)
     parser.add_argument('--dataset', default='pascal_voc_0712', choices=('pascal_voc', 'pascal_voc_0712', 'coco'))
@@ -61,7 +61,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--skip-checksum', action='store_true',
                         help='accept an archive whose md5 differs from the published one (a repackaged copy you trust)')
     parser.add_argument('--force', action='store_true', help='convert again even if the model file exists')
-    add_debug_arg(parser)
     return parser.parse_args(argv)
 
 

@@ -15,10 +15,11 @@ import os
 import os.path as osp
 import sys
 
-_ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-
 import torch
 
+from faster_rcnn.config import cfg
+from faster_rcnn.utils.cli import ToolParser
+from faster_rcnn.utils.errors import DISK_ERRNOS, DownloadError, run_tool
 from faster_rcnn.nets.weights import IMAGENET_NETS, imagenet_url
 
 
@@ -43,9 +44,9 @@ def fetch(net: str, out_dir: str, mirror: str | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--net', required=True, choices=list(IMAGENET_NETS) + ['all'])
-    parser.add_argument('--out', default=osp.join(_ROOT, 'data', 'imagenet_weights'),
+    parser.add_argument('--out', default=osp.join(cfg.DATA_DIR, 'imagenet_weights'),
                         help='directory to write <net>.pth into (default: data/imagenet_weights)')
     parser.add_argument('--mirror', default=None, help='base URL holding torchvision\'s file names')
     args = parser.parse_args(argv)
@@ -55,15 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             fetch(net, args.out, args.mirror)
         except Exception as e:  # network errors come in many types (URLError, OSError, RuntimeError on hash)
-            url = imagenet_url(net)
-            print(f'error: could not download the {net} weights ({type(e).__name__}: {e}).\n'
-                  f'  Download {url} by hand (any machine with internet access) and save it as '
-                  f'{osp.join(args.out, net + ".pth")}\n'
-                  f'  or put it, under its own name, in {osp.join(torch.hub.get_dir(), "checkpoints")}.',
-                  file=sys.stderr)
-            failed.append(net)
-    return 1 if failed else 0
+            if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+                raise
+            print(f'could not download the {net} weights ({type(e).__name__}: {e})', flush=True)
+            failed.append(f'{imagenet_url(net)} -> {osp.join(args.out, net + ".pth")}')
+    if failed:
+        raise DownloadError(f'could not download {"; ".join(failed)}: download by hand (any machine with internet '
+                            f'access) and save under the name after "->", or under its own name in '
+                            f'{osp.join(torch.hub.get_dir(), "checkpoints")}')
+    return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

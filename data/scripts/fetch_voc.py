@@ -20,9 +20,10 @@ import tarfile
 import urllib.error
 import urllib.request
 
+from faster_rcnn.config import cfg
+from faster_rcnn.utils.cli import ToolParser
+from faster_rcnn.utils.errors import DISK_ERRNOS, DownloadError, run_tool
 from faster_rcnn.utils.download import download, file_digest
-
-_ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
 # (file name, md5) of the official archives.
 ARCHIVES = {
@@ -80,9 +81,9 @@ def fetch_year(year: str, data_dir: str, mirror: str | None, tars: str | None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ToolParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--year', choices=['2007', '2012', 'all'], default='2007')
-    p.add_argument('--data-dir', default=osp.join(_ROOT, 'data'), help='cfg.DATA_DIR (default: data/)')
+    p.add_argument('--data-dir', default=cfg.DATA_DIR, help='cfg.DATA_DIR (default: data/, or $FRCNN_DATA_DIR)')
     p.add_argument('--mirror', default=None, help='base URL holding the official file names')
     p.add_argument('--tars', default=None, help='folder holding already downloaded archives')
     args = p.parse_args(argv)
@@ -91,13 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         for y in years:
             fetch_year(y, args.data_dir, args.mirror, args.tars)
     except (OSError, urllib.error.URLError) as e:
+        if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+            raise
         names = ', '.join(n for y in years for n, _ in ARCHIVES[y])
-        print(f'error: {e}\n  Without network access, download {names} on another machine (from '
-              f'{BASE_URL[years[0]]} or a mirror) and run this script again with --tars <folder>.',
-              file=sys.stderr)
-        return 1
+        raise DownloadError(f'{e}; without network access, download {names} on another machine (from '
+                            f'{BASE_URL[years[0]]} or a mirror) and run this script again with --tars <folder>') from None
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -3,12 +3,20 @@
 # Sets TRAIN_IMDB, TEST_IMDB, STEPSIZE, ITERS, ANCHOR_SET, CFG_FILE, NET_BASE, EXP_DIR, NET_FINAL, DEVICE_ARGS,
 # NPROC, EXTRA_ARGS and EXTRA_ARGS_SLUG. The environment variable ITERS overrides the schedule's iteration
 # count (e.g. ITERS=1190000 for the published COCO models); FRCNN_ROOT_DIR moves output/ (as the tools do).
-GPU_ID=${1:?GPU_ID (e.g. 0, 0,1 or cpu)}
-DATASET=${2:?DATASET (pascal_voc, pascal_voc_0712, coco, coco_2017 or shapes)}
-NET=${3:?NET (vgg16, res50, res101, res101-lg, res152, mobile or tiny)}
+if (( $# < 3 )); then
+  echo "error: $(basename "$0"): expected GPU_ID DATASET NET [KEY VALUE ...], e.g. 0 pascal_voc vgg16; see its header" >&2
+  exit 2
+fi
+GPU_ID=$1
+DATASET=$2
+NET=$3
 EXTRA_ARGS=("${@:4}")
 EXTRA_ARGS_SLUG=$(IFS=_; echo "${EXTRA_ARGS[*]:-}" | tr -d '[]",' | tr ' ' '_')
 CFG_FILE="experiments/cfgs/${NET}.yml"
+if [[ "${NET}" != "tiny" && ! -f "${CFG_FILE}" ]]; then
+  echo "error: NET ${NET}: no config ${CFG_FILE}; use vgg16, res50, res101, res101-lg, res152, mobile (or tiny with shapes)" >&2
+  exit 2
+fi
 ANCHORS=""
 RATIOS="[0.5,1,2]"
 case ${DATASET} in
@@ -30,8 +38,8 @@ case ${DATASET} in
     STEPSIZE="[100000]"; ITERS=${ITERS:-${SHAPES_ITERS:-1600}}
     CFG_FILE="experiments/cfgs/shapes.yml" ;;
   *)
-    echo "No dataset given: use pascal_voc, pascal_voc_0712, coco, coco_2017 or shapes" >&2
-    exit 1 ;;
+    echo "error: DATASET ${DATASET}: unknown; use pascal_voc, pascal_voc_0712, coco, coco_2017 or shapes" >&2
+    exit 2 ;;
 esac
 # res101-lg and the like use the base network with their own config.
 NET_BASE=${NET%-lg}
@@ -40,8 +48,8 @@ if [[ -n "${ANCHORS}" ]]; then
   ANCHOR_SET=(ANCHOR_SCALES "${ANCHORS}" ANCHOR_RATIOS "${RATIOS}")
 fi
 if [[ ! -f "${CFG_FILE}" ]]; then
-  echo "No config ${CFG_FILE} for NET=${NET}: use vgg16, res50, res101, res101-lg, res152, mobile (or tiny with shapes)" >&2
-  exit 1
+  echo "error: NET ${NET}: no config ${CFG_FILE}; use vgg16, res50, res101, res101-lg, res152, mobile (or tiny with shapes)" >&2
+  exit 2
 fi
 EXP_DIR=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['EXP_DIR'])" "${CFG_FILE}")
 PREFIX=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['TRAIN']['SNAPSHOT_PREFIX'])" "${CFG_FILE}")

@@ -12,7 +12,8 @@ source experiments/scripts/dataset_table.sh "$@"
 LOG_DIR="${FRCNN_ROOT_DIR:-.}/experiments/logs"
 mkdir -p "${LOG_DIR}"
 LOG="${LOG_DIR}/${NET}_${TRAIN_IMDB}_${EXTRA_ARGS_SLUG}_${NET}.txt.$(date +'%Y-%m-%d_%H-%M-%S')"
-exec &> >(tee -a "$LOG")
+# Both streams go to the log; errors stay on stderr.
+exec > >(tee -a "$LOG") 2> >(tee -a "$LOG" >&2)
 echo "Logging output to $LOG"
 
 TAG_ARGS=()
@@ -26,10 +27,12 @@ if [[ ! -f "${NET_FINAL}" ]]; then
   else
     LAUNCH=(python3)
   fi
-  time "${LAUNCH[@]}" ./tools/trainval_net.py "${WEIGHT_ARGS[@]}" \
+  START=$SECONDS
+  "${LAUNCH[@]}" ./tools/trainval_net.py "${WEIGHT_ARGS[@]}" \
     --imdb "${TRAIN_IMDB}" --imdbval "${TEST_IMDB}" --iters "${ITERS}" \
     --cfg "${CFG_FILE}" "${TAG_ARGS[@]}" --net "${NET_BASE}" "${DEVICE_ARGS[@]}" \
     --set "${ANCHOR_SET[@]}" TRAIN.STEPSIZE "${STEPSIZE}" "${EXTRA_ARGS[@]}"
+  echo "Training took $((SECONDS - START)) s"
 else
   echo "Final model ${NET_FINAL} exists: skipping training"
 fi

@@ -130,6 +130,11 @@ __C.TRAIN.WARMUP_FACTOR = 0.001
 __C.TRAIN.AMP = ''
 # Gradient clipping by global norm (0: none, the reference)
 __C.TRAIN.CLIP_GRAD_NORM = 0.0
+# Evaluate on --imdbval every EVAL_INTERVAL iterations (0: never): mean AP printed and written to TensorBoard.
+# It changes nothing in the training (the RNG states are put back); under DDP the images are sharded.
+__C.TRAIN.EVAL_INTERVAL = 0
+# Images of --imdbval that evaluation uses (the first EVAL_IMAGES; 0: all)
+__C.TRAIN.EVAL_IMAGES = 0
 
 # ---------------------------------------------------------------------------------------------------------
 # Testing options
@@ -157,6 +162,11 @@ __C.TEST.RPN_TOP_N = 5000
 __C.TEST.MAX_PER_IMAGE = 100
 # Score threshold below which detections are dropped before NMS
 __C.TEST.SCORE_THRESH = 0.0
+# Images per forward pass when testing a dataset (padded as in training; each image gets exactly what it
+# gets alone)
+__C.TEST.IMS_PER_BATCH = 1
+# Mixed-precision inference: '' (fp32), 'bf16' or 'fp16'; box decoding, IoU and NMS stay in fp32
+__C.TEST.AMP = ''
 
 # ---------------------------------------------------------------------------------------------------------
 # Network options
@@ -261,9 +271,18 @@ def reset_cfg() -> None:
     clear_recorded_keys()
 
 
+def path_safe(name: str) -> str:
+    """A dataset name as one folder name: ``voc_dir:/data/mine:train`` -> ``voc_dir_data_mine_train`` (the
+    built-in names are unchanged)."""
+    out = ''.join(ch if ch.isalnum() or ch in '_.+-' else '_' for ch in name)
+    while '__' in out:
+        out = out.replace('__', '_')
+    return out.strip('_') or 'dataset'
+
+
 def get_output_dir(imdb_name: str, weights_filename: str | None = None, tag: str | None = None) -> str:
     """``output/<EXP_DIR>/<imdb_name>/<tag or 'default'>[/<weights_filename>]``, created if missing."""
-    outdir = osp.abspath(osp.join(__C.ROOT_DIR, 'output', __C.EXP_DIR, imdb_name, tag or 'default'))
+    outdir = osp.abspath(osp.join(__C.ROOT_DIR, 'output', __C.EXP_DIR, path_safe(imdb_name), tag or 'default'))
     if weights_filename is not None:
         outdir = osp.join(outdir, weights_filename)
     os.makedirs(outdir, exist_ok=True)
@@ -272,7 +291,7 @@ def get_output_dir(imdb_name: str, weights_filename: str | None = None, tag: str
 
 def get_output_tb_dir(imdb_name: str, weights_filename: str | None = None, tag: str | None = None) -> str:
     """``tensorboard/<EXP_DIR>/<imdb_name>/<tag or 'default'>[/<weights_filename>]``, created if missing."""
-    outdir = osp.abspath(osp.join(__C.ROOT_DIR, 'tensorboard', __C.EXP_DIR, imdb_name, tag or 'default'))
+    outdir = osp.abspath(osp.join(__C.ROOT_DIR, 'tensorboard', __C.EXP_DIR, path_safe(imdb_name), tag or 'default'))
     if weights_filename is not None:
         outdir = osp.join(outdir, weights_filename)
     os.makedirs(outdir, exist_ok=True)

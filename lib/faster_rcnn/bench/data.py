@@ -14,11 +14,13 @@ import time
 
 import torch
 
+from ..utils.cli import ToolParser
+
 from ..config import cfg, cfg_from_file, cfg_from_list
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog='benchmark.py data', description=__doc__,
+    p = ToolParser(prog='benchmark.py data', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--imdb', default='shapes_trainval', help='training dataset name(s), joined by +')
     p.add_argument('--workers', default='0,1,2', help='worker counts to compare, comma-separated')

@@ -1,7 +1,6 @@
-"""``tools/benchmark.py train|test``: seconds per training iteration and per test image, data pipeline included.
+"""``tools/benchmark.py train``: seconds per training iteration, data pipeline included.
 
     python tools/benchmark.py train --net tiny --imdb shapes_trainval --cfg experiments/cfgs/shapes.yml
-    python tools/benchmark.py test  --net tiny --imdb shapes_test --cfg experiments/cfgs/shapes.yml [--model M]
 """
 from __future__ import annotations
 
@@ -15,14 +14,11 @@ import torch
 from faster_rcnn.config import cfg
 from faster_rcnn.data.loader import build_train_loader
 from faster_rcnn.data.roidb import combined_roidb
-from faster_rcnn.datasets.factory import get_imdb
 from faster_rcnn.engine.optimizer import build_optimizer
 from faster_rcnn.engine.rng import seed_everything
-from faster_rcnn.engine.detector_file import open_detector
-from faster_rcnn.engine.tester import im_detect, read_image, select_detections
 from faster_rcnn.engine.trainer import autocast_context, batch_to_device
 from faster_rcnn.nets.factory import build_network
-from faster_rcnn.utils.cli import add_config_args, apply_config, resolve_device
+from faster_rcnn.utils.cli import ToolParser, add_config_args, apply_config, resolve_device
 
 
 def _sync(device: torch.device) -> None:
@@ -68,53 +64,20 @@ def bench_train(args: argparse.Namespace, device: torch.device) -> dict:
             'peak_memory_mb': _peak_memory_mb(device)}
 
 
-def bench_test(args: argparse.Namespace, device: torch.device) -> dict:
-    imdb = get_imdb(args.imdb)
-    if args.model:
-        model = open_detector(args.model, args.net).build(device, num_classes=imdb.num_classes)
-    else:
-        seed_everything(cfg.RNG_SEED)
-        model = build_network(args.net, imdb.num_classes, cfg=cfg).place(device).eval()
-    n = min(imdb.num_images, args.warmup + args.iters)
-    det_times, post_times, read_times = [], [], []
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
-    for i in range(n):
-        t0 = time.perf_counter()
-        im = read_image(imdb.image_path_at(i))
-        t1 = time.perf_counter()
-        scores, boxes = im_detect(model, im, device)
-        _sync(device)
-        t2 = time.perf_counter()
-        select_detections(scores, boxes, score_thresh=cfg.TEST.SCORE_THRESH, nms_thresh=cfg.TEST.NMS,
-                          max_per_image=cfg.TEST.MAX_PER_IMAGE)
-        t3 = time.perf_counter()
-        if i >= args.warmup:
-            read_times.append(t1 - t0)
-            det_times.append(t2 - t1)
-            post_times.append(t3 - t2)
-    return {'what': 'test', 'net': args.net, 'imdb': args.imdb, 'device': str(device), 'images': len(det_times),
-            'median_s_per_image': statistics.median(d + p + r for d, p, r in zip(det_times, post_times, read_times)),
-            'median_im_detect_s': statistics.median(det_times), 'median_nms_s': statistics.median(post_times),
-            'median_read_s': statistics.median(read_times), 'peak_memory_mb': _peak_memory_mb(device)}
-
-
 def main(argv: list[str]) -> int:
     what, rest = argv[0], argv[1:]
-    parser = argparse.ArgumentParser(prog=f'benchmark.py {what}',
-                                     description=f'seconds per {"training iteration" if what == "train" else "test image"}')
+    parser = ToolParser(prog=f'benchmark.py {what}', description='seconds per training iteration')
     parser.add_argument('--net', default='tiny')
-    parser.add_argument('--imdb', default='shapes_trainval' if what == 'train' else 'shapes_test')
-    parser.add_argument('--iters', type=int, default=20, help='timed iterations / images')
+    parser.add_argument('--imdb', default='shapes_trainval')
+    parser.add_argument('--iters', type=int, default=20, help='timed iterations')
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--workers', type=int, default=None)
-    parser.add_argument('--model', default=None, help='(test) a trained snapshot; default: random weights')
     parser.add_argument('--json', default=None, help='write the numbers to this file')
     add_config_args(parser)
     args = parser.parse_args(rest)
     apply_config(args, verbose=False)
     device = torch.device(resolve_device(args.device))
-    result = bench_train(args, device) if what == 'train' else bench_test(args, device)
+    result = bench_train(args, device)
     for k, v in result.items():
         print(f'{k:>22}: {v:.4f}' if isinstance(v, float) else f'{k:>22}: {v}')
     if args.json:

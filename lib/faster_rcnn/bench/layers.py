@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import torch
+
+from ..utils.cli import ToolParser
+from ..utils.errors import UsageError
 import torchvision
 
 from ..boxes import bbox_transform_inv, clip_boxes
@@ -33,7 +36,7 @@ GT_BOXES = [
 
 
 def _parse(argv: List[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="benchmark.py layers", description=__doc__.splitlines()[0])
+    parser = ToolParser(prog="benchmark.py layers", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--repeat", type=int, default=20, help="timed runs per layer (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs before timing")
@@ -152,9 +155,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = _parse(list(argv) if argv is not None else [])
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("benchmark layers: --device cuda was asked for but torch sees no CUDA device")
+        raise UsageError("benchmark layers: --device cuda was asked for but torch sees no CUDA device")
     if device.type not in ("cpu", "cuda"):
-        raise SystemExit(f"benchmark layers: --device must be cpu or cuda, got {args.device!r}")
+        raise UsageError(f"benchmark layers: --device must be cpu or cuda, got {args.device!r}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     result = run(device, max(args.repeat, 1), max(args.warmup, 0))

@@ -45,6 +45,9 @@ from pathlib import Path
 from typing import Callable, Hashable
 
 import torch
+
+from ..utils.cli import ToolParser
+from ..utils.errors import UsageError
 from torch import nn
 
 from ..config import cfg, reset_cfg
@@ -58,7 +61,7 @@ GT_BOXES = [[48, 64, 300, 420, 15], [320, 100, 560, 380, 7], [500, 260, 790, 590
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog='benchmark.py nets', description=__doc__.splitlines()[0])
+    parser = ToolParser(prog='benchmark.py nets', description=__doc__.splitlines()[0])
     parser.add_argument('--nets', default=None,
                         help='comma-separated networks (default: vgg16,res50,res101,res152,mobile on cuda, '
                              'mobile,vgg16 on cpu)')
@@ -345,7 +348,7 @@ def _bench_net(name: str, device: torch.device, args: argparse.Namespace) -> dic
 def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit('--device cuda: no CUDA device is available')
+        raise UsageError('--device cuda: no CUDA device is available')
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -25,10 +25,7 @@ def read_class_names(*, imdb: str | None, path: str | None) -> list[str]:
     line ``__background__`` is optional)."""
     if imdb is not None:
         from faster_rcnn.datasets.factory import classes_of
-        try:
-            return list(classes_of(imdb))
-        except KeyError as e:
-            raise UsageError(f'--imdb {imdb}: {e.args[0]}') from None
+        return list(classes_of(imdb))
     try:
         with open(path, encoding='utf-8') as f:
             names = [line.strip() for line in f if line.strip()]

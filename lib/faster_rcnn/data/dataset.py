@@ -5,7 +5,6 @@ values of the experiment and not the defaults of a fresh import.
 """
 from __future__ import annotations
 
-import os.path as osp
 from dataclasses import dataclass
 
 import cv2
@@ -35,13 +34,39 @@ class BlobConfig:
                    channel_order=str(cfg.CHANNEL_ORDER), use_all_gt=bool(cfg.TRAIN.USE_ALL_GT))
 
 
-def read_image(path: str) -> np.ndarray:
-    """BGR uint8 (H, W, 3); an error naming the file when it is missing or cannot be decoded."""
-    if not osp.exists(path):
-        raise FileNotFoundError(f'image {path} does not exist (listed in the dataset annotations)')
-    im = cv2.imread(path, cv2.IMREAD_COLOR)
+def _truncated(data: np.ndarray, path: str) -> str | None:
+    """Why a JPEG or PNG file is cut short, or None. OpenCV decodes such a file with only a warning and
+    grey rows where the data is missing: it counts as corrupt."""
+    head, tail = data[:8].tobytes(), data[-1024:].tobytes()
+    if head[:3] == b'\xff\xd8\xff' and b'\xff\xd9' not in tail:
+        return 'its JPEG data ends before the end-of-image marker (a download or copy cut short)'
+    if head == b'\x89PNG\r\n\x1a\n' and b'IEND' not in tail:
+        return 'its PNG data ends before the IEND chunk (a download or copy cut short)'
+    return None
+
+
+def read_image(path: str, stops: str = 'the run stopped') -> np.ndarray:
+    """BGR uint8 (H, W, 3). A missing, empty, truncated or undecodable file is a DataError naming it.
+
+    ``stops`` says in the message what the bad file did to the run.
+    """
+    from ..utils.errors import DataError
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f'image {path} does not exist (the dataset lists it); {stops}: restore the file or remove '
+                        'it from the image set') from None
+    except OSError as e:
+        raise DataError(f'image {path} cannot be read ({e.strerror}); {stops}') from None
+    if data.size == 0:
+        raise DataError(f'image {path} is empty (0 bytes); {stops}: replace the file or remove it from the image set')
+    why = _truncated(data, path)
+    if why is not None:
+        raise DataError(f'image {path} is corrupt: {why}; {stops}: replace the file or remove it from the image set')
+    im = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if im is None:
-        raise OSError(f'image {path} cannot be decoded by OpenCV (corrupt or not an image); replace or remove it')
+        raise DataError(f'image {path} cannot be decoded (corrupt or not an image); {stops}: replace the file or '
+                        'remove it from the image set')
     return im
 
 
@@ -83,10 +108,12 @@ class RoidbDataset(Dataset):
         batch_position, index = item
         c = self._cfg
         r = self._entries[index]
-        im = read_image(r['image'])
+        im = read_image(r['image'], stops='training stopped')
         if im.shape[0] != r['height'] or im.shape[1] != r['width']:
-            raise ValueError(f'image {r["image"]} is {im.shape[1]}x{im.shape[0]} but its annotation says '
-                             f'{r["width"]}x{r["height"]}; fix the annotation (or the EXIF orientation)')
+            from ..utils.errors import DataError
+            raise DataError(f'image {r["image"]} is {im.shape[1]}x{im.shape[0]} but its annotation says '
+                            f'{r["width"]}x{r["height"]}; training stopped: fix the annotation (or the EXIF '
+                            'orientation)')
         if r['flipped']:
             im = im[:, ::-1, :]
         target = c.scales[scale_index(self._seed, batch_position, len(c.scales))]

@@ -1,12 +1,20 @@
 """DataLoaders for training and validation: decode and resize in workers, pin, prefetch."""
 from __future__ import annotations
 
+import signal
+
 import torch
 from torch.utils.data import DataLoader
 
 from ..config import cfg
 from .dataset import BlobConfig, RoidbDataset, collate_batch
 from .sampler import InfiniteBatchSampler
+
+
+def ignore_interrupts(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process, which finishes its iteration and writes a snapshot
+    (a worker that died of the terminal's SIGINT would end the run before that)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def build_train_loader(roidb: list[dict], *, ims_per_batch: int, seed: int, start_batch: int = 0, rank: int = 0,
@@ -27,7 +35,7 @@ def build_train_loader(roidb: list[dict], *, ims_per_batch: int, seed: int, star
                                    rank=rank, world_size=world_size, aspect_grouping=aspect_grouping)
     kwargs = {}
     if num_workers > 0:
-        kwargs.update(persistent_workers=True, prefetch_factor=4)
+        kwargs.update(persistent_workers=True, prefetch_factor=4, worker_init_fn=ignore_interrupts)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_batch,
                       pin_memory=torch.cuda.is_available(), **kwargs)
 

@@ -46,7 +46,8 @@ class CombinedImdb(imdb):
         super().__init__('+'.join(p.name for p in parts), parts[0].classes)
         for p in parts[1:]:
             if p.classes != parts[0].classes:
-                raise ValueError(f'cannot combine {parts[0].name} and {p.name}: their classes differ '
+                from ..utils.errors import DataError
+                raise DataError(f'cannot combine {parts[0].name} and {p.name}: their classes differ '
                                  f'({list(parts[0].classes)} vs {list(p.classes)})')
         self.parts = parts
         self._image_index = [i for p in parts for i in p.image_index]
@@ -79,5 +80,12 @@ def combined_roidb(imdb_names: str, training: bool = True) -> tuple[imdb, list[d
     if len(pairs) > 1:
         db.roidb = roidb
     if training:
+        total = len(roidb)
         roidb = filter_roidb(roidb)
+        if not roidb:
+            from ..utils.errors import DataError
+            reason = ('none has a box of its classes' if cfg.TRAIN.USE_ALL_GT else
+                      'none has a box that is not marked difficult (TRAIN.USE_ALL_GT is False)')
+            raise DataError(f'{imdb_names}: no image left to train on: of its {total} roidb entries {reason}; '
+                            'check the annotations and the class names')
     return db, roidb

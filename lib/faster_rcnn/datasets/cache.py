@@ -38,6 +38,8 @@ def _to_json(entry: dict) -> dict:
 
 
 def _from_json(entry: dict) -> dict:
+    if not isinstance(entry, dict):
+        raise ValueError('an entry that is not an object')
     out = dict(entry)
     for k, dt in _ARRAY_KEYS.items():
         if k in out:
@@ -47,17 +49,42 @@ def _from_json(entry: dict) -> dict:
     return out
 
 
+def _check_entry(e: dict) -> None:
+    """Raise ValueError unless ``e`` is a well-formed cached entry (a damaged or edited cache is rebuilt)."""
+    if not isinstance(e, dict) or not isinstance(e.get('image'), str):
+        raise ValueError('an entry without an image path')
+    for field in ('width', 'height'):
+        if not isinstance(e.get(field), int) or isinstance(e.get(field), bool) or e[field] <= 0:
+            raise ValueError(f'an entry with a bad {field}')
+    boxes, classes = e.get('boxes'), e.get('gt_classes')
+    if not isinstance(boxes, np.ndarray) or boxes.ndim != 2 or boxes.shape[1] != 4 or not np.isfinite(boxes).all():
+        raise ValueError('an entry with bad boxes')
+    if not isinstance(classes, np.ndarray) or classes.shape != (boxes.shape[0],):
+        raise ValueError('an entry whose classes do not match its boxes')
+    hard = e.get('gt_ishard')
+    if hard is not None and (not isinstance(hard, np.ndarray) or hard.shape != classes.shape):
+        raise ValueError('an entry whose difficult flags do not match its boxes')
+
+
 def cached_entries(cache_file: str, key: str, build: Callable[[], list[dict]]) -> list[dict]:
-    """Return the entries stored in ``cache_file`` under ``key``, else ``build()`` them and store them."""
+    """Return the entries stored in ``cache_file`` under ``key``, else ``build()`` them and store them.
+
+    A cache is checked before use: one that is not valid JSON or holds a malformed entry is rebuilt.
+    """
     if osp.exists(cache_file):
         try:
             with open(cache_file, encoding='utf-8') as f:
                 data = json.load(f)
+            if not isinstance(data, dict) or not isinstance(data.get('entries'), list):
+                raise ValueError('not a cache of this project')
             if data.get('key') == key:
-                return [_from_json(e) for e in data['entries']]
+                entries = [_from_json(e) for e in data['entries']]
+                for e in entries:
+                    _check_entry(e)
+                return entries
             print(f'{cache_file}: annotations changed since it was written, rebuilding it')
-        except (OSError, ValueError, KeyError):
-            print(f'{cache_file}: unreadable cache, rebuilding it')
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f'{cache_file}: unreadable or damaged cache ({e}), rebuilding it')
     entries = build()
     os.makedirs(osp.dirname(cache_file) or '.', exist_ok=True)
     tmp = f'{cache_file}.tmp{os.getpid()}'

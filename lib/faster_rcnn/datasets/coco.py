@@ -17,6 +17,8 @@ import numpy as np
 
 from ..config import cfg
 from .cache import cached_entries, files_signature
+from .evaluation import EvalResult
+from ..utils.errors import MissingFileError
 from .imdb import imdb, make_roidb_entry
 from .voc_xml import AnnotationError
 
@@ -51,7 +53,7 @@ def _load_json(path: str) -> dict:
         with open(path, encoding='utf-8') as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise FileNotFoundError(f'annotation file {path} does not exist (see data/README.md for where '
+        raise MissingFileError(f'annotation file {path} does not exist (see data/README.md for where '
                                 'COCO-format files go)') from None
     except json.JSONDecodeError as e:
         raise AnnotationError(f'{path}: malformed JSON ({e}); fix or re-download the file') from None
@@ -61,6 +63,26 @@ def _load_json(path: str) -> dict:
     return data
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_image_entry(im, where: str) -> None:
+    """An entry of "images" needs an integer id, a file name and positive integer width and height."""
+    if not isinstance(im, dict):
+        raise AnnotationError(f'{where}: expected an object with "id", "file_name", "width", "height", got {im!r}')
+    for field in ('id', 'file_name', 'width', 'height'):
+        if field not in im:
+            raise AnnotationError(f'{where} has no "{field}"; every image needs id, file_name, width and height')
+    if not _is_int(im['id']):
+        raise AnnotationError(f'{where}: "id" must be an integer, got {im["id"]!r}')
+    if not isinstance(im['file_name'], str) or not im['file_name'].strip():
+        raise AnnotationError(f'{where}: "file_name" must be a non-empty string, got {im["file_name"]!r}')
+    for field in ('width', 'height'):
+        if not _is_int(im[field]) or im[field] <= 0:
+            raise AnnotationError(f'{where}: "{field}" must be a positive integer, got {im[field]!r}')
+
+
 class CocoDataset(imdb):
     """A COCO-format json ``ann_file`` whose ``file_name``s are relative to ``image_dir``."""
 
@@ -68,17 +90,23 @@ class CocoDataset(imdb):
         self._ann_file = ann_file
         self._image_dir = image_dir
         data = _load_json(ann_file)
+        for k, c in enumerate(data['categories']):
+            if not isinstance(c, dict) or not _is_int(c.get('id')) or not isinstance(c.get('name'), str) \
+                    or not c['name'].strip():
+                raise AnnotationError(f'{ann_file}: categories[{k}] needs an integer "id" and a non-empty "name", '
+                                      f'got {c!r}')
         cats = sorted(data['categories'], key=lambda c: c['id'])
-        for c in cats:
-            if 'id' not in c or 'name' not in c:
-                raise AnnotationError(f'{ann_file}: category {c!r} needs an "id" and a "name"')
         names = [str(c['name']) for c in cats]
         if len(set(names)) != len(names) or len({c['id'] for c in cats}) != len(cats):
             raise AnnotationError(f'{ann_file}: duplicated category name or id in {names}')
         super().__init__(name, ('__background__',) + tuple(names))
         self._cat_ids = [int(c['id']) for c in cats]
         self._cat_id_to_ind = {cid: i + 1 for i, cid in enumerate(self._cat_ids)}
+        for k, im in enumerate(data['images']):
+            _check_image_entry(im, f'{ann_file}: images[{k}]')
         self._images = {int(im['id']): im for im in data['images']}
+        if len(self._images) != len(data['images']):
+            raise AnnotationError(f'{ann_file}: two entries of "images" have the same id')
         self._image_index = sorted(self._images)
         self._has_annotations = 'annotations' in data
         self._data = data  # dropped once the roidb is built
@@ -183,9 +211,10 @@ class CocoDataset(imdb):
                                     'score': float(s)})
         return results
 
-    def evaluate_detections(self, all_boxes: list[list[np.ndarray]], output_dir: str) -> float:
+    def evaluate_detections(self, all_boxes: list[list[np.ndarray]], output_dir: str) -> EvalResult:
         """Write ``detections_<name>_results.json``; run COCOeval (bbox); print the 12 numbers and the
-        per-category AP; return AP@[.5:.95] (nan when the json has no annotations, e.g. test-dev)."""
+        per-category AP; return AP@[.5:.95] (nan when the json has no annotations, e.g. test-dev) and each
+        category's AP."""
         if len(all_boxes) != self.num_classes or any(len(a) != self.num_images for a in all_boxes):
             raise ValueError(f'{self.name}: all_boxes must be [{self.num_classes} classes][{self.num_images} '
                              'images]')
@@ -198,17 +227,17 @@ class CocoDataset(imdb):
         print(f'Wrote COCO results to {res_file}')
         if not self._has_annotations:
             print(f'{self._ann_file} has no annotations: submit {res_file} to the evaluation server')
-            return float('nan')
+            return EvalResult(float('nan'), metric='COCO AP')
         return self._do_detection_eval(res_file, results, output_dir)
 
-    def _do_detection_eval(self, res_file: str, results: list[dict], output_dir: str) -> float:
+    def _do_detection_eval(self, res_file: str, results: list[dict], output_dir: str) -> EvalResult:
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
         with contextlib.redirect_stdout(io.StringIO()):
             gt = COCO(self._ann_file)
         if not results:
             print('No detections: every AP is 0')
-            return 0.0
+            return EvalResult(0.0, {name: 0.0 for name in self.classes[1:]}, metric='COCO AP')
         dt = gt.loadRes(res_file)
         ev = COCOeval(gt, dt, 'bbox')
         ev.params.imgIds = list(self._image_index)
@@ -219,7 +248,8 @@ class CocoDataset(imdb):
         stats_file = osp.join(output_dir, 'detection_results.json')
         with open(stats_file, 'w', encoding='utf-8') as f:
             json.dump({'stats': [float(s) for s in ev.stats]}, f)
-        return float(ev.stats[0])
+        per_class = dict(zip(self.classes[1:], (float(a) for a in per_category_ap(ev, self.num_classes - 1))))
+        return EvalResult(float(ev.stats[0]), per_class, metric='COCO AP')
 
 
 def per_category_ap(ev, num_categories: int) -> np.ndarray:

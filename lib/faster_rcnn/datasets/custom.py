@@ -16,6 +16,7 @@ import os.path as osp
 from .coco import CocoDataset
 from .imdb import imdb
 from .pascal_voc import VocDataset
+from ..utils.errors import DataError, UsageError
 
 PREFIXES = ('coco_json:', 'voc_dir:')
 
@@ -30,16 +31,16 @@ def get_custom_imdb(name: str) -> imdb:
     parts = rest.split(':')
     if kind == 'coco_json':
         if len(parts) != 2 or not all(parts):
-            raise KeyError(f'dataset name {name!r}: expected coco_json:<annotations.json>:<image_dir>')
+            raise UsageError(f'dataset name {name!r}: expected coco_json:<annotations.json>:<image_dir>')
         ann, image_dir = parts
         if not osp.isdir(image_dir):
-            raise FileNotFoundError(f'dataset {name!r}: image folder {image_dir} does not exist')
+            raise DataError(f'dataset {name!r}: image folder {image_dir} does not exist')
         return CocoDataset(name, ann, image_dir)
     if kind == 'voc_dir':
         if len(parts) not in (2, 3) or not all(parts) or (len(parts) == 3 and parts[2] != 'diff'):
-            raise KeyError(f'dataset name {name!r}: expected voc_dir:<root>:<split> or voc_dir:<root>:<split>:diff')
+            raise UsageError(f'dataset name {name!r}: expected voc_dir:<root>:<split> or voc_dir:<root>:<split>:diff')
         root, split = parts[0], parts[1]
         if not osp.isdir(root):
-            raise FileNotFoundError(f'dataset {name!r}: folder {root} does not exist')
+            raise DataError(f'dataset {name!r}: folder {root} does not exist')
         return VocDataset(name, root, split, use_diff=len(parts) == 3, use_07_metric=True)
-    raise KeyError(f'{name!r} is not a custom dataset name (they start with {" or ".join(PREFIXES)})')
+    raise UsageError(f'{name!r} is not a custom dataset name (they start with {" or ".join(PREFIXES)})')

@@ -36,12 +36,13 @@ for _split in ('trainval', 'test'):
 
 
 def get_imdb(name: str) -> imdb:
-    """The imdb called ``name`` (KeyError listing the known names when there is none)."""
+    """The imdb called ``name`` (a UsageError listing the known names when there is none)."""
     if is_custom_name(name):
         return get_custom_imdb(name)
     if name not in __sets:
-        raise KeyError(f'unknown dataset {name!r}; known: {", ".join(list_imdbs())}, or '
-                       'coco_json:<ann.json>:<image_dir> / voc_dir:<root>:<split> for your own data')
+        from ..utils.errors import UsageError
+        raise UsageError(f'unknown dataset {name!r}; known: {", ".join(list_imdbs())}, or '
+                         'coco_json:<ann.json>:<image_dir> / voc_dir:<root>:<split> for your own data')
     return __sets[name]()
 
 

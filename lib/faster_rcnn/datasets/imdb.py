@@ -130,9 +130,15 @@ class imdb:  # noqa: N801 (tf-faster-rcnn's name)
         self._image_index = self._image_index * 2
 
     # -- evaluation -------------------------------------------------------------------------------------
-    def evaluate_detections(self, all_boxes: list[list[np.ndarray]], output_dir: str) -> float:
-        """Score ``all_boxes[cls][img]`` ((n, 5) [x1, y1, x2, y2, score], 0-based) and return the mean AP."""
+    def evaluate_detections(self, all_boxes: list[list[np.ndarray]], output_dir: str):
+        """Score ``all_boxes[cls][img]`` ((n, 5) [x1, y1, x2, y2, score], 0-based); an ``EvalResult``."""
         raise NotImplementedError
+
+    def limit(self, count: int) -> None:
+        """Keep the first ``count`` images only (an evaluation on part of the set); 0 keeps all."""
+        if count > 0:
+            self._image_index = self._image_index[:count]
+            self._roidb = None
 
     def competition_mode(self, on: bool) -> None:
         """Keep the result files (and use no salt in their names) for a submission."""

@@ -15,6 +15,8 @@ from PIL import Image
 
 from ..config import cfg
 from .cache import cached_entries, files_signature
+from .evaluation import EvalResult, save_pr_curves
+from ..utils.errors import DataError, MissingFileError
 from .imdb import imdb, make_roidb_entry
 from .validation import check_box
 from .voc_eval import voc_eval
@@ -38,10 +40,10 @@ def classes_from_voc_folder(root: str) -> tuple[str, ...]:
     else:
         xmls = sorted(glob.glob(osp.join(root, 'Annotations', '*.xml')))
         if not xmls:
-            raise FileNotFoundError(f'{root}: no Annotations/*.xml and no classes.txt to take class names from')
+            raise MissingFileError(f'{root}: no Annotations/*.xml and no classes.txt to take class names from')
         names = sorted({o.name for p in xmls for o in parse_voc_annotation(p).objects})
     if len(set(names)) != len(names):
-        raise ValueError(f'{listed}: a class name appears twice')
+        raise AnnotationError(f'{listed}: a class name appears twice')
     return ('__background__',) + tuple(names)
 
 
@@ -82,11 +84,15 @@ class VocDataset(imdb):
     def _load_image_set_index(self) -> list[str]:
         path = self._image_set_file()
         if not osp.exists(path):
-            raise FileNotFoundError(f'{self.name}: image set file {path} does not exist '
+            raise MissingFileError(f'{self.name}: image set file {path} does not exist '
                                     f'(expected a VOC folder under {self._root}; see data/README.md)')
         with open(path, encoding='utf-8') as f:
             # Lines may carry a second column (the per-class lists do); the id is the first word.
-            return [x.split()[0] for x in f if x.strip()]
+            ids = [x.split()[0] for x in f if x.strip()]
+        if not ids:
+            from ..utils.errors import DataError
+            raise DataError(f'{self.name}: image set file {path} lists no images; write one image id per line')
+        return ids
 
     def annotation_path(self, index: str) -> str:
         return osp.join(self._root, 'Annotations', index + '.xml')
@@ -99,7 +105,7 @@ class VocDataset(imdb):
             if osp.exists(base + ext):
                 self._image_paths[index] = base + ext
                 return base + ext
-        raise FileNotFoundError(f'{self.name}: image {base}.jpg (or .png) does not exist; '
+        raise MissingFileError(f'{self.name}: image {base}.jpg (or .png) does not exist, so the run stops; '
                                 f'it is listed in {self._image_set_file()}')
 
     def image_path_at(self, i: int) -> str:
@@ -123,7 +129,7 @@ class VocDataset(imdb):
                 with Image.open(image) as im:
                     width, height = im.size
             except OSError as e:
-                raise OSError(f'{image}: cannot read the image size ({e}); {path} has no <size> either') from None
+                raise DataError(f'{image}: cannot read the image size ({e}); {path} has no <size> either') from None
         boxes, classes, hard = [], [], []
         for obj in ann.objects:
             where = f'{path}: object {obj.index} ({obj.name})'
@@ -168,8 +174,10 @@ class VocDataset(imdb):
                         f.write(f'{index} {dets[k, -1]:.3f} {dets[k, 0] + 1:.1f} {dets[k, 1] + 1:.1f} '
                                 f'{dets[k, 2] + 1:.1f} {dets[k, 3] + 1:.1f}\n')
 
-    def evaluate_detections(self, all_boxes: list[list[np.ndarray]], output_dir: str) -> float:
-        """Write the comp4 files, run the VOC evaluation, print the per-class table; return the mean AP."""
+    def evaluate_detections(self, all_boxes: list[list[np.ndarray]], output_dir: str) -> EvalResult:
+        """Write the comp4 files, run the VOC evaluation (difficult objects counted as any other in the
+        ``_diff`` sets, as the reference's use_diff), print the per-class table, write each class's
+        precision / recall (``<cls>_pr.pkl``, ``pr_curves.png``); return the mean AP and the curves."""
         self._check_all_boxes(all_boxes)
         self.write_voc_results_file(all_boxes, output_dir)
         template = self.results_file_template(output_dir)
@@ -177,12 +185,18 @@ class VocDataset(imdb):
         cachedir = osp.join(self.cache_path, 'annotations_cache')
         print(f'VOC07 metric? {"Yes" if self._use_07_metric else "No"}')
         aps = []
+        result = EvalResult(0.0, metric='VOC07 mAP' if self._use_07_metric else 'VOC mAP')
         for cls in self.classes[1:]:
-            _, _, ap = voc_eval(template, annopath, self._image_set_file(), cls, cachedir, ovthresh=0.5,
-                                use_07_metric=self._use_07_metric)
+            rec, prec, ap = voc_eval(template, annopath, self._image_set_file(), cls, cachedir, ovthresh=0.5,
+                                     use_07_metric=self._use_07_metric, use_diff=self.config['use_diff'],
+                                     imagenames=list(self._image_index))
             aps.append(ap)
+            result.per_class[cls] = float(ap)
+            result.curves[cls] = (rec, prec)
             print(f'AP for {cls} = {ap:.4f}')
         mean_ap = float(np.mean(aps)) if aps else 0.0
+        result.mean_ap = mean_ap
+        save_pr_curves(output_dir, result)
         print(f'Mean AP = {mean_ap:.4f}')
         print('~~~~~~~~')
         print('Results:')
@@ -193,7 +207,7 @@ class VocDataset(imdb):
         if self.config['cleanup'] and not self.competition:
             for cls in self.classes[1:]:
                 os.remove(template.format(cls))
-        return mean_ap
+        return result
 
     def _check_all_boxes(self, all_boxes: list[list[np.ndarray]]) -> None:
         if len(all_boxes) != self.num_classes:

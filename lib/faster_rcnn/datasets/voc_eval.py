@@ -108,12 +108,13 @@ def _iou_one_to_many(bb: np.ndarray, gts: np.ndarray) -> np.ndarray:
 
 def voc_eval_from_records(recs: dict[str, list[dict[str, Any]]], imagenames: list[str], classname: str,
                           detections: list[tuple[str, float, list[float]]], ovthresh: float = 0.5,
-                          use_07_metric: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
+                          use_07_metric: bool = True, use_diff: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
     """The matching and AP of ``voc_eval`` on parsed data.
 
     Args:
         recs: image id -> objects {'name', 'difficult', 'bbox' [x1, y1, x2, y2]}.
         detections: (image id, score, [x1, y1, x2, y2]) in the same coordinate convention as ``recs``.
+        use_diff: count difficult objects as any other (the reference's ``use_diff``, the ``_diff`` sets).
     Returns:
         rec (D,), prec (D,), ap.
     """
@@ -122,7 +123,7 @@ def voc_eval_from_records(recs: dict[str, list[dict[str, Any]]], imagenames: lis
     for name in imagenames:
         objs = [o for o in recs[name] if o['name'] == classname]
         bbox = np.array([o['bbox'] for o in objs], dtype=np.float64).reshape(-1, 4)
-        difficult = np.array([bool(o['difficult']) for o in objs], dtype=bool)
+        difficult = np.array([bool(o['difficult']) and not use_diff for o in objs], dtype=bool)
         npos += int(np.sum(~difficult))
         class_recs[name] = {'bbox': bbox, 'difficult': difficult, 'det': np.zeros(len(objs), dtype=bool)}
 
@@ -179,7 +180,8 @@ def read_detections(detfile: str) -> list[tuple[str, float, list[float]]]:
 
 
 def voc_eval(detpath: str, annopath: str, imagesetfile: str, classname: str, cachedir: str | None,
-             ovthresh: float = 0.5, use_07_metric: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
+             ovthresh: float = 0.5, use_07_metric: bool = True, use_diff: bool = False,
+             imagenames: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """The VOC devkit's evaluation of one class.
 
     Args:
@@ -190,12 +192,15 @@ def voc_eval(detpath: str, annopath: str, imagesetfile: str, classname: str, cac
         cachedir: where parsed annotations are cached (None: no cache).
         ovthresh: a detection is a match when its IoU with a gt box is strictly greater than this.
         use_07_metric: the VOC2007 11-point AP.
+        use_diff: difficult objects count as any other (else they are neither TP nor FP, nor in npos).
+        imagenames: evaluate these image ids instead of the whole image set (a subset of it).
     Returns:
         rec (D,), prec (D,), ap: cumulative recall and precision after each detection, and the AP.
     """
     # The id is the first word, as the dataset loader reads the same file (lines may carry a second column).
-    imagenames = [x.split()[0] for x in _read_lines(imagesetfile)]
+    if imagenames is None:
+        imagenames = [x.split()[0] for x in _read_lines(imagesetfile)]
     recs = load_annotations(annopath, imagenames, cachedir)
     detfile = detpath.format(classname)
     detections = read_detections(detfile) if osp.exists(detfile) else []
-    return voc_eval_from_records(recs, imagenames, classname, detections, ovthresh, use_07_metric)
+    return voc_eval_from_records(recs, imagenames, classname, detections, ovthresh, use_07_metric, use_diff)

@@ -52,7 +52,8 @@ def parse_voc_annotation(path: str) -> VocAnnotation:
     try:
         tree = ET.parse(path)
     except FileNotFoundError:
-        raise FileNotFoundError(f'annotation file {path} does not exist: check the dataset folder and the '
+        from ..utils.errors import MissingFileError
+        raise MissingFileError(f'annotation file {path} does not exist: check the dataset folder and the '
                                 'image set list') from None
     except ET.ParseError as e:
         raise AnnotationError(f'{path}: malformed XML ({e}); fix or regenerate the file') from None
@@ -62,6 +63,8 @@ def parse_voc_annotation(path: str) -> VocAnnotation:
     if size is not None and size.find('width') is not None:
         width = int(_number(size, 'width', path, '<size>'))
         height = int(_number(size, 'height', path, '<size>'))
+        if width <= 0 or height <= 0:
+            raise AnnotationError(f'{path}: <size> gives {width}x{height}; width and height must be positive')
     objects = []
     for i, obj in enumerate(root.findall('object')):
         name = _text(obj, 'name', path, f'object {i}').lower()

@@ -8,7 +8,9 @@ A snapshot is one ``<prefix>_iter_<N>.pth`` file holding everything an exact res
 (``config`` makes it a self-describing detector file, see ``detector_file``; format 1 had no record.)
 
 It is written to a temporary file in the same folder and renamed, so a crash or a kill never leaves a
-truncated snapshot under the final name, and it is read with ``torch.load(..., weights_only=True)``.
+truncated snapshot under the final name (a temporary left by a kill is removed at the next start, see
+``remove_stray_temporaries``); it gets the permissions the umask gives any new file, and it is read with
+``torch.load(..., weights_only=True)``.
 """
 from __future__ import annotations
 
@@ -44,21 +46,61 @@ def list_snapshots(output_dir: str, prefix: str) -> list[tuple[int, str]]:
     return sorted(found)
 
 
+_TMP_SUFFIX = '.tmp'
+
+
+def _umask_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def save_atomic(obj: Any, path: str) -> None:
-    """``torch.save`` to a temporary file next to ``path``, fsync, then rename over ``path``."""
+    """``torch.save`` to a temporary file next to ``path``, fsync, then rename over ``path``.
+
+    Whatever fails (a full disk, a kill), the file under ``path`` is the previous one or the new one, whole.
+    """
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', suffix='.tmp', dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', suffix=_TMP_SUFFIX, dir=folder)
     try:
         with os.fdopen(fd, 'wb') as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())  # mkstemp's 0600 would make snapshots private to their owner
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if osp.exists(tmp):
             os.unlink(tmp)
+        cause = _os_error_in(e)
+        if cause is not None:  # torch's zip writer wraps a failed write (a full disk) in a RuntimeError
+            raise OSError(cause.errno, cause.strerror, path) from None
         raise
+
+
+def _os_error_in(e: BaseException) -> OSError | None:
+    """The OSError with an errno at the root of ``e``'s chain, if there is one."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno is not None:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def remove_stray_temporaries(output_dir: str, prefix: str) -> list[str]:
+    """Delete the temporaries of snapshot writes that a kill interrupted (``.<prefix>_iter_<N>.pth.*.tmp``)."""
+    pattern = osp.join(glob.escape(output_dir), f'.{glob.escape(prefix)}_iter_*.pth.*{_TMP_SUFFIX}')
+    removed = []
+    for path in glob.glob(pattern):
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
 
 
 def load_snapshot(path: str, map_location: str | torch.device = 'cpu') -> dict:
@@ -86,11 +128,28 @@ def model_state_from(obj: dict, path: str) -> dict:
     raise CheckpointError(f'checkpoint {path} has no model weights (keys: {sorted(obj)[:10]})')
 
 
+def _shape_hint(keys: list[str]) -> str:
+    """What a set of mis-shaped tensors says about the mistake (the biases carry only the output count)."""
+    if 'cls_score.bias' in keys:
+        return 'the number of classes differs: use the dataset it was trained on (--imdb)'
+    if 'rpn_cls_score.bias' in keys:
+        return 'the number of anchors differs: check ANCHOR_SCALES / ANCHOR_RATIOS (COCO models use 4 scales)'
+    if 'rpn_conv.bias' in keys:
+        return 'the RPN width differs: check RPN_CHANNELS'
+    return 'the network width or layout differs: check TINY.*, MOBILENET.DEPTH_MULTIPLIER, POOLING_SIZE and --net'
+
+
 def load_model_weights(model: torch.nn.Module, obj: dict, path: str, net: str | None = None) -> None:
     """Load the model weights of a snapshot strictly; name the file and the mismatched keys on failure."""
     if net is not None and obj.get('net') not in (None, net):
         raise CheckpointError(f'checkpoint {path} was trained with --net {obj["net"]}, not --net {net}')
     state = model_state_from(obj, path)
+    own = model.state_dict()
+    mismatched = sorted(k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape))
+    if mismatched:
+        shapes = ', '.join(f'{k} {list(state[k].shape)} vs {list(own[k].shape)}' for k in mismatched[:4])
+        raise CheckpointError(f'checkpoint {path} does not fit this network: {len(mismatched)} tensors have other '
+                              f'shapes ({shapes}); {_shape_hint(mismatched)}')
     result = model.load_state_dict(state, strict=False)
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
     if missing or unexpected:

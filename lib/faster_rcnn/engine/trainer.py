@@ -9,7 +9,7 @@ checked too, so a bad step is reported with its iteration and no snapshot is eve
 """
 from __future__ import annotations
 
-import contextlib
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -19,17 +19,22 @@ from torch.nn.parallel import DistributedDataParallel
 
 from faster_rcnn.config import cfg
 from faster_rcnn.data.loader import build_train_loader
+from faster_rcnn.engine.amp import autocast
 from faster_rcnn.engine.checkpoint import (SNAPSHOT_FORMAT, CheckpointError, list_snapshots, load_model_weights,
-                                           load_snapshot, prune_snapshots, save_atomic, snapshot_path)
+                                           load_snapshot, prune_snapshots, remove_stray_temporaries, save_atomic,
+                                           snapshot_path)
 from faster_rcnn.engine.detector_file import DetectorFile, check_config_matches, detector_payload
 from faster_rcnn.engine.finetune import load_finetune_weights
 from faster_rcnn.engine.distributed import DistInfo, all_reduce_mean, barrier
 from faster_rcnn.engine.lr_schedule import apply_lr, lr_factor
 from faster_rcnn.engine.optimizer import build_optimizer
+from faster_rcnn.engine.periodic_eval import evaluate_during_training, evaluation_due
 from faster_rcnn.engine.rng import get_rng_states, seed_everything, set_rng_states
+from faster_rcnn.engine.stop_signals import StopSignals
 from faster_rcnn.engine.summary import SummaryWriters
 from faster_rcnn.nets.factory import build_network
 from faster_rcnn.nets.weights import load_imagenet_weights
+from faster_rcnn.utils.errors import DataError, StoppedBySignal
 
 LOSS_NAMES = ('rpn_cross_entropy', 'rpn_loss_box', 'cross_entropy', 'loss_box', 'total_loss')
 
@@ -57,12 +62,7 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def autocast_context(device: torch.device):
     """bf16 / fp16 autocast when TRAIN.AMP asks for it; the layers keep boxes, IoU and NMS in fp32."""
-    if not cfg.TRAIN.AMP:
-        return contextlib.nullcontext()
-    dtypes = {'bf16': torch.bfloat16, 'fp16': torch.float16}
-    if cfg.TRAIN.AMP not in dtypes:
-        raise ValueError(f"TRAIN.AMP {cfg.TRAIN.AMP!r} is unknown: use '', 'bf16' or 'fp16'")
-    return torch.autocast(device_type=device.type, dtype=dtypes[cfg.TRAIN.AMP])
+    return autocast(device, cfg.TRAIN.AMP, 'TRAIN.AMP')
 
 
 def batch_to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
@@ -155,9 +155,22 @@ def write_snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sta
     return path
 
 
-def find_resume_snapshot(output_dir: str) -> str | None:
-    snaps = list_snapshots(output_dir, cfg.TRAIN.SNAPSHOT_PREFIX)
-    return snaps[-1][1] if snaps else None
+def find_resume_snapshot(output_dir: str, device: torch.device, verbose: bool = True) -> tuple[str, dict] | None:
+    """The newest snapshot that reads back whole, with its contents; a damaged newer one (truncated by a
+    full disk, a copy cut short) is reported and passed over, and is overwritten when training reaches it."""
+    damaged = []
+    for _, path in reversed(list_snapshots(output_dir, cfg.TRAIN.SNAPSHOT_PREFIX)):
+        try:
+            return path, load_snapshot(path, map_location=device)
+        except CheckpointError as e:
+            damaged.append(path)
+            if verbose:
+                print(f'warning: {path} cannot be read ({str(e).split("(", 1)[-1][:160]}; passing over it to the '
+                      'previous snapshot', flush=True)
+    if damaged:
+        raise CheckpointError(f'no readable snapshot in {output_dir} (damaged: {damaged}): move them away and start '
+                              'again, or pass --fresh')
+    return None
 
 
 def _infinite(loader) -> Iterator[dict]:
@@ -167,12 +180,13 @@ def _infinite(loader) -> Iterator[dict]:
 
 def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None, output_dir: str, tb_dir: str,
               pretrained_model: str | None, max_iters: int, info: DistInfo, fresh: bool = False,
-              num_workers: int | None = None, finetune: DetectorFile | None = None) -> str:
+              num_workers: int | None = None, finetune: DetectorFile | None = None, eval_imdb=None) -> str:
     """Train ``net`` on ``roidb`` for ``max_iters`` iterations; returns the final snapshot's path.
 
     Starting again in the same ``output_dir`` resumes from its newest snapshot unless ``fresh``. A new run
     starts from ``finetune`` (a detector file: every weight, the class-dependent predictors remapped by class
-    name), else from the ImageNet weights ``pretrained_model``, else from scratch.
+    name), else from the ImageNet weights ``pretrained_model``, else from scratch. With TRAIN.EVAL_INTERVAL,
+    ``eval_imdb`` is tested every that many iterations (``periodic_eval``).
     """
     device = info.device
     seed_everything(cfg.RNG_SEED)
@@ -180,10 +194,14 @@ def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None,
     optimizer = build_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type) if cfg.TRAIN.AMP == 'fp16' else None
 
-    resume_path = None if fresh else find_resume_snapshot(output_dir)
+    if info.is_main:
+        for path in remove_stray_temporaries(output_dir, cfg.TRAIN.SNAPSHOT_PREFIX):
+            print(f'Removed {path}, left by a snapshot write that was interrupted', flush=True)
+    found = None if fresh else find_resume_snapshot(output_dir, device, verbose=info.is_main)
+    resume_path = found[0] if found else None
     start_iter, rng_states = 0, None
-    if resume_path is not None:
-        snap = load_snapshot(resume_path, map_location=device)
+    if found is not None:
+        snap = found[1]
         if 'optimizer' not in snap:
             raise CheckpointError(f'{resume_path} is a detector file without training state, so training cannot '
                                   'resume from it: start a new run from it with --finetune in another --tag, or '
@@ -218,6 +236,11 @@ def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None,
     train_model: torch.nn.Module = model
     if info.distributed:
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+    needed = cfg.TRAIN.IMS_PER_BATCH * info.world_size
+    if len(roidb) < needed:
+        raise DataError(f'{imdb.name}: {len(roidb)} training image(s) after dropping those without a usable box, '
+                        f'fewer than one batch of {needed} ({cfg.TRAIN.IMS_PER_BATCH} per process x {info.world_size}); '
+                        'add images, or lower TRAIN.IMS_PER_BATCH')
 
     loader = build_train_loader(roidb, ims_per_batch=cfg.TRAIN.IMS_PER_BATCH, seed=cfg.RNG_SEED,
                                 start_batch=start_iter, rank=info.rank, world_size=info.world_size,
@@ -239,69 +262,80 @@ def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None,
     base_lr = cfg.TRAIN.LEARNING_RATE
     train_model.train()
     batch = first_batch
-    try:
-        while state.iteration < max_iters:
-            factor = lr_factor(state.iteration, policy=cfg.TRAIN.LR_POLICY, max_iters=max_iters,
-                               stepsize=cfg.TRAIN.STEPSIZE, gamma=cfg.TRAIN.GAMMA,
-                               warmup_iters=cfg.TRAIN.WARMUP_ITERS, warmup_factor=cfg.TRAIN.WARMUP_FACTOR)
-            lr = apply_lr(optimizer, base_lr, factor)
-            images, im_info, gt_boxes = batch_to_device(batch, device)
-            try:
-                with autocast_context(device):
-                    losses = train_model(images, im_info, gt_boxes)
-            except Exception:
-                # A diverged network can break a layer before its loss is ever read: report that as such.
-                check_finite(state)
-                check_weights_finite(model, state)
-                raise
-            total = losses['total_loss']
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(total).backward()
-                scaler.unscale_(optimizer)
-            else:
-                total.backward()
-            if cfg.TRAIN.CLIP_GRAD_NORM > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.TRAIN.CLIP_GRAD_NORM)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
+    with StopSignals() as stop:
+        try:
+            while state.iteration < max_iters:
+                factor = lr_factor(state.iteration, policy=cfg.TRAIN.LR_POLICY, max_iters=max_iters,
+                                   stepsize=cfg.TRAIN.STEPSIZE, gamma=cfg.TRAIN.GAMMA,
+                                   warmup_iters=cfg.TRAIN.WARMUP_ITERS, warmup_factor=cfg.TRAIN.WARMUP_FACTOR)
+                lr = apply_lr(optimizer, base_lr, factor)
+                images, im_info, gt_boxes = batch_to_device(batch, device)
+                try:
+                    with autocast_context(device):
+                        losses = train_model(images, im_info, gt_boxes)
+                except Exception:
+                    # A diverged network can break a layer before its loss is ever read: report that as such.
+                    check_finite(state)
+                    check_weights_finite(model, state)
+                    raise
+                total = losses['total_loss']
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(total).backward()
+                    scaler.unscale_(optimizer)
+                else:
+                    total.backward()
+                if cfg.TRAIN.CLIP_GRAD_NORM > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.TRAIN.CLIP_GRAD_NORM)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
 
-            stacked = torch.stack([losses[k].detach().float() for k in LOSS_NAMES])
-            finite = torch.isfinite(stacked).all()
-            state.first_bad = torch.where((state.first_bad < 0) & ~finite,
-                                          torch.full_like(state.first_bad, state.iteration), state.first_bad)
-            state.loss_sums += stacked
-            state.loss_count += 1
-            state.timer_iters += 1
-            state.iteration += 1
+                stacked = torch.stack([losses[k].detach().float() for k in LOSS_NAMES])
+                finite = torch.isfinite(stacked).all()
+                state.first_bad = torch.where((state.first_bad < 0) & ~finite,
+                                              torch.full_like(state.first_bad, state.iteration), state.first_bad)
+                state.loss_sums += stacked
+                state.loss_count += 1
+                state.timer_iters += 1
+                state.iteration += 1
 
-            if state.iteration % cfg.TRAIN.DISPLAY == 0 or state.iteration == max_iters:
-                check_finite(state)
-                values = log_line(state, max_iters, lr, info)
-                writers.scalars(values, lr, state.iteration)
-            if info.is_main and valroidb and time.perf_counter() - last_summary > cfg.TRAIN.SUMMARY_INTERVAL:
-                writers.summaries(unwrap(train_model), valroidb, imdb.classes, state.iteration, device)
-                last_summary = time.perf_counter()
-            if state.iteration % cfg.TRAIN.SNAPSHOT_ITERS == 0 and state.iteration < max_iters:
-                check_finite(state)
-                check_weights_finite(model, state)
-                if info.is_main:
-                    state.last_snapshot = write_snapshot(model, optimizer, state, net=net,
-                                                         classes=list(imdb.classes), output_dir=output_dir,
-                                                         scaler=scaler)
-                barrier(info)
-            if state.iteration < max_iters:
-                batch = next(data_iter)
-        check_finite(state)
-        check_weights_finite(model, state)
-        final = snapshot_path(output_dir, cfg.TRAIN.SNAPSHOT_PREFIX, state.iteration)
-        if info.is_main:
-            write_snapshot(model, optimizer, state, net=net, classes=list(imdb.classes), output_dir=output_dir,
-                           scaler=scaler, final=True)
-        barrier(info)
-        return final
-    finally:
-        writers.close()
+                if state.iteration % cfg.TRAIN.DISPLAY == 0 or state.iteration == max_iters:
+                    check_finite(state)
+                    values = log_line(state, max_iters, lr, info)
+                    writers.scalars(values, lr, state.iteration)
+                if info.is_main and valroidb and time.perf_counter() - last_summary > cfg.TRAIN.SUMMARY_INTERVAL:
+                    writers.summaries(unwrap(train_model), valroidb, imdb.classes, state.iteration, device)
+                    last_summary = time.perf_counter()
+                if eval_imdb is not None and evaluation_due(state.iteration, max_iters):
+                    evaluate_during_training(unwrap(train_model), eval_imdb, state.iteration, output_dir, info,
+                                             writers.val)
+                periodic = state.iteration % cfg.TRAIN.SNAPSHOT_ITERS == 0 and state.iteration < max_iters
+                signum = stop.requested(info, state.iteration, cfg.TRAIN.DISPLAY) if state.iteration < max_iters else None
+                if periodic or signum:
+                    check_finite(state)
+                    check_weights_finite(model, state)
+                    if info.is_main:
+                        state.last_snapshot = write_snapshot(model, optimizer, state, net=net,
+                                                             classes=list(imdb.classes), output_dir=output_dir,
+                                                             scaler=scaler)
+                    barrier(info)
+                if signum:
+                    name = signal.Signals(signum).name
+                    raise StoppedBySignal(f'training stopped by {name} at iteration {state.iteration} / {max_iters}; '
+                                          f'{snapshot_path(output_dir, cfg.TRAIN.SNAPSHOT_PREFIX, state.iteration)} '
+                                          'written: run the same command to resume', signum)
+                if state.iteration < max_iters:
+                    batch = next(data_iter)
+            check_finite(state)
+            check_weights_finite(model, state)
+            final = snapshot_path(output_dir, cfg.TRAIN.SNAPSHOT_PREFIX, state.iteration)
+            if info.is_main:
+                write_snapshot(model, optimizer, state, net=net, classes=list(imdb.classes), output_dir=output_dir,
+                               scaler=scaler, final=True)
+            barrier(info)
+            return final
+        finally:
+            writers.close()

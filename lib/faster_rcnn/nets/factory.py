@@ -1,7 +1,7 @@
 """``build_network(name, num_classes)``: the one place that maps a network name to its backbone."""
 from __future__ import annotations
 
-from faster_rcnn.config import cfg as global_cfg
+from faster_rcnn.config import ConfigError, cfg as global_cfg
 
 from typing import TYPE_CHECKING
 
@@ -29,7 +29,7 @@ def build_backbone(name: str, *, cfg=global_cfg) -> Backbone:
             return MobileNetV1(fixed_layers=int(cfg.MOBILENET.FIXED_LAYERS),
                                depth_multiplier=float(cfg.MOBILENET.DEPTH_MULTIPLIER))
         if version != 2:
-            raise ValueError(f'config key MOBILENET.VERSION: expected 1 (MobileNetV1) or 2 (MobileNetV2), got {version}')
+            raise ConfigError(f'config key MOBILENET.VERSION: expected 1 (MobileNetV1) or 2 (MobileNetV2), got {version}')
         from .mobilenet import MobileNetV2
         return MobileNetV2(fixed_layers=int(cfg.MOBILENET.FIXED_LAYERS),
                            depth_multiplier=float(cfg.MOBILENET.DEPTH_MULTIPLIER))
@@ -37,7 +37,7 @@ def build_backbone(name: str, *, cfg=global_cfg) -> Backbone:
         from .tiny import Tiny
         return Tiny(channels=list(cfg.TINY.CHANNELS), fc_dim=int(cfg.TINY.FC_DIM),
                     pooling_size=int(cfg.POOLING_SIZE))
-    raise ValueError(f'unknown network {name!r}: expected one of {list(NETWORKS)}')
+    raise ConfigError(f'--net {name}: unknown network; expected one of {list(NETWORKS)}')
 
 
 def build_network(name: str, num_classes: int, *, cfg=global_cfg) -> 'FasterRCNN':

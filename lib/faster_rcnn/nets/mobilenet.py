@@ -10,6 +10,8 @@ from torch import nn
 from torchvision.models import mobilenet_v2
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from faster_rcnn.config import ConfigError
+
 from .backbone import Backbone, freeze
 from .folded_norm import fold_frozen_norms
 
@@ -33,7 +35,7 @@ class MobileNetV2(Backbone):
         # which would save its input for backward.
         tv = mobilenet_v2(weights=None, width_mult=depth_multiplier, norm_layer=FrozenBatchNorm2d)
         if not 0 <= fixed_layers <= _SPLIT:
-            raise ValueError(f'MOBILENET.FIXED_LAYERS must be in 0..{_SPLIT} (the head has {_SPLIT} layers), '
+            raise ConfigError(f'config key MOBILENET.FIXED_LAYERS must be in 0..{_SPLIT} (the head has {_SPLIT} layers), '
                              f'got {fixed_layers}')
         self.features = tv.features
         # The first stride-32 block's depthwise conv runs at stride 1 (the tail keeps the 7x7 RoI grid).

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from faster_rcnn.config import ConfigError
+
 from .backbone import Backbone, freeze
 from .folded_norm import fold_frozen_norms
 
@@ -54,10 +56,10 @@ class MobileNetV1(Backbone):
     def __init__(self, *, fixed_layers: int = 5, depth_multiplier: float = 1.0) -> None:
         super().__init__()
         if not 0 <= fixed_layers <= _SPLIT:
-            raise ValueError(f'MOBILENET.FIXED_LAYERS must be in 0..{_SPLIT} for MobileNetV1 (the head has '
+            raise ConfigError(f'config key MOBILENET.FIXED_LAYERS must be in 0..{_SPLIT} for MobileNetV1 (the head has '
                              f'{_SPLIT} layers), got {fixed_layers}')
         if depth_multiplier <= 0:
-            raise ValueError(f'MOBILENET.DEPTH_MULTIPLIER must be positive, got {depth_multiplier}')
+            raise ConfigError(f'config key MOBILENET.DEPTH_MULTIPLIER must be positive, got {depth_multiplier}')
         layers, c_in = [], 3
         for kind, stride, depth in _LAYERS:
             c_out = max(int(depth * depth_multiplier), 8)

@@ -5,6 +5,10 @@ keeps its own extent ``im_info[i] = (h, w, scale)``, so anchor targets only use 
 and its proposals are clipped to it. Every per-image loss is the reference's single-image loss, and the
 batch loss is their mean.
 
+At test time a padded batch gives each image exactly what it gives alone: the backbone's padded region is
+kept at zero layer by layer (``PaddingMask``), the proposals come from the anchors of the image's own feature
+map, and its RoI features are pooled from that map alone.
+
 The forward pass never leaves the device: no numpy, no ``.item()``; the only host synchronisation is the
 one NMS needs inside the proposal layer.
 """
@@ -17,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from faster_rcnn.config import ConfigError
+
 from faster_rcnn.layers.anchor_target import anchor_target_layer
 from faster_rcnn.layers.anchors import anchors_for
 from faster_rcnn.layers.losses import smooth_l1_loss
@@ -26,6 +32,7 @@ from faster_rcnn.layers.proposal_top import proposal_top_layer
 from faster_rcnn.layers.roi_pool import POOLING_MODES, roi_features
 
 from .backbone import Backbone
+from .padding_mask import PaddingMask, padded_extent_is_uniform
 
 TEST_MODES = ('nms', 'top')
 CHANNELS_LAST_MODES = ('cpu', 'always', 'never')
@@ -56,12 +63,12 @@ class NetworkSettings:
     @classmethod
     def from_cfg(cls, cfg) -> 'NetworkSettings':
         if cfg.POOLING_MODE not in POOLING_MODES:
-            raise ValueError(f'config key POOLING_MODE: unknown mode {cfg.POOLING_MODE!r}, '
+            raise ConfigError(f'config key POOLING_MODE: unknown mode {cfg.POOLING_MODE!r}, '
                              f'expected one of {list(POOLING_MODES)}')
         if cfg.TEST.MODE not in TEST_MODES:
-            raise ValueError(f'config key TEST.MODE: unknown mode {cfg.TEST.MODE!r}, expected one of {list(TEST_MODES)}')
+            raise ConfigError(f'config key TEST.MODE: unknown mode {cfg.TEST.MODE!r}, expected one of {list(TEST_MODES)}')
         if cfg.CHANNELS_LAST not in CHANNELS_LAST_MODES:
-            raise ValueError(f'config key CHANNELS_LAST: unknown mode {cfg.CHANNELS_LAST!r}, '
+            raise ConfigError(f'config key CHANNELS_LAST: unknown mode {cfg.CHANNELS_LAST!r}, '
                              f'expected one of {list(CHANNELS_LAST_MODES)}')
         tr = cfg.TRAIN
         return cls(
@@ -142,6 +149,7 @@ class FasterRCNN(nn.Module):
                              persistent=False)
         self.summary_tensors: dict[str, Tensor] = {}
         self.input_memory_format = torch.contiguous_format
+        self._padding_mask: PaddingMask | None = None  # made on the first padded test batch
 
     def place(self, device: torch.device | str) -> 'FasterRCNN':
         """Move to ``device`` in the memory layout CHANNELS_LAST asks for there; returns ``self``.
@@ -168,28 +176,58 @@ class FasterRCNN(nn.Module):
         fg_prob = F.softmax(scores, dim=2)[:, :, 1]
         return scores, fg_prob, deltas
 
-    def _proposals(self, fg_prob: Tensor, deltas: Tensor, anchors: Tensor, im_info: Tensor,
-                   training: bool) -> list[tuple[Tensor, Tensor]]:
-        """Per image (rois (R_i, 5) with column 0 = the image's batch index, roi_scores (R_i,))."""
+    def _proposals(self, fg_prob: Tensor, deltas: Tensor, anchors: Tensor, im_info: Tensor, training: bool,
+                   map_size: tuple[int, int], extents: list[tuple[int, int]] | None = None,
+                   ) -> list[tuple[Tensor, Tensor]]:
+        """Per image (rois (R_i, 5) with column 0 = the image's batch index, roi_scores (R_i,)).
+
+        ``map_size``: the batch's feature map (H, W); ``extents``: each image's own map size in a padded test
+        batch, whose proposals then come from the anchors of that map only, as when the image is alone.
+        """
         out = []
+        n, (h, w) = fg_prob.shape[0], map_size
         with torch.no_grad():
-            for i in range(fg_prob.shape[0]):
+            for i in range(n):
+                fg, dl, an = fg_prob[i], deltas[i], anchors
+                if extents is not None and extents[i] != (h, w):
+                    hi, wi = extents[i]
+                    a = self.num_anchors
+                    fg = fg.view(h, w, a)[:hi, :wi].reshape(-1)
+                    dl = dl.view(h, w, a, 4)[:hi, :wi].reshape(-1, 4)
+                    an = anchors_for(hi, wi, anchors.device, self.settings.anchor_scales,
+                                     self.settings.anchor_ratios, stride=FEAT_STRIDE)
                 if training or self.settings.test_mode == 'nms':
                     kw = self.settings.train_proposal_kwargs if training else self.settings.test_proposal_kwargs
-                    rois, scores = proposal_layer(fg_prob[i], deltas[i], anchors, im_info[i], **kw)
+                    rois, scores = proposal_layer(fg, dl, an, im_info[i], **kw)
                 else:
-                    rois, scores = proposal_top_layer(fg_prob[i], deltas[i], anchors, im_info[i],
-                                                 rpn_top_n=self.settings.test_rpn_top_n)
+                    rois, scores = proposal_top_layer(fg, dl, an, im_info[i], rpn_top_n=self.settings.test_rpn_top_n)
                 rois = rois.clone()
                 rois[:, 0] = i
                 out.append((rois, scores))
         return out
 
-    def _box_head(self, features: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
-        """RoI features -> tail -> (cls_score (R, K) fp32, bbox_pred (R, 4K) fp32)."""
+    def _box_head(self, features: Tensor, rois: Tensor, extents: list[tuple[int, int]] | None = None,
+                  counts: list[int] | None = None) -> tuple[Tensor, Tensor]:
+        """RoI features -> tail -> (cls_score (R, K) fp32, bbox_pred (R, 4K) fp32).
+
+        With ``extents`` (a padded test batch; ``counts`` rois per image, in image order) each image's rois
+        are pooled from its own feature map, whose edges are where the map of the image alone ends.
+        """
         s = self.settings
-        pooled = roi_features(features, rois, mode=s.pooling_mode, pooling_size=s.pooling_size,
-                              max_pool=self.backbone.crop_max_pool, spatial_scale=1.0 / FEAT_STRIDE)
+
+        def pool(f: Tensor, r: Tensor) -> Tensor:
+            return roi_features(f, r, mode=s.pooling_mode, pooling_size=s.pooling_size,
+                                max_pool=self.backbone.crop_max_pool, spatial_scale=1.0 / FEAT_STRIDE)
+
+        if extents is None:
+            pooled = pool(features, rois)
+        else:
+            parts = []
+            for i, (r, (hi, wi)) in enumerate(zip(rois.split(counts), extents)):
+                r = r.clone()
+                r[:, 0] = 0
+                parts.append(pool(features[i:i + 1, :, :hi, :wi], r))
+            pooled = torch.cat(parts, 0)
         fc7 = self.backbone.tail(pooled)
         return self.cls_score(fc7).float(), self.bbox_pred(fc7).float()
 
@@ -213,16 +251,18 @@ class FasterRCNN(nn.Module):
         if training and len(gt_boxes) != images.shape[0]:
             raise ValueError(f'gt_boxes has {len(gt_boxes)} entries for {images.shape[0]} images')
         im_info = im_info.float()
-        features = self.backbone.head(images.contiguous(memory_format=self.input_memory_format))
+        features, extents = self._head(images, im_info, training)
         _, _, h, w = features.shape
         anchors = anchors_for(h, w, features.device, self.settings.anchor_scales, self.settings.anchor_ratios,
                               stride=FEAT_STRIDE)
         rpn_scores, fg_prob, rpn_deltas = self._rpn(features)
-        proposals = self._proposals(fg_prob.detach(), rpn_deltas.detach(), anchors, im_info, training)
+        proposals = self._proposals(fg_prob.detach(), rpn_deltas.detach(), anchors, im_info, training, (h, w),
+                                    extents)
 
         if not training:
             rois = torch.cat([r for r, _ in proposals], 0)
-            cls_score, bbox_pred = self._box_head(features, rois)
+            counts = [r.shape[0] for r, _ in proposals]
+            cls_score, bbox_pred = self._box_head(features, rois, extents, counts)
             cls_prob = F.softmax(cls_score, dim=1)
             if self.settings.denormalize_bbox:
                 bbox_pred = bbox_pred * self._bbox_stds + self._bbox_means
@@ -250,6 +290,21 @@ class FasterRCNN(nn.Module):
         total = rpn_cross_entropy + rpn_loss_box + cross_entropy + loss_box
         return {'rpn_cross_entropy': rpn_cross_entropy, 'rpn_loss_box': rpn_loss_box,
                 'cross_entropy': cross_entropy, 'loss_box': loss_box, 'total_loss': total}
+
+    def _head(self, images: Tensor, im_info: Tensor, training: bool) -> tuple[Tensor, list[tuple[int, int]] | None]:
+        """The backbone head; in a test batch of padded images also each image's own feature-map size."""
+        x = images.contiguous(memory_format=self.input_memory_format)
+        if training or images.shape[0] == 1:
+            return self.backbone.head(x), None
+        sizes = [(int(round(h)), int(round(w))) for h, w in im_info[:, :2].tolist()]  # one host read per test batch
+        padded = (images.shape[2], images.shape[3])
+        if padded_extent_is_uniform(sizes, padded):
+            return self.backbone.head(x), None
+        if self._padding_mask is None:
+            self._padding_mask = PaddingMask(self.backbone)
+        with self._padding_mask.active(sizes, padded):
+            features = self.backbone.head(x)
+        return features, self._padding_mask.extent(features.shape[-2:])
 
     def _anchor_targets(self, anchors: Tensor, gt_boxes: Sequence[Tensor], im_info: Tensor):
         """Per image anchor targets, stacked: labels (N, M) long, targets / weights (N, M, 4) fp32."""

@@ -22,6 +22,8 @@ from torchvision.models import resnet50, resnet101, resnet152
 from torchvision.models.resnet import Bottleneck
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from faster_rcnn.config import ConfigError
+
 from .backbone import Backbone, freeze
 from .folded_norm import fold_frozen_norms
 
@@ -69,7 +71,7 @@ def apply_layout(layers: tuple[nn.Sequential, nn.Sequential, nn.Sequential], lay
             _set_stride(last, conv1=1, conv2=2)
             last.downsample = Subsample(2)
         return
-    raise ValueError(f'config key RESNET.LAYOUT: unknown layout {layout!r}, expected one of {list(LAYOUTS)}')
+    raise ConfigError(f'config key RESNET.LAYOUT: unknown layout {layout!r}, expected one of {list(LAYOUTS)}')
 
 
 class ResNet(Backbone):
@@ -92,7 +94,7 @@ class ResNet(Backbone):
         if depth_name not in _BUILDERS:
             raise ValueError(f'unknown ResNet {depth_name!r}: expected one of {sorted(_BUILDERS)}')
         if not 0 <= fixed_blocks <= 3:
-            raise ValueError(f'RESNET.FIXED_BLOCKS must be in 0..3 (layer4 is the tail), got {fixed_blocks}')
+            raise ConfigError(f'config key RESNET.FIXED_BLOCKS must be in 0..3 (layer4 is the tail), got {fixed_blocks}')
         self.imagenet_name = _IMAGENET_NAMES[depth_name]
         self.crop_max_pool = bool(max_pool)
         self.layout = layout

@@ -14,6 +14,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from faster_rcnn.config import ConfigError
+
 from .backbone import Backbone
 
 
@@ -37,7 +39,7 @@ class Tiny(Backbone):
                  pooling_size: int = 7) -> None:
         super().__init__()
         if len(channels) != 5:
-            raise ValueError(f'TINY.CHANNELS must list 5 stage widths (stride 16), got {list(channels)}')
+            raise ConfigError(f'config key TINY.CHANNELS must list 5 stage widths (stride 16), got {list(channels)}')
         stages, c_in = [], 3
         for i, c in enumerate(channels):
             stages.append(_stage(c_in, int(c), 2 if i < 4 else 1))

@@ -57,7 +57,8 @@ def find_imagenet_weights(net: str, weights_dir: str | None = None) -> str:
     for p in paths:
         if osp.isfile(p):
             return p
-    raise FileNotFoundError(
+    from faster_rcnn.utils.errors import ModelFileError
+    raise ModelFileError(
         f'no ImageNet weights for {net}: looked for {" and ".join(paths)}. Run '
         f'`python data/scripts/fetch_imagenet_weights.py --net {net}`, or download {imagenet_url(net)} by hand '
         f'and save it as {paths[0]}.')
@@ -75,16 +76,23 @@ def load_imagenet_weights(model: nn.Module, path: str) -> None:
     classifier) are dropped; any other mismatch raises ValueError listing the missing and unexpected keys
     and the file. New layers (RPN, R-CNN predictors) keep their initialisation.
     """
+    from faster_rcnn.engine.checkpoint import CheckpointError, load_snapshot
+    from faster_rcnn.utils.errors import ModelFileError, UsageError
     backbone = _backbone_of(model)
     net = getattr(backbone, 'imagenet_name', None)
     if net is None:
-        raise ValueError(f'{type(backbone).__name__} has no ImageNet weights (it is trained from scratch); '
-                         f'do not pass a weight file ({path}) for it')
+        raise UsageError(f'--weight {path}: {type(backbone).__name__} has no ImageNet weights (it is trained from '
+                         'scratch); leave --weight out')
     if not osp.isfile(path):
-        raise FileNotFoundError(f'ImageNet weight file {path} does not exist: see data/imagenet_weights/README.md')
-    state = torch.load(path, map_location='cpu', weights_only=True)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f'{path} is not a torchvision state_dict (a flat mapping of names to tensors)')
+        raise ModelFileError(f'ImageNet weight file {path} does not exist: run `python '
+                             f'data/scripts/fetch_imagenet_weights.py --net {net}` (see data/imagenet_weights/README.md)')
+    try:
+        state = load_snapshot(path)
+    except CheckpointError as e:
+        raise ModelFileError(f'ImageNet weight file {str(e).split("checkpoint ", 1)[-1]}') from None
+    if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelFileError(f'{path} is not a torchvision state_dict (a flat mapping of names to tensors): is it a '
+                             'detector file? start from it with --finetune instead of --weight')
     unused = tuple(backbone.imagenet_unused_prefixes)
     state = {k: v for k, v in state.items() if not k.startswith(unused)}
 
@@ -97,7 +105,7 @@ def load_imagenet_weights(model: nn.Module, path: str) -> None:
     mismatched = sorted(f'{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
                         for k in state if k in own and state[k].shape != own[k].shape)
     if missing or unexpected or mismatched:
-        raise ValueError(
+        raise ModelFileError(
             f'{path} does not fit the {net} backbone ({type(backbone).__name__}); is it torchvision\'s {net} '
             f'ImageNet file ({osp.basename(imagenet_url(net))})?\n'
             f'  missing keys ({len(missing)}): {missing[:20]}{" ..." if len(missing) > 20 else ""}\n'

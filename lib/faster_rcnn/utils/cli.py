@@ -1,4 +1,4 @@
-"""Command-line pieces shared by the tools: config files, --set pairs and the device."""
+"""Command-line pieces shared by the tools: their argument parser, config files, --set pairs and the device."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,19 @@ import torch
 from faster_rcnn.config import cfg, cfg_from_file, cfg_from_list
 
 
+class ToolParser(argparse.ArgumentParser):
+    """argparse for the tools: every tool takes --debug (tracebacks on), and a bad flag ends the tool with one
+    line on stderr (``error: <tool>: <what is wrong>; see <tool> --help``) and exit code 2, not a usage block."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument('--debug', action='store_true',
+                          help='show the Python traceback of an error (also with the environment variable FRCNN_DEBUG=1)')
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.exit(2, f'error: {self.prog}: {message}; see {self.prog} --help\n')
+
+
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--cfg', dest='cfg_file', default=None, help='experiment config file (YAML)')
     parser.add_argument('--set', dest='set_cfgs', default=None, nargs=argparse.REMAINDER,
@@ -18,23 +31,18 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--override', action='store_true',
                         help='let --cfg / --set change the keys a model file records (its normalisation, anchors, '
                              'pooling, layout); without it such a change is an error naming the key')
-    add_debug_arg(parser)
     parser.add_argument('--device', default=None,
                         help="'cuda', 'cuda:N' or 'cpu' (default: cuda when available); under torchrun each "
                              'process takes cuda:LOCAL_RANK')
-
-
-def add_debug_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--debug', action='store_true',
-                        help='show the Python traceback of an error (also with the environment variable FRCNN_DEBUG=1)')
 
 
 def apply_config(args: argparse.Namespace, verbose: bool = True) -> None:
     """Merge --cfg then --set into the global cfg (errors name the offending key)."""
     if args.cfg_file is not None:
         cfg_from_file(args.cfg_file)
-    if args.set_cfgs is not None:
-        cfg_from_list(args.set_cfgs)
+    if args.set_cfgs:
+        # --set takes the rest of the line: a --debug after it is the flag, not a key.
+        cfg_from_list([a for a in args.set_cfgs if a != '--debug'])
     if verbose:
         print('Using config:')
         pprint.pprint(cfg)
@@ -58,5 +66,6 @@ def resolve_device(name: str | None) -> str:
     if name is None:
         return 'cuda' if torch.cuda.is_available() else 'cpu'
     if name.startswith('cuda') and not torch.cuda.is_available():
-        raise SystemExit(f'--device {name}: CUDA is not available on this machine; use --device cpu')
+        from faster_rcnn.utils.errors import UsageError
+        raise UsageError(f'--device {name}: CUDA is not available on this machine; use --device cpu')
     return name

@@ -15,7 +15,8 @@ Exit codes (the same for every tool and script):
 5     a model or weight file problem: unreadable, truncated, foreign, another network or class count
 6     the disk: full, not writable, or a file cannot be written
 7     a download or network problem (the fetch scripts)
-130   interrupted (SIGINT / Ctrl-C); 143 terminated (SIGTERM)
+8     a distributed run lost a process (it died, or did not answer within FRCNN_DIST_TIMEOUT seconds)
+130   interrupted (SIGINT / Ctrl-C); 143 terminated (SIGTERM): training writes a snapshot first
 ====  ========================================================================================
 """
 from __future__ import annotations
@@ -34,8 +35,12 @@ EXIT_DATA = 4
 EXIT_MODEL = 5
 EXIT_DISK = 6
 EXIT_NETWORK = 7
+EXIT_DISTRIBUTED = 8
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+
+# errno values of a full, read-only or forbidden disk (exit code 6).
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG)
 
 
 class UserError(Exception):
@@ -57,6 +62,10 @@ class DataError(UserError):
     exit_code = EXIT_DATA
 
 
+class MissingFileError(DataError, FileNotFoundError):
+    """A file the dataset lists does not exist (also a FileNotFoundError, for callers that catch that)."""
+
+
 class ModelFileError(UserError):
     exit_code = EXIT_MODEL
 
@@ -67,6 +76,18 @@ class DiskError(UserError):
 
 class DownloadError(UserError):
     exit_code = EXIT_NETWORK
+
+
+class StoppedBySignal(UserError):
+    """Training stopped on SIGINT / SIGTERM after writing a snapshot; the same command resumes it."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        import signal
+        super().__init__(message, EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED)
+
+# Fragments of the errors torch.distributed raises when a peer process is gone or silent.
+_PEER_LOST = ('Connection closed by peer', 'Connection reset by peer', 'Timed out', 'timed out', 'Broken pipe',
+              'NCCL communicator was aborted', 'ProcessGroupGloo', 'ProcessGroupNCCL', 'DistBackendError')
 
 
 def debug_requested(argv: Sequence[str] | None = None) -> bool:
@@ -92,12 +113,21 @@ def _user_error(exc: BaseException) -> tuple[str, int] | None:
         return str(exc), EXIT_DATA
     if type(exc).__name__ == 'NonFiniteLossError':
         return str(exc), EXIT_DIVERGED
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
         what = exc.filename or 'a file'
         return f'{what}: {exc.strerror}; free some space or choose a writable folder', EXIT_DISK
+    if isinstance(exc, RuntimeError) and any(m in str(exc) for m in _PEER_LOST) and _in_distributed_run():
+        first = str(exc).strip().splitlines()[0][:200]
+        return (f'another process of the distributed run died or stopped answering ({first}); every process stops: '
+                'run the same command to resume from the last snapshot (the wait is FRCNN_DIST_TIMEOUT seconds, '
+                'default 1800)'), EXIT_DISTRIBUTED
     if isinstance(exc, FileNotFoundError) and exc.filename is None and exc.args:
         return str(exc.args[0]), EXIT_USAGE  # our own messages: they name the file and what to do
     return None
+
+
+def _in_distributed_run() -> bool:
+    return int(os.environ.get('WORLD_SIZE', '1')) > 1
 
 
 def run_tool(main: Callable[[], int | None]) -> int:
@@ -128,6 +158,11 @@ def run_tool(main: Callable[[], int | None]) -> int:
 
 
 def _one_line(message: str) -> str:
-    """Messages with details on later lines are folded into one line."""
+    """Messages with details on later lines are folded into one line. An error raised in a DataLoader worker
+    arrives with the worker's traceback in its text: only its own message (the last line) is kept."""
+    if 'Original Traceback' in message:
+        last = [line for line in message.splitlines() if line.strip()][-1].strip()
+        head, sep, rest = last.partition(': ')
+        message = rest if sep and head.replace('.', '').replace('_', '').isalnum() else last
     message = ' '.join(part.strip() for part in message.splitlines() if part.strip())
     return message[len('error: '):] if message.startswith('error: ') else message
