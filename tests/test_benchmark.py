@@ -42,6 +42,15 @@ def test_nets_benchmark_compares_with_torchvision(tmp_path):
 def test_layers_benchmark_reports_the_ratio_to_torchvision_nms(tmp_path):
     r = _benchmark(['layers', '--repeat', '1', '--warmup', '0'], tmp_path / 'layers.json')
     assert _positive(r['proposal_train_vs_torchvision_nms'])
+    batched = r['batched']
+    for n in ('1', '2', '4'):
+        for layer in ('anchor_target', 'proposal', 'proposal_target', 'train_step_outside_backbone'):
+            entry = batched[n][layer]
+            assert _positive(entry['ms']) and 0 < entry['kernels'] <= entry['operators']
+    # One call for all images: the target layers dispatch the same operators whatever the batch.
+    for layer in ('anchor_target', 'proposal_target'):
+        assert batched['4'][layer]['operators'] == batched['1'][layer]['operators']
+    assert batched['step_operator_ratio'] <= 1.1
 
 
 def test_test_benchmark_reports_images_per_second_by_batch_precision_and_processes(tmp_path):

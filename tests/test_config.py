@@ -88,3 +88,19 @@ def test_output_dirs(tmp_path):
     tb = C.get_output_tb_dir('voc_2007_trainval', tag='t1')
     assert tb == str(tmp_path / 'tensorboard' / 'vgg16' / 'voc_2007_trainval' / 't1')
     assert (tmp_path / 'output' / 'vgg16' / 'voc_2007_trainval' / 'default').is_dir()
+
+
+def test_float_anchor_lists_accepted_as_the_reference_did(tmp_path):
+    """tf-faster-rcnn took any numbers for ANCHOR_SCALES / ANCHOR_RATIOS; fractional scales must pass."""
+    cfg_from_list(['ANCHOR_SCALES', '[0.5,1,2]', 'ANCHOR_RATIOS', '[1]'])
+    assert cfg.ANCHOR_SCALES == [0.5, 1.0, 2.0] and cfg.ANCHOR_RATIOS == [1.0]
+    f = tmp_path / 'frac.yml'
+    f.write_text('ANCHOR_SCALES: [2, 4.5]\nANCHOR_RATIOS: [0.25, 1, 4]\n')
+    cfg_from_file(str(f))
+    assert cfg.ANCHOR_SCALES == [2.0, 4.5] and all(isinstance(s, float) for s in cfg.ANCHOR_SCALES)
+    from faster_rcnn.layers.anchors import generate_anchors
+    # ratio 1, base 16: a 16 x 16 box centred at 7.5; scale 2 gives 32 x 32 (7.5 -+ 15.5), 4.5 gives 72 x 72
+    anchors = generate_anchors(16, [1.0], cfg.ANCHOR_SCALES)
+    np.testing.assert_allclose(anchors, [[-8.0, -8.0, 23.0, 23.0], [-28.0, -28.0, 43.0, 43.0]])
+    with pytest.raises(ConfigError, match=r'ANCHOR_SCALES\[1\]: expected float'):
+        cfg_from_list(['ANCHOR_SCALES', '[1, "big"]'])

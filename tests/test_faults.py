@@ -169,7 +169,7 @@ def _children(pid: int) -> list[int]:
 
 
 def test_a_dead_rank_stops_the_distributed_run(root):
-    args = train_args(root, 'ddp_death', 400, ['TRAIN.SNAPSHOT_ITERS', '1000'])
+    args = train_args(root, 'ddp_death', 400, ['TRAIN.SNAPSHOT_ITERS', '1000'], flags=['--keep-schedule'])
     proc = subprocess.Popen([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
                              *args], cwd=REPO, env={**_env(), 'OMP_NUM_THREADS': '1', 'FRCNN_DIST_TIMEOUT': '60'},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

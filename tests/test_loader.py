@@ -135,23 +135,36 @@ def test_sampler_epochs_cover_images_without_repeats():
     s = InfiniteBatchSampler(np.ones(10), 3, seed=1)
     batches = take(s, 6)  # 3 batches per epoch (the tenth image waits for a later epoch)
     for epoch in (batches[:3], batches[3:]):
-        idx = [i for b in epoch for _, i in b]
+        idx = [i for b in epoch for _, i, _ in b]
         assert len(idx) == 9 and len(set(idx)) == 9
 
 
 def test_aspect_grouping_keeps_orientation():
     ratios = np.array([1.5, 0.7] * 10 + [1.2])
     for batch in take(InfiniteBatchSampler(ratios, 4, seed=3, aspect_grouping=True), 40):
-        assert len({ratios[i] >= 1 for _, i in batch}) == 1
+        assert len({ratios[i] >= 1 for _, i, _ in batch}) == 1
 
 
 def test_sharding_is_disjoint():
     ratios = np.ones(21)
     per_rank = [take(InfiniteBatchSampler(ratios, 2, seed=4, rank=r, world_size=3), 15) for r in range(3)]
-    for epoch in range(5):  # 7 images per rank -> 3 batches per epoch
-        seen = [{i for b in batches[3 * epoch:3 * epoch + 3] for _, i in b} for batches in per_rank]
+    for epoch in range(5):  # 21 images -> 3 global batches of 6 per epoch
+        seen = [{i for b in batches[3 * epoch:3 * epoch + 3] for _, i, _ in b} for batches in per_rank]
         assert all(len(s) == 6 for s in seen)
         assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
+
+
+@pytest.mark.parametrize('grouping', [False, True])
+def test_processes_slice_the_global_batch_of_one_process(grouping):
+    """Two processes of two images see exactly the images, batch positions and stream positions of one
+    process of four: rank r takes images 2r, 2r + 1 of each global batch."""
+    ratios = np.linspace(0.5, 2.0, 23)
+    whole = take(InfiniteBatchSampler(ratios, 4, seed=9, aspect_grouping=grouping), 20)
+    ranks = [take(InfiniteBatchSampler(ratios, 2, seed=9, rank=r, world_size=2, aspect_grouping=grouping), 20)
+             for r in range(2)]
+    for k, batch in enumerate(whole):
+        assert ranks[0][k] + ranks[1][k] == batch
+        assert [p for _, _, p in batch] == list(range(4 * k, 4 * k + 4))
 
 
 def test_sampler_state_dict():

@@ -4,12 +4,11 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-import faster_rcnn.nets.network as network_mod
 from faster_rcnn.config import cfg, reset_cfg
 from faster_rcnn.layers.anchor_target import anchor_target_layer
 from faster_rcnn.layers.anchors import anchors_for
 from faster_rcnn.layers.losses import smooth_l1_loss
-from faster_rcnn.layers.proposal import proposal_layer
+from faster_rcnn.layers.proposal import proposal_layer, proposals
 from faster_rcnn.layers.proposal_target import proposal_target_layer
 from faster_rcnn.nets.factory import build_network
 
@@ -116,18 +115,16 @@ def test_place_on_cpu_sets_the_memory_layout_and_keeps_the_outputs(mode, expect_
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
 
 
-def _seeded(layer):
-    """The layer with a fresh, fixed generator on every call: sampling no longer depends on call order."""
+def _seeded(layer, seed=7):
+    """The per-image layer with a fixed sampling seed (the network's ``seeds`` for that image)."""
     def call(*args, **kwargs):
-        kwargs['generator'] = torch.Generator(device=args[0].device).manual_seed(7)
+        kwargs['seed'] = torch.tensor([seed], device=args[0].device)
         return layer(*args, **kwargs)
     return call
 
 
 @pytest.mark.parametrize('device', DEVICES)
-def test_batch_losses_are_the_mean_of_single_image_losses(monkeypatch, device):
-    monkeypatch.setattr(network_mod, 'anchor_target_layer', _seeded(anchor_target_layer))
-    monkeypatch.setattr(network_mod, 'proposal_target_layer', _seeded(proposal_target_layer))
+def test_batch_losses_are_the_mean_of_single_image_losses(device):
     cfg.TRAIN.BATCH_SIZE = 32
     cfg.TRAIN.RPN_BATCHSIZE = 64
     torch.manual_seed(0)
@@ -137,19 +134,20 @@ def test_batch_losses_are_the_mean_of_single_image_losses(monkeypatch, device):
     # The second image is smaller than the padded batch: only its own extent may be used.
     info = torch.tensor([[160.0, 224.0, 1.0], [112.0, 150.0, 1.2]], device=device)
     gts = [_gt(160, 224).to(device), _gt(112, 150)[:1].to(device)]
-    batch = model(images, info, gts)
-    singles = [model(images[i:i + 1], info[i:i + 1], [gts[i]]) for i in range(2)]
+    # Each image samples by its own seed: alone or in the batch, the same anchors and rois.
+    seeds = torch.tensor([7, 8], device=device)
+    batch = model(images, info, gts, seeds=seeds)
+    singles = [model(images[i:i + 1], info[i:i + 1], [gts[i]], seeds=seeds[i:i + 1]) for i in range(2)]
     for k in batch:
         torch.testing.assert_close(batch[k], (singles[0][k] + singles[1][k]) / 2, rtol=1e-5, atol=1e-6)
     # And the two images do differ, so the mean is not trivially equal to either.
     assert not torch.allclose(singles[0]['rpn_cross_entropy'], singles[1]['rpn_cross_entropy'])
 
 
-def test_single_image_losses_follow_the_reference_layout(monkeypatch):
+def test_single_image_losses_follow_the_reference_layout():
     """Recompute the N = 1 losses the way tf-faster-rcnn lays its tensors out ((2, A) score channels,
-    labels reshaped to (1, A, H, W), scores to (1, 2, A*H, W)) from the module's own RPN maps."""
-    monkeypatch.setattr(network_mod, 'anchor_target_layer', _seeded(anchor_target_layer))
-    monkeypatch.setattr(network_mod, 'proposal_target_layer', _seeded(proposal_target_layer))
+    labels reshaped to (1, A, H, W), scores to (1, 2, A*H, W)) from the module's own RPN maps, with the
+    one-image layers."""
     cfg.TRAIN.BATCH_SIZE = 32
     torch.manual_seed(0)
     model = build_network('tiny', NUM_CLASSES).eval()  # eval: BN uses running stats in both passes
@@ -158,7 +156,7 @@ def test_single_image_losses_follow_the_reference_layout(monkeypatch):
     info = torch.tensor([[float(h_img), float(w_img), 1.0]])
     gt = _gt(h_img, w_img)
     model.training = True  # the training branch, with BN still in eval mode
-    losses = model(image, info, [gt])
+    losses = model(image, info, [gt], seeds=torch.tensor([7]))
 
     with torch.no_grad():
         feat = model.backbone.head(image)
@@ -181,9 +179,13 @@ def test_single_image_losses_follow_the_reference_layout(monkeypatch):
                                  sigma=3.0, dim=[1, 2, 3])
         rois, roi_scores = proposal_layer(fg, deltas, anchors, info[0], pre_nms_top_n=12000,
                                           post_nms_top_n=2000, nms_thresh=0.7)
+        # The network keys each roi's random draw by its anchor (robust to the order of equal scores).
+        kept = proposals(fg[None], deltas[None], anchors, info, pre_nms_top_n=12000, post_nms_top_n=2000,
+                         nms_thresh=0.7)
+        assert torch.equal(kept.boxes[0], rois[:, 1:])
         rois, _, lab, btgt, biw, bow = _seeded(proposal_target_layer)(
             rois, roi_scores, gt, NUM_CLASSES, batch_size=32, fg_fraction=0.25, fg_thresh=0.5,
-            bg_thresh_hi=0.5, bg_thresh_lo=0.1)
+            bg_thresh_hi=0.5, bg_thresh_lo=0.1, positions=kept.anchors)
         from faster_rcnn.layers.roi_pool import roi_features
         fc = model.backbone.tail(roi_features(feat, rois, mode='crop', max_pool=False))
         ce = F.cross_entropy(model.cls_score(fc), lab)

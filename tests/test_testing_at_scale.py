@@ -135,7 +135,8 @@ def test_map_during_training_changes_nothing(root):
 
 
 def test_map_during_distributed_training_is_sharded(root):
-    args = train_args(root, 'ddp_eval', 6, ['TRAIN.EVAL_INTERVAL', '6', 'TRAIN.EVAL_IMAGES', '10'])
+    args = train_args(root, 'ddp_eval', 6, ['TRAIN.EVAL_INTERVAL', '6', 'TRAIN.EVAL_IMAGES', '10'],
+                      flags=['--keep-schedule'])
     proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
                            *args], cwd=REPO, env={**_env(), 'OMP_NUM_THREADS': '1'}, capture_output=True, text=True,
                           timeout=900)

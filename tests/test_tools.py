@@ -143,15 +143,31 @@ def test_nan_guard_stops_with_iteration_and_keeps_last_good_snapshot(root):
         assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
 
-def test_distributed_two_processes_gloo(root):
+def test_distributed_two_processes_gloo_scale_the_schedule_and_resume_at_another_world_size(root):
+    """Two processes of shapes.yml's 4 images are a global batch of 8 for a schedule written for 4: half the
+    iterations, intervals and warm-up, twice the LR, printed at start. One process then resumes the run at the
+    same image of the stream: 24 images in, iteration 6 of a batch of 4."""
     args = train_args(root, 'ddp', 6)
     proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
                            *args], cwd=REPO, env={**_env(), 'OMP_NUM_THREADS': '1'}, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'world size 2' in proc.stdout
-    snap = torch.load(snapshot(root, 'ddp', 6), map_location='cpu', weights_only=True)
-    assert snap['iter'] == 6
+    assert 'global batch 8 (2 process(es) x 4 image(s)); the config was written for 4' in proc.stdout
+    for line in ('iterations 6 -> 3 (24 images)', 'LEARNING_RATE 0.001 -> 0.002', 'SNAPSHOT_ITERS 10 -> 5, DISPLAY 5 -> 3',
+                 'linear from 2e-06 (factor 0.001) to 0.002 over 3 iterations'):
+        assert line in proc.stdout, (line, proc.stdout[:3000])
+    assert re.search(r'lr: 0\.00\d+', proc.stdout)
+    snap = torch.load(snapshot(root, 'ddp', 3), map_location='cpu', weights_only=True)
+    assert snap['iter'] == 3 and snap['data']['images_consumed'] == 24 and snap['data']['global_batch'] == 8
+
+    one = run_tool(train_args(root, 'ddp', 12))
+    assert 'global batch 4 (1 process(es) x 4 image(s)); the config was written for 4; the same batch' in one.stdout
+    assert 'written at iteration 3 of a global batch of 8 (24 images); with a global batch of 4 that is iteration 6' \
+        in one.stdout
+    assert 'iter: 10 / 12' in one.stdout and 'iter: 5 / 12' not in one.stdout
+    snap = torch.load(snapshot(root, 'ddp', 12), map_location='cpu', weights_only=True)
+    assert snap['data']['images_consumed'] == 48
 
 
 def test_unknown_config_key_is_named(root):

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Train a Faster R-CNN network (tf-faster-rcnn's trainval_net.py, same flags).
 
-Multi-GPU: torchrun --nproc_per_node=N tools/trainval_net.py ... (one process per GPU, DDP).
+Multi-GPU: torchrun --nproc_per_node=N tools/trainval_net.py ... (one process per GPU, DDP). The schedule
+(--iters, LEARNING_RATE, STEPSIZE, intervals) is scaled to the global batch by the linear scaling rule, so N
+GPUs train the reference's schedule in images (engine/schedule.py); --keep-schedule takes the numbers as given.
 Starting again with the same --imdb / --tag / EXP_DIR resumes from the newest snapshot; --fresh starts over.
 --finetune FILE starts a new run from a detector file (ours or a converted one), also for other classes.
 """
@@ -15,6 +17,7 @@ from faster_rcnn.data.roidb import combined_roidb
 from faster_rcnn.datasets.factory import get_imdb
 from faster_rcnn.engine.detector_file import open_detector
 from faster_rcnn.engine.distributed import cleanup, init_distributed
+from faster_rcnn.engine.schedule import apply_schedule, describe, run_schedule
 from faster_rcnn.engine.trainer import train_net
 from faster_rcnn.utils.cli import ToolParser, add_config_args, apply_config, apply_detector_config, resolve_device
 from faster_rcnn.utils.errors import StoppedBySignal, UsageError, run_tool
@@ -29,7 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="dataset(s) to train on, '+' joins several")
     parser.add_argument('--imdbval', dest='imdbval_name', default='voc_2007_test',
                         help="dataset for the validation summaries ('' to disable)")
-    parser.add_argument('--iters', dest='max_iters', type=int, default=70000, help='number of iterations')
+    parser.add_argument('--iters', dest='max_iters', type=int, default=70000,
+                        help='number of iterations at the config\'s TRAIN.REFERENCE_BATCH (scaled to the run\'s global batch)')
     parser.add_argument('--tag', default=None, help='tag of the experiment (output sub-folder)')
     parser.add_argument('--net', default=None,
                         help='vgg16, res50, res101, res152, mobile or tiny (default: the --finetune file\'s, else res50)')
@@ -42,6 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='data loader worker processes (default: DATA_LOADER.NUM_WORKERS)')
     parser.add_argument('--fresh', action='store_true',
                         help='ignore existing snapshots in the output folder and start from iteration 0')
+    parser.add_argument('--keep-schedule', action='store_true',
+                        help='train with --iters, LEARNING_RATE, STEPSIZE, ... as given, whatever the global batch '
+                             '(default: scale them to the global batch the config was written for, '
+                             'TRAIN.REFERENCE_BATCH, by the linear scaling rule)')
     add_config_args(parser)
     return parser.parse_args(argv)
 
@@ -55,6 +63,13 @@ def train(args: argparse.Namespace, info) -> str:
     else:
         apply_config(args, verbose=info.is_main)
     net = args.net or (detector.net if detector is not None else 'res50')
+    if args.keep_schedule:
+        cfg.TRAIN.SCALE_SCHEDULE = False
+    given, used = run_schedule(cfg, args.max_iters, info.world_size)
+    apply_schedule(cfg, used)
+    if info.is_main:
+        print(describe(given, used, info.world_size, int(cfg.TRAIN.IMS_PER_BATCH), bool(cfg.TRAIN.SCALE_SCHEDULE)),
+              flush=True)
 
     imdb, roidb = combined_roidb(args.imdb_name, training=True)
     print(f'{len(roidb)} roidb entries')
@@ -84,7 +99,7 @@ def train(args: argparse.Namespace, info) -> str:
         print(f'{len(valroidb)} validation roidb entries')
 
     return train_net(net=net, imdb=imdb, roidb=roidb, valroidb=valroidb, output_dir=output_dir, tb_dir=tb_dir,
-                     pretrained_model=args.weight, max_iters=args.max_iters, info=info, fresh=args.fresh,
+                     pretrained_model=args.weight, max_iters=used.iters, info=info, fresh=args.fresh,
                      num_workers=args.workers, finetune=detector, eval_imdb=eval_imdb)
 
 

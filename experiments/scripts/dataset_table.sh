@@ -54,7 +54,6 @@ fi
 EXP_DIR=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['EXP_DIR'])" "${CFG_FILE}")
 PREFIX=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['TRAIN']['SNAPSHOT_PREFIX'])" "${CFG_FILE}")
 TAG=${EXTRA_ARGS_SLUG:-default}
-NET_FINAL="${FRCNN_ROOT_DIR:-.}/output/${EXP_DIR}/${TRAIN_IMDB}/${TAG}/${PREFIX}_iter_${ITERS}.pth"
 # GPU_ID: a CUDA device list ("0", "0,1": one process per GPU through torchrun) or "cpu".
 if [[ "${GPU_ID}" == "cpu" ]]; then
   DEVICE_ARGS=(--device cpu); NPROC=1
@@ -63,3 +62,8 @@ else
   DEVICE_ARGS=()
   IFS=',' read -r -a _gpus <<< "${GPU_ID}"; NPROC=${#_gpus[@]}
 fi
+# With several GPUs the run trains the schedule scaled to its global batch (tools/schedule.py prints it), so its
+# final snapshot is at the scaled iteration.
+FINAL_ITER=$(python3 ./tools/schedule.py --iters "${ITERS}" --world-size "${NPROC}" --final-iter --cfg "${CFG_FILE}" \
+  --set "${ANCHOR_SET[@]}" TRAIN.STEPSIZE "${STEPSIZE}" "${EXTRA_ARGS[@]}") || exit 2
+NET_FINAL="${FRCNN_ROOT_DIR:-.}/output/${EXP_DIR}/${TRAIN_IMDB}/${TAG}/${PREFIX}_iter_${FINAL_ITER}.pth"

@@ -17,6 +17,14 @@ echo "Logging output to $LOG"
 TAG_ARGS=()
 [[ -n "${EXTRA_ARGS_SLUG}" ]] && TAG_ARGS=(--tag "${EXTRA_ARGS_SLUG}")
 
+# Trained on another number of GPUs: the final snapshot is at that world size's scaled iteration.
+if [[ ! -f "${NET_FINAL}" ]]; then
+  for _it in $(python3 ./tools/schedule.py --iters "${ITERS}" --world-size 1,2,3,4,6,8,16 --final-iter \
+      --cfg "${CFG_FILE}" --set "${ANCHOR_SET[@]}" TRAIN.STEPSIZE "${STEPSIZE}" "${EXTRA_ARGS[@]}"); do
+    _candidate="${NET_FINAL%_iter_*}_iter_${_it}.pth"
+    if [[ -f "${_candidate}" ]]; then NET_FINAL="${_candidate}"; break; fi
+  done
+fi
 # A model file that records its config (every snapshot and converted model of this project) needs no --cfg;
 # older snapshots take the experiment's config file.
 CFG_ARGS=(--cfg "${CFG_FILE}")

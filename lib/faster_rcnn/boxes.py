@@ -3,13 +3,14 @@
 Boxes are ``(x1, y1, x2, y2)`` inclusive pixel indices, so a box's width is ``x2 - x1 + 1``.
 Every function works on any device and keeps the input dtype (float32 in, float32 out).
 """
+from functools import lru_cache
 from typing import Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
 __all__ = ["bbox_transform", "bbox_transform_inv", "clip_boxes", "bbox_overlaps", "bbox_overlaps_by_query",
-           "box_rows", "bbox_overlaps_from_rows", "best_query"]
+           "signed_corners", "iou_of_signed", "best_query"]
 
 
 def _centres_and_sizes(boxes: Tensor) -> Tuple[Tensor, Tensor]:
@@ -86,27 +87,33 @@ def clip_boxes(boxes: Tensor, im_shape: Union[Sequence[float], Tensor]) -> Tenso
     return out.reshape(boxes.shape)
 
 
-def box_rows(boxes: Tensor) -> Tuple[Tensor, Tensor]:
-    """Boxes (N, 4) as coordinate rows (4, N) ``x1, y1, x2, y2`` and their +1 areas (N,), in the
-    boxes' dtype: the operands of :func:`bbox_overlaps_from_rows`, worth keeping for fixed boxes
-    such as anchors."""
-    rows = boxes.t().contiguous()
-    return rows, (rows[2] - rows[0] + 1) * (rows[3] - rows[1] + 1)
+@lru_cache(maxsize=8)
+def _signs(dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=dtype, device=device)
 
 
-def bbox_overlaps_from_rows(rows: Tensor, areas: Tensor, query_boxes: Tensor) -> Tensor:
-    """IoU (K, N) of boxes given by :func:`box_rows` (``rows`` (4, N), ``areas`` (N,)) with
-    ``query_boxes`` (K, 4) of the same dtype; see :func:`bbox_overlaps_by_query`. The result may be a
-    view with a row stride of 2N (rows contiguous)."""
-    area_q = (query_boxes[:, 2] - query_boxes[:, 0] + 1) * (query_boxes[:, 3] - query_boxes[:, 1] + 1)
-    # (K, 2, N): row 0 the overlap along x, row 1 along y (+1 convention, negative -> 0).
-    lower = torch.maximum(rows[None, 0:2], query_boxes[:, 0:2, None])
-    extent = torch.minimum(rows[None, 2:4], query_boxes[:, 2:4, None]).sub_(lower).add_(1).clamp_(min=0)
-    # The intersection and the union reuse ``lower``'s memory: fresh large buffers cost page faults on CPU.
-    inter = torch.mul(extent[:, 0], extent[:, 1], out=lower[:, 0])
+def signed_corners(boxes: Tensor) -> Tuple[Tensor, Tensor]:
+    """Boxes (..., 4) as ``(-x1, -y1, x2, y2)`` (..., 4) and their +1 areas (...), in the boxes' dtype.
+
+    With the lower corners negated, the intersection's corners of two boxes are one elementwise minimum,
+    and ``x2 + (-x1)`` is exactly ``x2 - x1``: the operands of :func:`iou_of_signed`.
+    """
+    signed = boxes * _signs(boxes.dtype, boxes.device)
+    sizes = signed[..., 2:4] + signed[..., 0:2] + 1
+    return signed, sizes[..., 0] * sizes[..., 1]
+
+
+def iou_of_signed(rows: Tensor, areas: Tensor, query: Tensor, query_areas: Tensor) -> Tensor:
+    """IoU (..., K, N) of boxes given as signed rows (..., 4, N) with areas (..., N) and query boxes given
+    signed (..., K, 4) with areas (..., K) (:func:`signed_corners`; transpose the boxes' result for rows).
+    Leading dimensions broadcast: anchors (4, N) shared by the images of gt (B, K, 4), or the rois of each
+    image (B, 1, 4, N). The reference kernel's arithmetic in its order (+1 widths, negative -> 0)."""
+    corners = torch.minimum(rows, query.unsqueeze(-1))  # (..., K, 4, N)
+    extent = (corners[..., 2:4, :] + corners[..., 0:2, :]).add_(1).clamp_(min=0)
+    inter = extent.prod(-2)
     # A positive intersection implies both boxes have positive +1 areas, so the union is >= either
     # area > 0; where the intersection is 0 the clamp only avoids 0/0 (degenerate or inverted boxes).
-    union = torch.add(areas[None, :], area_q[:, None], out=lower[:, 1]).sub_(inter).clamp_(min=1e-12)
+    union = (areas + query_areas.unsqueeze(-1)).sub_(inter).clamp_(min=1e-12)
     return inter.div_(union)
 
 
@@ -120,26 +127,26 @@ def bbox_overlaps_by_query(boxes: Tensor, query_boxes: Tensor) -> Tensor:
     With N contiguous in the last dimension every elementwise op and every reduction over K or N runs
     on long contiguous rows; the (N, K) layout with a small K is several times slower on CPU.
     The arithmetic is the reference kernel's, in the same order, so ties and thresholds agree.
-    The result may be a view with a row stride of 2N (each row contiguous).
     """
     if not query_boxes.is_floating_point():
         query_boxes = query_boxes.to(torch.float32)
-    rows, areas = box_rows(boxes.to(query_boxes.dtype))
-    return bbox_overlaps_from_rows(rows, areas, query_boxes)
+    signed, areas = signed_corners(boxes.to(query_boxes.dtype))
+    query, query_areas = signed_corners(query_boxes)
+    return iou_of_signed(signed.t().contiguous(), areas, query, query_areas)
 
 
 def best_query(overlaps: Tensor) -> Tuple[Tensor, Tensor]:
-    """Per box, the largest IoU (N,) and the first query reaching it (N,) int64, from query-major
-    ``overlaps`` (K, N), K > 0: ``overlaps.max(dim=0)`` with argmax's first-index rule.
+    """Per box, the largest IoU (..., N) and the first query reaching it (..., N) int64, from query-major
+    ``overlaps`` (..., K, N), K > 0: ``overlaps.max(dim=-2)`` with argmax's first-index rule.
 
     Built from ``amax`` reductions only: ``max`` / ``argmax`` over a dimension take several times
     longer on CPU. The first query reaching the maximum has the largest weight K - k.
     """
-    num_query = overlaps.shape[0]
-    best = overlaps.amax(dim=0)
+    num_query = overlaps.shape[-2]
+    best = overlaps.amax(dim=-2)
     weight_dtype = torch.int16 if num_query < 2**15 else torch.int64
     first_weight = torch.arange(num_query, 0, -1, dtype=weight_dtype, device=overlaps.device)
-    first = num_query - ((overlaps == best) * first_weight[:, None]).amax(dim=0).to(torch.int64)
+    first = num_query - ((overlaps == best.unsqueeze(-2)) * first_weight[:, None]).amax(dim=-2).to(torch.int64)
     # A NaN column (boxes from a diverged network) equals nothing and would give index K: keep it in range
     # so that training goes on to its NaN guard instead of failing on an index.
     return best, first.clamp_(max=num_query - 1)

@@ -67,6 +67,20 @@ __C.TRAIN.SCALES = (600,)
 __C.TRAIN.MAX_SIZE = 1000
 # Images per batch (per process in distributed training)
 __C.TRAIN.IMS_PER_BATCH = 1
+
+# The global batch (processes x IMS_PER_BATCH) this config's schedule was written for: 1 in tf-faster-rcnn's
+# ymls. When a run's global batch B differs, the iterations, STEPSIZE, SNAPSHOT_ITERS, DISPLAY, EVAL_INTERVAL
+# and WARMUP_ITERS are scaled by REFERENCE_BATCH / B and LEARNING_RATE by B / REFERENCE_BATCH (the linear
+# scaling rule, engine/schedule.py), so the run sees the reference's schedule in images.
+__C.TRAIN.REFERENCE_BATCH = 1
+# False: take the numbers as given whatever the global batch (trainval_net.py --keep-schedule).
+__C.TRAIN.SCALE_SCHEDULE = True
+# Iterations of the linear warm-up (from the reference LR to the scaled one) that a larger global batch gets,
+# at most 5% of the scaled iterations; an existing warm-up, scaled, is kept when longer.
+__C.TRAIN.SCALED_WARMUP_ITERS = 500
+# Keep training images without any usable gt box (background-only images: every anchor and roi negative).
+# Off as in the reference, which drops them.
+__C.TRAIN.KEEP_BACKGROUND_IMAGES = False
 # RoIs sampled per image for the R-CNN head
 __C.TRAIN.BATCH_SIZE = 128
 # Fraction of those RoIs that are foreground

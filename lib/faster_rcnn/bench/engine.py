@@ -45,10 +45,10 @@ def bench_train(args: argparse.Namespace, device: torch.device) -> dict:
     for i in range(args.warmup + args.iters):
         t0 = time.perf_counter()
         batch = next(it)
-        images, im_info, gt_boxes = batch_to_device(batch, device)
+        images, im_info, gt_boxes, gt_valid, seeds = batch_to_device(batch, device)
         t1 = time.perf_counter()
         with autocast_context(device):
-            losses = model(images, im_info, gt_boxes)
+            losses = model(images, im_info, gt_boxes, gt_valid, seeds=seeds)
         optimizer.zero_grad(set_to_none=True)
         losses['total_loss'].backward()
         optimizer.step()

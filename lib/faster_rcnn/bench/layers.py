@@ -2,7 +2,8 @@
 
 Inputs: a 600 x 800 image, a 38 x 50 feature map with 9 anchors (17100), 6 gt boxes, random
 RPN scores and deltas (seeded). Reports the median of ``--repeat`` runs after ``--warmup`` runs;
-CUDA work is synchronised before and after each timed call.
+CUDA work is synchronised before and after each timed call. Then the batched layers for N = 1, 2, 4 images:
+time and operators dispatched per call, and a whole training step outside the backbone (``bench.batched``).
 """
 import argparse
 import json
@@ -23,6 +24,7 @@ from ..layers.anchors import anchors_for
 from ..layers.proposal import proposal_layer
 from ..layers.proposal_target import proposal_target_layer
 from ..layers.roi_pool import crop_and_resize, roi_features
+from .batched import run_batched, table as batched_table
 
 IM_INFO = (600.0, 800.0, 1.6)
 GT_BOXES = [
@@ -161,7 +163,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     result = run(device, max(args.repeat, 1), max(args.warmup, 0))
+    result['batched'] = run_batched(device, max(args.repeat, 1), max(args.warmup, 0))
     print(_table(result))
+    print(batched_table(result['batched']))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.json.with_suffix(args.json.suffix + ".tmp")

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..layers.gt_batch import pad_gt_boxes
 from ..config import cfg
 from .blob import prep_im_for_blob
 
@@ -105,7 +106,7 @@ class RoidbDataset(Dataset):
         return np.array([e['width'] / e['height'] for e in self._entries], dtype=np.float64)
 
     def __getitem__(self, item: tuple[int, int]) -> dict:
-        batch_position, index = item
+        batch_position, index, *rest = item
         c = self._cfg
         r = self._entries[index]
         im = read_image(r['image'], stops='training stopped')
@@ -124,19 +125,23 @@ class RoidbDataset(Dataset):
         gt[:, :4] = r['boxes'][keep] * scale
         gt[:, 4] = r['gt_classes'][keep]
         return {'image': blob, 'im_info': np.array([blob.shape[0], blob.shape[1], scale], np.float32),
-                'gt_boxes': gt, 'index': index}
+                'gt_boxes': gt, 'index': index, 'position': int(rest[0]) if rest else -1}
 
 
 def collate_batch(items: list[dict]) -> dict:
     """Items -> {'data' float32 (N, 3, H, W) zero-padded, 'im_info' (N, 3), 'gt_boxes' [N x (G_i, 5)],
-    'index' LongTensor (N,)}."""
+    'gt_padded' (N, G, 5) with 'gt_valid' (N, G) bool (the same boxes, padded for the batched layers),
+    'index' LongTensor (N,), 'positions' LongTensor (N,) (each image's place in the training stream)}."""
     max_h = max(it['image'].shape[0] for it in items)
     max_w = max(it['image'].shape[1] for it in items)
     data = torch.zeros((len(items), 3, max_h, max_w), dtype=torch.float32)
     for i, it in enumerate(items):
         im = torch.from_numpy(it['image']).permute(2, 0, 1)
         data[i, :, :im.shape[1], :im.shape[2]] = im
+    gt_boxes = [torch.from_numpy(it['gt_boxes']) for it in items]
+    gt_padded, gt_valid = pad_gt_boxes(gt_boxes)
     return {'data': data,
             'im_info': torch.from_numpy(np.stack([it['im_info'] for it in items])),
-            'gt_boxes': [torch.from_numpy(it['gt_boxes']) for it in items],
-            'index': torch.tensor([it['index'] for it in items], dtype=torch.long)}
+            'gt_boxes': gt_boxes, 'gt_padded': gt_padded, 'gt_valid': gt_valid,
+            'index': torch.tensor([it['index'] for it in items], dtype=torch.long),
+            'positions': torch.tensor([it.get('position', -1) for it in items], dtype=torch.long)}

@@ -22,10 +22,18 @@ def is_usable(entry: dict, use_all_gt: bool) -> bool:
     return bool((~entry['gt_ishard']).any()) if len(entry['gt_classes']) else False
 
 
-def filter_roidb(roidb: list[dict], use_all_gt: bool | None = None) -> list[dict]:
-    """Drop images without usable boxes (reference: no fg / bg roi, i.e. no gt box) and print how many."""
+def filter_roidb(roidb: list[dict], use_all_gt: bool | None = None, keep_background: bool | None = None) -> list[dict]:
+    """Drop images without usable boxes (reference: no fg / bg roi, i.e. no gt box) and print how many;
+    with TRAIN.KEEP_BACKGROUND_IMAGES they stay, as background-only images (every anchor and roi negative)."""
     if use_all_gt is None:
         use_all_gt = bool(cfg.TRAIN.USE_ALL_GT)
+    if keep_background is None:
+        keep_background = bool(cfg.TRAIN.KEEP_BACKGROUND_IMAGES)
+    if keep_background:
+        empty = sum(1 for r in roidb if not is_usable(r, use_all_gt))
+        print(f'Keeping {empty} roidb entries without usable boxes as background-only images '
+              f'(TRAIN.KEEP_BACKGROUND_IMAGES): {len(roidb)} entries')
+        return list(roidb)
     kept = [r for r in roidb if is_usable(r, use_all_gt)]
     print(f'Filtered {len(roidb) - len(kept)} roidb entries without usable boxes: {len(roidb)} -> {len(kept)}')
     return kept

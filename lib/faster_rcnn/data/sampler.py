@@ -1,14 +1,17 @@
 """An infinite, seeded batch sampler over the roidb, with aspect grouping, sharding and exact resume.
 
-Epoch ``e`` is a function of (seed, e) only: a permutation of every index, cut into ``world_size`` equal
-disjoint shards (the few indices past a multiple of world_size wait for a later epoch, as the permutation
-changes), then into batches of ``ims_per_batch``. With aspect grouping, landscape (w >= h) and portrait
-images are batched apart and the batches shuffled together; an incomplete batch at the end of a group is
-left out of that epoch. Batch k of the whole stream is therefore known without loading anything, so
-``start_batch=k`` resumes exactly where an uninterrupted run would be.
+The stream is one of global batches of B = world_size x ims_per_batch images, the same for any split of B
+into processes: epoch ``e`` is a function of (seed, e) only, a permutation of every index cut into global
+batches (the few indices past a multiple of B wait for a later epoch, as the permutation changes). With
+aspect grouping, landscape (w >= h) and portrait images are batched apart and the batches shuffled together;
+an incomplete batch at the end of a group is left out of that epoch. Process ``rank`` takes images
+``rank * ims_per_batch ..`` of each global batch. Batch k of the whole stream is known without loading
+anything, so ``start_batch=k`` resumes exactly where an uninterrupted run would be; two processes of one
+image see exactly the images, scales and positions of one process of two.
 
-Each yielded batch is a list of ``(batch_position, roidb_index)``: the dataset picks the scale of the batch
-from (seed, batch_position).
+Each yielded batch is a list of ``(batch_position, roidb_index, image_position)``: the dataset picks the scale
+of the batch from (seed, batch_position); ``image_position`` (batch_position x B + place in the global batch)
+seeds the image's sampling in the target layers.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ class InfiniteBatchSampler(Sampler):
         n = len(aspect_ratios)
         if not 0 <= rank < world_size:
             raise ValueError(f'rank {rank} outside [0, world_size={world_size})')
-        if n // world_size < ims_per_batch:
+        if n < ims_per_batch * world_size:
             raise ValueError(f'{n} images cannot give each of {world_size} processes a batch of {ims_per_batch}')
         self._landscape = np.asarray(aspect_ratios, dtype=np.float64) >= 1.0
         self._n = n
@@ -33,32 +36,33 @@ class InfiniteBatchSampler(Sampler):
         self._seed = int(seed)
         self._rank = int(rank)
         self._world = int(world_size)
+        self._global = self._ims * self._world
         self._grouping = bool(aspect_grouping)
         self.start_batch = int(start_batch)
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
-        """The batches of this rank in ``epoch``."""
+        """The global batches of ``epoch``."""
         g = torch.Generator()
         g.manual_seed(self._seed * 1_000_003 + epoch)
         perm = torch.randperm(self._n, generator=g).numpy()
-        per_rank = self._n // self._world
-        shard = perm[self._rank * per_rank:(self._rank + 1) * per_rank]
+        b = self._global
+
+        def cut(indices: np.ndarray) -> list[list[int]]:
+            usable = len(indices) - len(indices) % b
+            return [indices[i:i + b].tolist() for i in range(0, usable, b)]
+
         if not self._grouping:
-            usable = len(shard) - len(shard) % self._ims
-            return [shard[i:i + self._ims].tolist() for i in range(0, usable, self._ims)]
-        batches = []
-        for group in (shard[self._landscape[shard]], shard[~self._landscape[shard]]):
-            usable = len(group) - len(group) % self._ims
-            batches += [group[i:i + self._ims].tolist() for i in range(0, usable, self._ims)]
+            return cut(perm)
+        batches = cut(perm[self._landscape[perm]]) + cut(perm[~self._landscape[perm]])
         if not batches:  # each group smaller than a batch: mix them rather than stall
-            usable = len(shard) - len(shard) % self._ims
-            batches = [shard[i:i + self._ims].tolist() for i in range(0, usable, self._ims)]
+            batches = cut(perm)
         order = torch.randperm(len(batches), generator=g).tolist()
         return [batches[i] for i in order]
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         position = 0
         epoch = 0
+        first = self._rank * self._ims
         while True:
             batches = self._epoch_batches(epoch)
             if position + len(batches) <= self.start_batch:
@@ -66,7 +70,8 @@ class InfiniteBatchSampler(Sampler):
             else:
                 for b in batches:
                     if position >= self.start_batch:
-                        yield [(position, i) for i in b]
+                        yield [(position, i, position * self._global + first + j)
+                               for j, i in enumerate(b[first:first + self._ims])]
                     position += 1
             epoch += 1
 

@@ -89,7 +89,9 @@ class SummaryWriters:
 
     @staticmethod
     def _histograms(writer: SummaryWriter, model: torch.nn.Module, iteration: int) -> None:
-        tensors = getattr(model, 'summary_tensors', None) or {}
+        tensors = dict(getattr(model, 'summary_tensors', None) or {})
+        if 'cls_prob' not in tensors and tensors.get('cls_score') is not None:
+            tensors['cls_prob'] = torch.softmax(tensors['cls_score'].float(), dim=1)
         for key, tag in (('rpn_cls_prob', 'score/rpn_cls_prob'), ('cls_prob', 'score/cls_prob')):
             if key in tensors and tensors[key] is not None and tensors[key].numel():
                 writer.add_histogram(tag, tensors[key].float().cpu().numpy(), iteration)

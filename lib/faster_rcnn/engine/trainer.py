@@ -31,6 +31,7 @@ from faster_rcnn.engine.optimizer import build_optimizer
 from faster_rcnn.engine.periodic_eval import evaluate_during_training, evaluation_due
 from faster_rcnn.engine.rng import get_rng_states, seed_everything, set_rng_states
 from faster_rcnn.engine.stop_signals import StopSignals
+from faster_rcnn.layers.random_keys import image_seeds
 from faster_rcnn.engine.summary import SummaryWriters
 from faster_rcnn.nets.factory import build_network
 from faster_rcnn.nets.weights import load_imagenet_weights
@@ -47,6 +48,8 @@ class NonFiniteLossError(RuntimeError):
 class TrainState:
     """What the loop carries between iterations."""
     iteration: int = 0
+    images: int = 0  # training images consumed by the whole run (all processes), for resuming at any batch
+    global_batch: int = 1
     # First iteration whose loss was not finite (-1: none), kept on the device to avoid a sync per step.
     first_bad: torch.Tensor | None = None
     last_snapshot: str | None = None
@@ -65,11 +68,15 @@ def autocast_context(device: torch.device):
     return autocast(device, cfg.TRAIN.AMP, 'TRAIN.AMP')
 
 
-def batch_to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+def batch_to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """images (N, 3, H, W), im_info (N, 3), padded gt (N, G, 5), gt_valid (N, G) and the sampling seeds (N,)
+    of the images' places in the stream: five copies, none waiting for the device."""
     images = batch['data'].to(device, non_blocking=True)
     im_info = batch['im_info'].to(device, non_blocking=True)
-    gt_boxes = [g.to(device, non_blocking=True) for g in batch['gt_boxes']]
-    return images, im_info, gt_boxes
+    gt_boxes = batch['gt_padded'].to(device, non_blocking=True)
+    gt_valid = batch['gt_valid'].to(device, non_blocking=True)
+    seeds = image_seeds(int(cfg.RNG_SEED), batch['positions'].to(device, non_blocking=True))
+    return images, im_info, gt_boxes, gt_valid, seeds
 
 
 def check_finite(state: TrainState) -> None:
@@ -143,8 +150,10 @@ def write_snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sta
         'iter': state.iteration,
         'optimizer': optimizer.state_dict(),
         'rng': get_rng_states(),
-        # The data order is a pure function of (seed, batches consumed): one integer restores it.
-        'data': {'batches_consumed': state.iteration, 'seed': int(cfg.RNG_SEED)},
+        # The data order is a pure function of (seed, images consumed): one integer restores it, also at
+        # another global batch (world size x TRAIN.IMS_PER_BATCH).
+        'data': {'images_consumed': state.images, 'global_batch': state.global_batch,
+                 'batches_consumed': state.iteration, 'seed': int(cfg.RNG_SEED)},
     })
     if scaler is not None:
         payload['grad_scaler'] = scaler.state_dict()
@@ -173,6 +182,29 @@ def find_resume_snapshot(output_dir: str, device: torch.device, verbose: bool = 
     return None
 
 
+def resume_position(snap: dict, global_batch: int, path: str, verbose: bool) -> tuple[int, dict, int]:
+    """(iteration, RNG states, images consumed) to resume ``snap`` at ``global_batch``.
+
+    The position is kept in images, so a run resumed with another world size (or TRAIN.IMS_PER_BATCH) goes on
+    at the same place in the data and in the schedule: iteration = images / global batch (rounded down to a
+    whole batch when it does not divide)."""
+    iteration = int(snap['iter'])
+    data = snap.get('data') or {}
+    saved_batch = int(data.get('global_batch', global_batch))
+    images = int(data.get('images_consumed', iteration * saved_batch))
+    if saved_batch == global_batch:
+        if verbose:
+            print(f'Resuming from {path} at iteration {iteration}', flush=True)
+        return iteration, snap['rng'], images
+    new_iteration = images // global_batch
+    if verbose:
+        print(f'Resuming from {path}: written at iteration {iteration} of a global batch of {saved_batch} '
+              f'({images} images); with a global batch of {global_batch} that is iteration {new_iteration}'
+              + (f' ({images - new_iteration * global_batch} image(s) of a batch are redone)'
+                 if images % global_batch else ''), flush=True)
+    return new_iteration, snap['rng'], new_iteration * global_batch
+
+
 def _infinite(loader) -> Iterator[dict]:
     while True:
         yield from loader
@@ -199,7 +231,8 @@ def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None,
             print(f'Removed {path}, left by a snapshot write that was interrupted', flush=True)
     found = None if fresh else find_resume_snapshot(output_dir, device, verbose=info.is_main)
     resume_path = found[0] if found else None
-    start_iter, rng_states = 0, None
+    global_batch = int(cfg.TRAIN.IMS_PER_BATCH) * info.world_size
+    start_iter, rng_states, start_images = 0, None, 0
     if found is not None:
         snap = found[1]
         if 'optimizer' not in snap:
@@ -211,9 +244,7 @@ def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None,
         optimizer.load_state_dict(snap['optimizer'])
         if scaler is not None and 'grad_scaler' in snap:
             scaler.load_state_dict(snap['grad_scaler'])
-        start_iter, rng_states = int(snap['iter']), snap['rng']
-        if info.is_main:
-            print(f'Resuming from {resume_path} at iteration {start_iter}', flush=True)
+        start_iter, rng_states, start_images = resume_position(snap, global_batch, resume_path, info.is_main)
     elif finetune is not None:
         if info.is_main:
             print(f'Fine-tuning from the detector {finetune.path}', flush=True)
@@ -256,7 +287,7 @@ def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None,
         print(f'Training {net} on {device}, world size {info.world_size}, '
               f'{cfg.TRAIN.IMS_PER_BATCH} image(s) per process per iteration', flush=True)
     writers = SummaryWriters(tb_dir, enabled=info.is_main)
-    state = TrainState(iteration=start_iter, first_bad=torch.full((), -1, dtype=torch.long, device=device),
+    state = TrainState(iteration=start_iter, images=start_images, global_batch=global_batch, first_bad=torch.full((), -1, dtype=torch.long, device=device),
                        last_snapshot=resume_path, loss_sums=torch.zeros(len(LOSS_NAMES), device=device))
     last_summary = time.perf_counter()
     base_lr = cfg.TRAIN.LEARNING_RATE
@@ -269,10 +300,10 @@ def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None,
                                    stepsize=cfg.TRAIN.STEPSIZE, gamma=cfg.TRAIN.GAMMA,
                                    warmup_iters=cfg.TRAIN.WARMUP_ITERS, warmup_factor=cfg.TRAIN.WARMUP_FACTOR)
                 lr = apply_lr(optimizer, base_lr, factor)
-                images, im_info, gt_boxes = batch_to_device(batch, device)
+                images, im_info, gt_boxes, gt_valid, seeds = batch_to_device(batch, device)
                 try:
                     with autocast_context(device):
-                        losses = train_model(images, im_info, gt_boxes)
+                        losses = train_model(images, im_info, gt_boxes, gt_valid, seeds=seeds)
                 except Exception:
                     # A diverged network can break a layer before its loss is ever read: report that as such.
                     check_finite(state)
@@ -301,6 +332,7 @@ def train_net(*, net: str, imdb, roidb: list[dict], valroidb: list[dict] | None,
                 state.loss_count += 1
                 state.timer_iters += 1
                 state.iteration += 1
+                state.images += state.global_batch
 
                 if state.iteration % cfg.TRAIN.DISPLAY == 0 or state.iteration == max_iters:
                     check_finite(state)

@@ -1,11 +1,15 @@
-"""RPN training targets (tf-faster-rcnn's anchor_target_layer), on the anchors' device.
+"""RPN training targets (tf-faster-rcnn's anchor_target_layer) for a whole batch in one call.
 
-Labels: 1 foreground, 0 background, -1 ignored; returned as int64 for every anchor, in the
-anchors' row order. Anchors not fully inside the image are -1 with zero targets and weights.
+Labels: 1 foreground, 0 background, -1 ignored, int64 for every anchor of every image, in the anchors' row
+order. Anchors not fully inside their image are -1 with zero targets and weights. The N images share the
+anchors (one padded feature map); their gt boxes come padded to one count G with a validity mask, so the
+IoU of all images is one (N, G, M) tensor and no step loops over images. Sampling uses random keys of
+(image seed, anchor index) (``random_keys``): an image gets the same labels alone as in any batch.
 
-Everything per anchor is laid out as rows (k, N) with the anchors contiguous, and what depends on
-the anchors alone (float64 coordinate rows and areas, centres and sizes) is computed once per
-anchors tensor: the same cached tensor comes back from ``anchors_for`` for every image.
+What depends on the anchors alone (float64 signed rows and areas, the encoding offsets and scales) is
+computed once per anchors tensor, and every step is written for few operator calls: on a GPU the layer is
+bound by kernel launches, not arithmetic. ``anchor_target_layer`` is the one-image form (the reference's
+signature).
 """
 from functools import lru_cache
 from typing import NamedTuple, Optional, Sequence, Tuple, Union
@@ -13,56 +17,74 @@ from typing import NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from ..boxes import bbox_overlaps_from_rows, best_query, box_rows
-from ._sampling import device_constant, keep_random_subset
+from ..boxes import iou_of_signed, signed_corners
+from ._sampling import device_constant
+from .random_keys import KEY_LIMIT, random_keys, seed_terms, seeds_from_generator
 
-__all__ = ["anchor_target_layer"]
+__all__ = ["anchor_target_layer", "anchor_targets", "AnchorTargets"]
+
+_SALT = 0x5A17  # this layer's stream of the image seeds
+
+
+class AnchorTargets(NamedTuple):
+    labels: Tensor  # (N, M) int64 in {-1, 0, 1}
+    targets: Tensor  # (N, M, 4) float32 encode(anchor, best gt), not normalised (a transposed view of rows)
+    inside_weights: Tensor  # (N, M, 1), or (N, M, 4) when RPN_BBOX_INSIDE_WEIGHTS differ by coordinate
+    outside_weights: Tensor  # (N, M, 1): broadcast over the 4 coordinates
 
 
 class _AnchorGeometry(NamedTuple):
-    rows: Tensor  # (4, N) float64 x1, y1, x2, y2: IoU in float64 like the reference Cython kernel
-    areas: Tensor  # (N,) float64, +1 convention
-    centres: Tensor  # (2, N) float32 (cx, cy), for encoding
-    sizes: Tensor  # (2, N) float32 (w, h)
+    rows: Tensor  # (4, M) float64 (-x1, -y1, x2, y2): IoU in float64 like the reference Cython kernel
+    areas: Tensor  # (M,) float64, +1 convention
+    upper: Tensor  # (2, M) float32 x2, y2, for the inside test
+    lower_ok: Tensor  # (M,) bool: x1, y1 >= -border
+    offsets: Tensor  # (4, M) float32 rows cx, cy, 0, 0
+    scales: Tensor  # (4, M) float32 rows w, h, w, h
 
 
 @lru_cache(maxsize=8)
-def _cached_geometry(anchors: Tensor, version: int) -> _AnchorGeometry:
+def _cached_geometry(anchors: Tensor, version: int, border: float) -> _AnchorGeometry:
     # Keyed by the tensor object and its version counter, so an in-place change is never served stale.
-    return _geometry(anchors)
+    return _geometry(anchors, border)
 
 
-def _geometry(anchors: Tensor) -> _AnchorGeometry:
-    rows, areas = box_rows(anchors.to(torch.float64))
-    rows32 = anchors.to(torch.float32).t().contiguous()  # contiguous rows, like every per-call operand
-    # Same float32 arithmetic, in the same order, as boxes.bbox_transform.
-    sizes = rows32[2:4] - rows32[0:2] + 1.0
-    return _AnchorGeometry(rows, areas, rows32[0:2] + 0.5 * sizes, sizes)
+def _geometry(anchors: Tensor, border: float) -> _AnchorGeometry:
+    signed, areas = signed_corners(anchors.to(torch.float64))
+    a32 = anchors.to(torch.float32)
+    # Same float32 arithmetic, in the same order, as boxes.bbox_transform: dx = (gx - cx) / w, dw = log(gw / w).
+    sizes = a32[:, 2:4] - a32[:, 0:2] + 1.0
+    centres = a32[:, 0:2] + 0.5 * sizes
+    return _AnchorGeometry(signed.t().contiguous(), areas, a32[:, 2:4].t().contiguous(),
+                           (a32[:, 0:2] >= -border).all(1),
+                           torch.cat((centres, torch.zeros_like(centres)), 1).t().contiguous(),
+                           torch.cat((sizes, sizes), 1).t().contiguous())
 
 
-def _anchor_geometry(anchors: Tensor) -> _AnchorGeometry:
+def _anchor_geometry(anchors: Tensor, border: float) -> _AnchorGeometry:
     """The anchors' geometry, cached unless the tensor has no version counter or carries autograd."""
     if anchors.is_inference() or anchors.requires_grad:
-        return _geometry(anchors.detach())
-    return _cached_geometry(anchors, anchors._version)
+        return _geometry(anchors.detach(), border)
+    return _cached_geometry(anchors, anchors._version, border)
 
 
-def _inside_image(rows: Tensor, im_info: Union[Tensor, Sequence[float]], allowed_border: float) -> Tensor:
-    """(N,) bool: anchors (coordinate rows (4, N)) inside ``[-border, W + border) x [-border, H + border)``."""
-    lower_ok = rows[0:2] >= -allowed_border
-    if isinstance(im_info, Tensor):
-        # (W + border, H + border) on the device: no host round trip.
-        upper = im_info.reshape(-1)[:2].to(device=rows.device, dtype=torch.float32).flip(0) + allowed_border
-        ok = lower_ok & (rows[2:4] < upper[:, None])
-        return ok[0] & ok[1]
-    width, height = float(im_info[1]) + allowed_border, float(im_info[0]) + allowed_border
-    return lower_ok[0] & lower_ok[1] & (rows[2] < width) & (rows[3] < height)
+@lru_cache(maxsize=16)
+def _ranks(k: int, device: torch.device) -> Tensor:
+    return torch.arange(k, device=device)
 
 
-def anchor_target_layer(
+def _smallest_keys(members: Tensor, keys: Tensor, k: int) -> Tuple[Tensor, Tensor]:
+    """Of each row's ``members`` (N, M) bool, the ``k`` smallest ``keys``: (index (N, k), found (N, k) bool),
+    in increasing key order; rows with fewer members have ``found`` False at the end."""
+    values, index = torch.where(members, keys, KEY_LIMIT).topk(k, dim=1, largest=False, sorted=True)
+    return index, values < KEY_LIMIT
+
+
+def anchor_targets(
     anchors: Tensor,
     gt_boxes: Tensor,
-    im_info: Union[Tensor, Sequence[float]],
+    gt_valid: Tensor,
+    im_info: Tensor,
+    seeds: Tensor,
     *,
     rpn_positive_overlap: float = 0.7,
     rpn_negative_overlap: float = 0.3,
@@ -72,72 +94,80 @@ def anchor_target_layer(
     rpn_positive_weight: float = -1.0,
     rpn_bbox_inside_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
     allowed_border: float = 0,
-    generator: Optional[torch.Generator] = None,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Assign and sample anchors for the RPN losses.
+    terms: Optional[Tensor] = None,
+) -> AnchorTargets:
+    """Assign and sample anchors for the RPN losses of N images.
 
     Args:
-        anchors: (N, 4) float32 anchors in the row order of ``shift_anchors``.
-        gt_boxes: (G, 5) ``[x1, y1, x2, y2, cls]`` in scaled-image coordinates (G may be 0).
-        im_info: ``(H, W, scale)`` of the scaled image, a tensor or a sequence.
+        anchors: (M, 4) float32 anchors of the batch's feature map, in the row order of ``shift_anchors``.
+        gt_boxes: (N, G, 5) float32 ``[x1, y1, x2, y2, cls]`` in scaled-image coordinates, padded (G may be 0).
+        gt_valid: (N, G) bool, False on padding rows.
+        im_info: (N, 3) float32 ``(H, W, scale)`` of each scaled image.
+        seeds: (N,) int64, each image's sampling seed (or ``terms``, its ``seed_terms``, computed once).
 
-    Returns:
-        labels (N,) int64 in {-1, 0, 1}; bbox_targets (N, 4) float32 (encode(anchor, best gt),
-        not normalised); bbox_inside_weights (N, 4); bbox_outside_weights (N, 4).
-
-    Rules: negatives (max IoU < rpn_negative_overlap) first; then each gt's best anchors (ties
-    included) and IoU >= rpn_positive_overlap are positive. A gt whose best IoU is 0 makes no
-    anchor positive (the reference would turn every zero-IoU anchor positive). At most
-    ``rpn_fg_fraction * rpn_batchsize`` positives are kept, negatives fill the batch.
+    Rules (per image): negatives (max IoU < rpn_negative_overlap) first; then each gt's best anchors (ties
+    included) and IoU >= rpn_positive_overlap are positive. A gt whose best IoU is 0 makes no anchor
+    positive (the reference would turn every zero-IoU anchor positive). At most
+    ``rpn_fg_fraction * rpn_batchsize`` positives are kept, negatives fill the batch; an image without gt
+    gets negatives only.
     """
     device = anchors.device
-    n = anchors.shape[0]
-    geometry = _anchor_geometry(anchors)
-    gt_boxes = gt_boxes.to(device=device, dtype=torch.float32)
-    inside = _inside_image(geometry.rows, im_info, float(allowed_border))
+    n, g, m = gt_boxes.shape[0], gt_boxes.shape[1], anchors.shape[0]
+    geometry = _anchor_geometry(anchors, float(allowed_border))
+    # (N, M): inside [-border, W + border) x [-border, H + border) of each image, on the device.
+    upper_ok = (geometry.upper < (im_info[:, :2].flip(1) + allowed_border).unsqueeze(2)).all(1)
+    inside = upper_ok & geometry.lower_ok
 
-    # Encoding targets as rows (4, N): (dx, dy, dw, dh), each against the anchor's best gt.
-    targets = torch.zeros((4, n), dtype=torch.float32, device=device)
-    if gt_boxes.shape[0] > 0 and n > 0:
-        # (G, N) float64 IoU. Outside anchors get IoU 0 (a mask multiply, no gather): they cannot
-        # raise a gt's best IoU, and where that best is 0 no anchor counts as its best anyway.
-        overlaps = bbox_overlaps_from_rows(geometry.rows, geometry.areas, gt_boxes[:, :4].double()).mul_(inside)
-        max_overlaps, argmax = best_query(overlaps)
-        gt_max = overlaps.amax(dim=1, keepdim=True)
+    if g > 0 and m > 0:
+        gt_signed, gt_areas = signed_corners(gt_boxes[..., :4].double())
+        # (N, G, M) float64 IoU. Outside anchors and padding gts get IoU 0 (a mask multiply, no gather):
+        # they cannot raise a gt's best IoU, and where that best is 0 no anchor counts as its best anyway.
+        overlaps = iou_of_signed(geometry.rows, geometry.areas, gt_signed, gt_areas)
+        overlaps.mul_(inside.unsqueeze(1) & gt_valid.unsqueeze(2))
+        # Ties go to the first gt (documented for max over a dimension), as the reference's argmax.
+        max_overlaps, argmax = overlaps.max(dim=1)
+        gt_max = overlaps.amax(dim=2, keepdim=True)
         # IoU never exceeds 1: a best IoU of 0 becomes 2, which no anchor equals.
-        gt_max.masked_fill_(gt_max <= 0, 2.0)
-        is_gt_best = (overlaps == gt_max).view(torch.uint8).amax(dim=0).view(torch.bool)
+        is_gt_best = (overlaps == gt_max.masked_fill_(gt_max <= 0, 2.0)).any(1)
         del overlaps
-        # Centres and sizes of the few gt boxes first, then one gather to the anchors.
-        gt_sizes = gt_boxes[:, 2:4] - gt_boxes[:, 0:2] + 1.0
-        gt_geometry = torch.cat((gt_boxes[:, 0:2] + 0.5 * gt_sizes, gt_sizes), dim=1).t()  # (4, G)
-        matched = gt_geometry.index_select(1, argmax)  # (4, N)
-        torch.sub(matched[0:2], geometry.centres, out=targets[0:2]).div_(geometry.sizes)
-        torch.div(matched[2:4], geometry.sizes, out=targets[2:4]).log_()
-        targets.masked_fill_(~inside, 0.0)
+        # Each gt's (cx, cy, w, h), gathered to the anchors, encoded against them in one expression.
+        gt_lo = gt_boxes[..., 0:2]
+        gt_sizes = gt_boxes[..., 2:4] - gt_lo + 1.0
+        gt_geometry = torch.cat((gt_lo + 0.5 * gt_sizes, gt_sizes), dim=2).transpose(1, 2)  # (N, 4, G)
+        # As rows (N, 4, M), each contiguous: the elementwise steps (the log above all) run on long rows.
+        matched = gt_geometry.gather(2, argmax.unsqueeze(1).expand(n, 4, m))
+        targets = (matched - geometry.offsets).div_(geometry.scales)
+        targets[:, 2:4].log_()
+        # Targets only where an inside anchor has a gt to point at (an image without gt keeps zeros).
+        targets.mul_((inside & gt_valid.any(1, keepdim=True)).unsqueeze(1))
+        negative = inside & (max_overlaps < rpn_negative_overlap)
+        positive = inside & (is_gt_best | (max_overlaps >= rpn_positive_overlap))
     else:
-        max_overlaps = torch.zeros(n, dtype=torch.float64, device=device)
-        is_gt_best = torch.zeros(n, dtype=torch.bool, device=device)
-
-    negative = inside & (max_overlaps < rpn_negative_overlap)
-    positive = inside & (is_gt_best | (max_overlaps >= rpn_positive_overlap))
+        targets = torch.zeros((n, 4, m), dtype=torch.float32, device=device)
+        negative = inside
+        positive = torch.zeros_like(inside)
     if rpn_clobber_positives:
-        positive = positive & ~negative
+        positive &= ~negative
     else:
-        negative = negative & ~positive
+        negative &= ~positive
 
-    positive = keep_random_subset(positive, int(rpn_fg_fraction * rpn_batchsize), generator)
-    num_pos = positive.sum()
-    negative = keep_random_subset(negative, rpn_batchsize - num_pos, generator)
+    # One key per anchor serves both draws: positives and negatives are disjoint sets.
+    keys = random_keys(seed_terms(seeds) if terms is None else terms, m, _SALT)
+    fg_quota = min(int(rpn_fg_fraction * rpn_batchsize), m)
+    index, found = _smallest_keys(positive, keys, fg_quota)
+    positive = torch.zeros_like(positive).scatter_(1, index, found)
+    num_pos = found.sum(1, keepdim=True)
+    k = min(int(rpn_batchsize), m)
+    index, found = _smallest_keys(negative, keys, k)
+    negative = torch.zeros_like(negative).scatter_(1, index, found & (_ranks(k, device) < rpn_batchsize - num_pos))
     sampled = positive | negative
 
     # 1 positive, 0 negative, -1 ignored.
     labels = sampled.to(torch.int64).add_(positive).sub_(1)
 
-    positive_f = positive.to(torch.float32)
     if rpn_positive_weight < 0:
-        # Uniform: 1 / N_sampled on every sampled anchor.
-        outside_w = sampled.to(torch.float32).div_(sampled.sum().clamp(min=1).to(torch.float32))
+        # Uniform: 1 / N_sampled on every sampled anchor of the image.
+        outside_w = sampled.to(torch.float32).div_(sampled.sum(1, keepdim=True).clamp_(min=1))
     else:
         if not 0.0 < rpn_positive_weight < 1.0:
             raise ValueError(
@@ -145,18 +175,43 @@ def anchor_target_layer(
                 f"or negative for uniform weights, got {rpn_positive_weight}"
             )
         pos_w = rpn_positive_weight / num_pos.clamp(min=1).to(torch.float32)
-        neg_w = (1.0 - rpn_positive_weight) / negative.sum().clamp(min=1).to(torch.float32)
-        outside_w = positive_f * pos_w + negative.to(torch.float32) * neg_w
+        neg_w = (1.0 - rpn_positive_weight) / negative.sum(1, keepdim=True).clamp_(min=1).to(torch.float32)
+        outside_w = positive.to(torch.float32) * pos_w + negative.to(torch.float32) * neg_w
+    inside_w = positive.to(torch.float32).unsqueeze(2)
+    if len(set(rpn_bbox_inside_weights)) > 1:
+        inside_w = inside_w * device_constant(rpn_bbox_inside_weights, device)
+    elif float(rpn_bbox_inside_weights[0]) != 1.0:
+        inside_w = inside_w * float(rpn_bbox_inside_weights[0])
+    return AnchorTargets(labels, targets.transpose(1, 2), inside_w, outside_w.unsqueeze(2))
 
-    if len(set(rpn_bbox_inside_weights)) == 1:
-        # Both weight tensors from one broadcast copy: (2, N) -> (2, N, 4).
-        per_anchor = torch.stack((positive_f * float(rpn_bbox_inside_weights[0]), outside_w))
-        inside_weights, outside_weights = per_anchor[:, :, None].expand(2, n, 4).contiguous().unbind(0)
-    else:
-        in_w = device_constant(rpn_bbox_inside_weights, device)
-        inside_weights = positive_f[:, None] * in_w[None, :]
-        outside_weights = outside_w[:, None].expand(n, 4).contiguous()
-    # (4, N) rows -> (N, 4): through a (1, N, 4) permuted view, whose CPU copy runs about 4x faster
-    # than the copy of the plain 2-D transpose (same values, one kernel on CUDA either way).
-    targets = targets[:, None].permute(1, 2, 0).contiguous().view(n, 4)
-    return labels, targets, inside_weights, outside_weights
+
+def anchor_target_layer(
+    anchors: Tensor,
+    gt_boxes: Tensor,
+    im_info: Union[Tensor, Sequence[float]],
+    *,
+    generator: Optional[torch.Generator] = None,
+    seed: Optional[Tensor] = None,
+    **settings,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Anchor targets of one image: :func:`anchor_targets` with N = 1.
+
+    Args:
+        anchors: (M, 4); gt_boxes: (G, 5) (G may be 0), every row a gt; im_info: ``(H, W, scale)``, a tensor
+        or a sequence; ``seed``: a (1,) int64 seed, else one is drawn from ``generator`` (or the global RNG).
+        Other keywords: those of :func:`anchor_targets`.
+
+    Returns:
+        labels (M,) int64 in {-1, 0, 1}; bbox_targets (M, 4) float32; bbox_inside_weights (M, 4);
+        bbox_outside_weights (M, 4).
+    """
+    device = anchors.device
+    gt = gt_boxes.to(device=device, dtype=torch.float32).reshape(1, -1, 5)
+    info = torch.as_tensor(im_info, dtype=torch.float32).reshape(1, -1).to(device)
+    if seed is None:
+        seed = seeds_from_generator(1, generator, device)
+    valid = torch.ones(gt.shape[:2], dtype=torch.bool, device=device)
+    out = anchor_targets(anchors, gt, valid, info, seed.reshape(1).to(device), **settings)
+    m = anchors.shape[0]
+    return (out.labels[0], out.targets[0].contiguous(), out.inside_weights[0].expand(m, 4).contiguous(),
+            out.outside_weights[0].expand(m, 4).contiguous())

@@ -1,7 +1,7 @@
 """Smooth L1 box loss of tf-faster-rcnn (``_smooth_l1_loss``)."""
 from typing import Sequence
 
-import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["smooth_l1_loss"]
@@ -17,14 +17,12 @@ def smooth_l1_loss(
 ) -> Tensor:
     """Weighted smooth L1, summed over ``dim`` and averaged over the remaining (first) axis.
 
-    With ``d = inside_w * (pred - targets)``: ``0.5 * sigma^2 * d^2`` where ``|d| < 1 / sigma^2``
-    (strictly), else ``|d| - 0.5 / sigma^2``; times ``outside_w``. RPN: sigma 3, dim (1, 2, 3) on
-    (1, H, W, 4A); R-CNN: sigma 1, dim (1,) on (B, 4K). Returns a scalar.
+    With ``d = inside_w * pred - inside_w * targets``: ``0.5 * sigma^2 * d^2`` where ``|d| < 1 / sigma^2``
+    (strictly), else ``|d| - 0.5 / sigma^2``; times ``outside_w``. The weights broadcast against ``pred``
+    (e.g. one weight per anchor, (N, M, 1) for (N, M, 4) deltas). RPN: sigma 3; R-CNN: sigma 1, dim (1,) on
+    (B, 4K). Returns a scalar. torch's fused smooth L1 with beta = 1 / sigma^2 is the same function in one
+    operator (and one for its gradient), instead of the reference's chain of elementwise ones.
     """
-    sigma_2 = sigma * sigma
-    diff = inside_w * (pred - targets)
-    abs_diff = diff.abs()
-    quadratic = abs_diff < 1.0 / sigma_2
-    loss = torch.where(quadratic, 0.5 * sigma_2 * diff * diff, abs_diff - 0.5 / sigma_2)
-    loss = outside_w * loss
-    return loss.sum(dim=tuple(dim)).mean()
+    beta = 1.0 / (sigma * sigma)
+    loss = F.smooth_l1_loss(inside_w * pred, inside_w * targets, reduction="none", beta=beta)
+    return (outside_w * loss).sum(dim=tuple(dim)).mean()

@@ -1,13 +1,30 @@
-"""RPN proposals (tf-faster-rcnn's proposal_layer): decode, clip, pre-NMS top-N, NMS, post-NMS top-N."""
-from typing import Sequence, Tuple, Union
+"""RPN proposals (tf-faster-rcnn's proposal_layer) for a whole batch: decode, clip, pre-NMS top-N, NMS,
+post-NMS top-N.
+
+Sorting, decoding and clipping run on (N, M) tensors in one pass; only NMS runs image by image (its
+output size is data-dependent), on boxes prepared for it once for the batch. The kept proposals come back
+padded to the longest image's count with a validity mask, the form the proposal-target layer takes.
+``proposal_layer`` is the one-image form (the reference's signature and output).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from ..boxes import bbox_transform_inv, clip_boxes
-from ..ops.nms import nms_sorted
+from ..ops.nms import nms_sorted_batch
 
-__all__ = ["proposal_layer", "im_shape_of"]
+__all__ = ["proposal_layer", "proposals", "Proposals", "im_shape_of", "clip_to_images", "top_scoring"]
+
+
+class Proposals(NamedTuple):
+    boxes: Tensor  # (N, P, 4) float32 x1, y1, x2, y2 by decreasing score; zeros past each image's count
+    scores: Tensor  # (N, P) float32; 0 past each image's count
+    valid: Tensor  # (N, P) bool: the first counts[i] entries of row i
+    counts: list  # (N,) host ints: proposals kept per image
+    anchors: Tensor  # (N, P) int64: the anchor each proposal comes from (0 past the count)
 
 
 def im_shape_of(im_info: Union[Tensor, Sequence[float]], device: torch.device) -> Union[Tensor, Tuple[float, float]]:
@@ -15,6 +32,102 @@ def im_shape_of(im_info: Union[Tensor, Sequence[float]], device: torch.device) -
     if isinstance(im_info, Tensor):
         return im_info.reshape(-1)[:2].to(device)
     return (float(im_info[0]), float(im_info[1]))
+
+
+def clip_to_images(boxes: Tensor, im_info: Tensor) -> Tensor:
+    """Clip boxes (N, K, 4) to ``[0, W_i - 1] x [0, H_i - 1]`` of each image of ``im_info`` (N, 3)."""
+    upper = (im_info[:, :2].flip(1).to(boxes.dtype) - 1).clamp_(min=0)  # (N, 2): W - 1, H - 1
+    pairs = boxes.reshape(boxes.shape[0], boxes.shape[1], 2, 2)
+    return torch.minimum(pairs, upper[:, None, None, :]).clamp_(min=0).reshape(boxes.shape)
+
+
+def top_scoring(scores: Tensor, deltas: Tensor, anchors: Tensor, im_info: Tensor, top_n: int,
+                anchor_valid: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """The ``top_n`` best anchors of each image (equal scores: lower index first), decoded and clipped.
+
+    Args:
+        scores: (N, M) foreground probabilities; deltas: (N, M, 4); anchors: (M, 4); im_info: (N, 3).
+        top_n: boxes kept per image (<= 0: all).
+        anchor_valid: (N, M) bool, False for anchors an image does not have (a padded test batch): those
+            sort last.
+
+    Returns:
+        boxes (N, K, 4), scores (N, K) and anchor indices (N, K), K = min(top_n, M), by decreasing score.
+    """
+    n, m = scores.shape
+    if scores.dtype != torch.float32:
+        scores = scores.float()
+    if anchor_valid is not None:
+        scores = scores.masked_fill(~anchor_valid, float('-inf'))
+    k = m if top_n <= 0 else min(int(top_n), m)
+    # Stable sort: equal scores keep the lower anchor index first, as the NMS rule wants.
+    top, order = torch.sort(scores, dim=1, descending=True, stable=True)
+    top, order = top[:, :k], order[:, :k]
+    # Only the kept rows are decoded: bbox_transform_inv's float32 arithmetic on (x, y) pairs,
+    # ctr' = d_xy * size + ctr, half = 0.5 * (exp(d_wh) * size), box = (ctr' - half, ctr' + half).
+    centres, sizes = _anchor_centres_and_sizes(anchors)
+    picked = deltas.gather(1, order.unsqueeze(2).expand(n, k, 4))
+    if picked.dtype != torch.float32:
+        picked = picked.float()
+    size = sizes[order]
+    ctr = picked[..., 0:2] * size + centres[order]
+    half = 0.5 * (picked[..., 2:4].exp() * size)
+    return clip_to_images(torch.cat((ctr - half, ctr + half), 2), im_info), top, order
+
+
+@lru_cache(maxsize=8)
+def _cached_centres_and_sizes(anchors: Tensor, version: int) -> Tuple[Tensor, Tensor]:
+    # Keyed by the tensor object and its version counter, so an in-place change is never served stale.
+    a = anchors.detach().to(torch.float32)
+    sizes = a[:, 2:4] - a[:, 0:2] + 1.0
+    return a[:, 0:2] + 0.5 * sizes, sizes
+
+
+def _anchor_centres_and_sizes(anchors: Tensor) -> Tuple[Tensor, Tensor]:
+    """Anchors (M, 4) -> centres (M, 2) and sizes (M, 2), +1 convention, made once per anchors tensor."""
+    if anchors.is_inference() or anchors.requires_grad:
+        return _cached_centres_and_sizes.__wrapped__(anchors, 0)
+    return _cached_centres_and_sizes(anchors, anchors._version)
+
+
+def proposals(
+    scores: Tensor,
+    deltas: Tensor,
+    anchors: Tensor,
+    im_info: Tensor,
+    *,
+    pre_nms_top_n: int,
+    post_nms_top_n: int,
+    nms_thresh: float,
+    anchor_valid: Optional[Tensor] = None,
+    anchor_counts: Optional[Sequence[int]] = None,
+) -> Proposals:
+    """Region proposals of N images.
+
+    Args:
+        scores: (N, M) foreground probabilities, rows in the anchors' order; deltas: (N, M, 4) RPN deltas;
+        anchors: (M, 4); im_info: (N, 3) ``(H, W, scale)`` of each scaled image.
+        pre_nms_top_n: boxes kept by score before NMS (<= 0: all).
+        post_nms_top_n: boxes kept after NMS (<= 0: all).
+        anchor_valid / anchor_counts: in a padded test batch, which anchors each image has and how many
+            (host ints); the others take no part.
+
+    No minimum-size filter (as the published models).
+    """
+    n = scores.shape[0]
+    boxes, top, order = top_scoring(scores, deltas, anchors, im_info, pre_nms_top_n, anchor_valid)
+    limits = None
+    if anchor_counts is not None:
+        limits = [min(boxes.shape[1], int(c)) for c in anchor_counts]
+    keeps = nms_sorted_batch(boxes, nms_thresh, max_keep=post_nms_top_n if post_nms_top_n > 0 else None,
+                             limits=limits)
+    counts = [int(k.shape[0]) for k in keeps]
+    index = torch.nn.utils.rnn.pad_sequence(keeps, batch_first=True, padding_value=-1)  # (N, P), P = max count
+    valid = index >= 0
+    index = index.clamp(min=0)
+    kept_boxes = boxes.gather(1, index[..., None].expand(n, index.shape[1], 4)).mul_(valid[..., None])
+    kept_scores = top.gather(1, index).mul_(valid)
+    return Proposals(kept_boxes, kept_scores, valid, counts, order.gather(1, index).mul_(valid))
 
 
 def proposal_layer(
@@ -27,33 +140,19 @@ def proposal_layer(
     post_nms_top_n: int,
     nms_thresh: float,
 ) -> Tuple[Tensor, Tensor]:
-    """Region proposals of one image.
+    """Region proposals of one image: :func:`proposals` with N = 1.
 
     Args:
-        scores: (N,) foreground probabilities, rows in the anchors' order.
-        deltas: (N, 4) RPN box deltas.
-        anchors: (N, 4).
-        im_info: ``(H, W, scale)`` of the scaled image (tensor or sequence).
-        pre_nms_top_n: boxes kept by score before NMS (<= 0: all).
-        post_nms_top_n: boxes kept after NMS (<= 0: all).
+        scores: (M,) foreground probabilities; deltas: (M, 4); anchors: (M, 4); im_info: ``(H, W, scale)``
+        (tensor or sequence).
 
     Returns:
         rois (R, 5) float32 ``[0, x1, y1, x2, y2]`` by decreasing score and roi_scores (R,),
-        R <= post_nms_top_n. No minimum-size filter (as the published models).
+        R <= post_nms_top_n.
     """
-    scores = scores.reshape(-1).to(torch.float32)
-    deltas = deltas.reshape(-1, 4).to(torch.float32)
-    # Stable sort: equal scores keep the lower anchor index first, as the NMS rule wants.
-    order = torch.sort(scores, descending=True, stable=True)[1]
-    if pre_nms_top_n > 0:
-        order = order[:pre_nms_top_n]
-    # Decoding and clipping are row-wise: only the rows that reach NMS are decoded.
-    proposals = clip_boxes(
-        bbox_transform_inv(anchors.to(torch.float32).index_select(0, order), deltas.index_select(0, order)),
-        im_shape_of(im_info, deltas.device),
-    )
-    scores = scores.index_select(0, order)
-    keep = nms_sorted(proposals, nms_thresh, max_keep=post_nms_top_n if post_nms_top_n > 0 else None)
+    info = torch.as_tensor(im_info, dtype=torch.float32).reshape(1, -1).to(deltas.device)
+    out = proposals(scores.reshape(1, -1), deltas.reshape(1, -1, 4), anchors, info, pre_nms_top_n=pre_nms_top_n,
+                    post_nms_top_n=post_nms_top_n, nms_thresh=nms_thresh)
+    r = out.counts[0]
     # [0, x1, y1, x2, y2]: a zero batch-index column in front.
-    rois = torch.nn.functional.pad(proposals.index_select(0, keep), (1, 0))
-    return rois, scores.index_select(0, keep)
+    return torch.nn.functional.pad(out.boxes[0, :r], (1, 0)), out.scores[0, :r]

@@ -1,39 +1,84 @@
-"""R-CNN training targets (tf-faster-rcnn's proposal_target_layer), on the rois' device.
+"""R-CNN training targets (tf-faster-rcnn's proposal_target_layer) for a whole batch in one call.
 
-Always returns exactly ``batch_size`` rois. Sampling, in the reference's cases:
+Every image gives exactly ``batch_size`` rois. Sampling, per image, in the reference's cases:
 - fg and bg exist: fg without replacement up to ``round(fg_fraction * batch_size)``, bg fills the
   rest (with replacement only when there are too few bg);
 - only fg, or only bg: that set fills the batch (with replacement only when short);
 - neither: random rois (with replacement when short) as background.
-All counts stay on the device: the cases are selected with tensor arithmetic, not Python branches.
+All counts stay on the device: the cases are selected with tensor arithmetic, not Python branches, and
+the N images are one (N, R) problem: their proposals come padded with a validity mask (``Proposals``),
+their gt boxes padded with another. One sort per batch orders each image's candidates fg first, then bg,
+each group in the random order of its keys (``random_keys`` of the image seed and the candidate's place
+in the image's own list), so an image gets the same sample alone as in any batch.
+``proposal_target_layer`` is the one-image form (the reference's signature).
 """
-from typing import Optional, Sequence, Tuple
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from ..boxes import bbox_overlaps_by_query, bbox_transform, best_query
-from ._sampling import device_constant, member_of_rank, random_member_order
+from ..boxes import iou_of_signed, signed_corners
+from ._sampling import device_constant
+from .random_keys import KEY_LIMIT, random_keys, seed_terms, seeds_from_generator, uniform_from_keys
 
-__all__ = ["proposal_target_layer"]
+__all__ = ["proposal_target_layer", "proposal_targets", "ProposalTargets"]
 
-
-def _draw(
-    pool: Tensor, pool_size: Tensor, count: Tensor, slots: Tensor, generator: Optional[torch.Generator]
-) -> Tensor:
-    """Roi index for each slot in ``slots`` (B,), drawn from the rois in ``pool`` (R,) bool holding
-    ``pool_size`` of them: slot s takes the s-th pool member in a random order when the pool holds
-    ``count`` members or more (without replacement), else an independent uniform draw from the pool."""
-    perm, met = random_member_order(pool, generator)
-    uniform_draw = torch.rand(slots.shape[0], generator=generator, device=pool.device)
-    with_replacement = (uniform_draw * pool_size.to(torch.float32)).floor().to(torch.int64)
-    return member_of_rank(perm, met, torch.where(pool_size >= count, slots, with_replacement))
+_SALT = 0x0F6A
+_DRAW_POSITIONS = 1 << 30  # positions of the with-replacement draws, apart from any candidate's
+_GT_POSITIONS = 1 << 29  # positions of the gt boxes (use_gt) when proposals are keyed by anchor index
 
 
-def proposal_target_layer(
-    rois: Tensor,
-    roi_scores: Tensor,
+class ProposalTargets(NamedTuple):
+    rois: Tensor  # (N * B, 5) [image index, x1, y1, x2, y2], image by image, fg rows first in each
+    roi_scores: Tensor  # (N * B,)
+    labels: Tensor  # (N * B,) int64, 0 on bg rows
+    bbox_targets: Tensor  # (N * B, 4K)
+    bbox_inside_weights: Tensor  # (N * B, 4K)
+    bbox_outside_weights: Tensor  # (N * B, 4K)
+
+
+@lru_cache(maxsize=16)
+def _slots(count: int, device: torch.device) -> Tensor:
+    return torch.arange(count, device=device)
+
+
+@lru_cache(maxsize=16)
+def _draw_positions(n: int, count: int, device: torch.device) -> Tensor:
+    return (torch.arange(count, device=device) + _DRAW_POSITIONS).expand(n, count)
+
+
+@lru_cache(maxsize=16)
+def _image_column(n: int, per_image: int, device: torch.device) -> Tensor:
+    """(n * per_image, 1) float32 image indices, image by image."""
+    return torch.arange(n, dtype=torch.float32, device=device).repeat_interleave(per_image)[:, None]
+
+
+def _gt_geometry(boxes: Tensor) -> Tensor:
+    """Boxes (..., 4) -> (cx, cy, w, h) (..., 4), float32 as bbox_transform computes them."""
+    lo = boxes[..., 0:2]
+    sizes = boxes[..., 2:4] - lo + 1.0
+    return torch.cat((lo + 0.5 * sizes, sizes), -1)
+
+
+def _offsets_and_scales(boxes: Tensor) -> Tuple[Tensor, Tensor]:
+    """Boxes (R, 4) -> ((cx, cy, 0, 0), (w, h, w, h)), each (R, 4): ``(geometry - offsets) / scales`` is
+    bbox_transform's (dx, dy) and its (gw / ew, gh / eh) before the log."""
+    lo = boxes[:, 0:2]
+    sizes = boxes[:, 2:4] - lo + 1.0
+    centres = lo + 0.5 * sizes
+    return torch.cat((centres, torch.zeros_like(centres)), 1), torch.cat((sizes, sizes), 1)
+
+
+def proposal_targets(
+    boxes: Tensor,
+    scores: Tensor,
+    valid: Tensor,
     gt_boxes: Tensor,
+    gt_valid: Tensor,
+    seeds: Tensor,
     num_classes: int,
     *,
     batch_size: int = 128,
@@ -46,83 +91,135 @@ def proposal_target_layer(
     bbox_normalize_stds: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
     bbox_inside_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
     use_gt: bool = False,
-    generator: Optional[torch.Generator] = None,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Sample rois and build their classification and class-specific regression targets.
+    terms: Optional[Tensor] = None,
+    positions: Optional[Tensor] = None,
+) -> ProposalTargets:
+    """Sample rois and build their classification and class-specific regression targets, for N images.
 
     Args:
-        rois: (R, 5) ``[0, x1, y1, x2, y2]`` proposals; roi_scores: (R,).
-        gt_boxes: (G, 5) ``[x1, y1, x2, y2, cls]`` (G may be 0: every roi is background).
-        num_classes: K, background included.
+        boxes: (N, P, 4) float32 proposals ``x1, y1, x2, y2``; scores: (N, P); valid: (N, P) bool (padding
+            False), each image's valid entries first (as ``Proposals`` has them).
+        gt_boxes: (N, G, 5) float32 ``[x1, y1, x2, y2, cls]`` padded; gt_valid: (N, G) bool (an image may have
+            none: every roi is background).
+        seeds: (N,) int64 sampling seeds (or ``terms``, their ``seed_terms``). num_classes: K, background
+            included.
+        positions: (N, P) int64 in [0, 2**29), what keys each proposal's random draw (e.g. its anchor index);
+            by default its place in the image's list (the one-image layer's rule).
 
-    Returns:
-        rois (B, 5), roi_scores (B,), labels (B,) int64 (fg rows first, then bg rows with 0),
-        bbox_targets (B, 4K), bbox_inside_weights (B, 4K), bbox_outside_weights (B, 4K), B = batch_size.
-        Targets of a fg roi of class c sit in columns 4c..4c+3, normalised by means / stds.
+    Targets of a fg roi of class c sit in columns 4c..4c+3, normalised by means / stds.
     """
-    device = rois.device
-    rois = rois.to(torch.float32)
-    roi_scores = roi_scores.reshape(-1).to(torch.float32)
-    gt_boxes = gt_boxes.to(device=device, dtype=torch.float32)
-    if use_gt and gt_boxes.shape[0] > 0:
-        gt_rois = torch.cat((gt_boxes.new_zeros((gt_boxes.shape[0], 1)), gt_boxes[:, :4]), dim=1)
-        rois = torch.cat((rois, gt_rois), dim=0)
-        roi_scores = torch.cat((roi_scores, roi_scores.new_zeros(gt_boxes.shape[0])), dim=0)
-    n = rois.shape[0]
-    if n == 0:
+    device = boxes.device
+    n, g, b = boxes.shape[0], gt_boxes.shape[1], int(batch_size)
+    if positions is None:
+        positions = valid.cumsum(1).sub_(1)  # each valid proposal's place in its image's own list
+        gt_first = valid.sum(1, keepdim=True)  # gt boxes come after the proposals in that list
+    else:
+        gt_first = _GT_POSITIONS  # apart from any anchor index
+    if use_gt and g > 0:
+        boxes = torch.cat((boxes, gt_boxes[..., :4]), dim=1)
+        scores = torch.cat((scores, scores.new_zeros((n, g))), dim=1)
+        positions = torch.cat((positions, gt_first + _slots(g, device).expand(n, g)), dim=1)
+        valid = torch.cat((valid, gt_valid), dim=1)
+    r = boxes.shape[1]
+    if r == 0:
         raise ValueError(
             "proposal_target_layer: there are no rois to sample from (the proposal layer returned none "
             "and use_gt is off or the image has no gt box); check the image and anchor settings"
         )
 
-    if gt_boxes.shape[0] > 0:
-        # (G, R) float64 IoU like the reference kernel, so thresholds agree.
-        overlaps = bbox_overlaps_by_query(rois[:, 1:5].double(), gt_boxes[:, :4].double())
-        max_overlaps, assignment = best_query(overlaps)
-        gt_labels = gt_boxes[:, 4].index_select(0, assignment).to(torch.int64)
-        matched_gt = gt_boxes[:, :4].index_select(0, assignment)
+    if g > 0:
+        # (N, G, R) float64 IoU like the reference kernel, so thresholds agree; padding gts count 0.
+        roi_signed, roi_areas = signed_corners(boxes.double())
+        gt_signed, gt_areas = signed_corners(gt_boxes[..., :4].double())
+        overlaps = iou_of_signed(roi_signed.transpose(1, 2).unsqueeze(1), roi_areas.unsqueeze(1), gt_signed, gt_areas)
+        overlaps.mul_(gt_valid.unsqueeze(2))
+        # Ties go to the first gt (documented for max over a dimension), as the reference's argmax.
+        max_overlaps, assignment = overlaps.max(dim=1)
+        gt_labels = gt_boxes[..., 4].gather(1, assignment)
+        matched = _gt_geometry(gt_boxes[..., :4]).gather(1, assignment.unsqueeze(2).expand(n, r, 4))
+        fg = valid & (max_overlaps >= fg_thresh)
+        bg = valid & (max_overlaps < bg_thresh_hi) & (max_overlaps >= bg_thresh_lo)
     else:
-        max_overlaps = torch.zeros(n, dtype=torch.float64, device=device)
-        gt_labels = torch.zeros(n, dtype=torch.int64, device=device)
-        matched_gt = rois[:, 1:5]
+        gt_labels = scores.new_zeros((n, r))
+        matched = None
+        fg = torch.zeros_like(valid)
+        bg = valid  # every IoU is 0: background, or "neither", which makes every roi background too
 
-    fg = max_overlaps >= fg_thresh
-    bg = (max_overlaps < bg_thresh_hi) & (max_overlaps >= bg_thresh_lo)
-    num_fg = fg.sum()
-    num_bg = bg.sum()
-    have_fg = num_fg > 0
-    have_bg = num_bg > 0
-    # "neither": every roi becomes a background candidate.
-    bg = bg | (~have_fg & ~have_bg)
-    num_bg = bg.sum()
+    num_fg = fg.sum(1, keepdim=True)
+    have_bg = bg.any(1, keepdim=True)
+    # "neither": every roi of the image becomes a background candidate.
+    bg = bg | (valid & ~(have_bg | (num_fg > 0)))
+    num_bg = bg.sum(1, keepdim=True)
 
-    fg_quota = int(round(fg_fraction * batch_size))
-    fg_count = torch.where(
-        have_bg, torch.clamp(num_fg, max=fg_quota), torch.where(have_fg, torch.full_like(num_fg, batch_size), num_fg)
-    )
-    bg_count = batch_size - fg_count
+    fg_quota = int(round(fg_fraction * b))
+    fg_count = torch.where(have_bg, num_fg.clamp(max=fg_quota), torch.where(num_fg > 0, b, num_fg))
+    bg_count = b - fg_count
 
-    slots = torch.arange(batch_size, device=device)
-    fg_pick = _draw(fg, num_fg, fg_count, slots, generator)
-    bg_pick = _draw(bg, num_bg, bg_count, (slots - fg_count).clamp(min=0), generator)
+    # One key stream: each candidate's key (by its place in the image's own list) and one per slot for
+    # draws with replacement; one sort orders fg candidates by key, then bg by key, then the rest.
+    positions = torch.cat((positions, _draw_positions(n, b, device)), dim=1)
+    keys = random_keys(seed_terms(seeds) if terms is None else terms, r + b, _SALT, positions)
+    order = keys[:, :r].add_(torch.where(fg, 0, torch.where(bg, KEY_LIMIT, 2 * KEY_LIMIT))).argsort(dim=1, stable=True)
+    draw = uniform_from_keys(keys[:, r:])  # (N, B)
+    slots = _slots(b, device)
+    fg_rank = torch.where(num_fg >= fg_count, slots, (draw * num_fg).floor_().to(torch.int64))
+    bg_rank = torch.where(num_bg >= bg_count, slots - fg_count, (draw * num_bg).floor_().to(torch.int64))
     is_fg_slot = slots < fg_count
-    keep = torch.where(is_fg_slot, fg_pick, bg_pick)
+    keep = order.gather(1, torch.where(is_fg_slot, fg_rank, bg_rank.add_(num_fg)).clamp_(0, r - 1))  # (N, B)
 
-    labels = torch.where(is_fg_slot, gt_labels.index_select(0, keep), torch.zeros_like(keep))
-    out_rois = rois.index_select(0, keep)
-    out_scores = roi_scores.index_select(0, keep)
+    labels = torch.where(is_fg_slot, gt_labels.gather(1, keep), 0.0).to(torch.int64).reshape(-1)
+    keep4 = keep.unsqueeze(2).expand(n, b, 4)
+    out_boxes = boxes.gather(1, keep4).reshape(-1, 4)
+    fg_rows = (labels > 0).unsqueeze(1)
+    if matched is None:
+        targets = out_boxes.new_zeros((n * b, 4))
+    else:
+        # bbox_transform's float32 arithmetic: dx = (gx - ex) / ew, dw = log(gw / ew), as one expression.
+        offsets, scales = _offsets_and_scales(out_boxes)
+        targets = matched.gather(1, keep4).reshape(-1, 4).sub_(offsets).div_(scales)
+        targets[:, 2:4].log_()
+        if bbox_normalize_targets_precomputed:
+            if any(float(v) != 0.0 for v in bbox_normalize_means):
+                targets.sub_(device_constant(bbox_normalize_means, device))
+            targets.div_(device_constant(bbox_normalize_stds, device))
+        targets.mul_(fg_rows)
+    columns = 4 * labels.unsqueeze(1) + _slots(4, device)
+    bbox_targets = targets.new_zeros((n * b, 4 * num_classes)).scatter_(1, columns, targets)
+    inside = targets.new_zeros((n * b, 4 * num_classes)).scatter_(
+        1, columns, device_constant(bbox_inside_weights, device) * fg_rows)
+    rois = torch.cat((_image_column(n, b, device), out_boxes), dim=1)
+    return ProposalTargets(rois, scores.gather(1, keep).reshape(-1), labels, bbox_targets, inside,
+                           (inside > 0).to(torch.float32))
 
-    targets = bbox_transform(out_rois[:, 1:5], matched_gt.index_select(0, keep))
-    if bbox_normalize_targets_precomputed:
-        means = device_constant(bbox_normalize_means, device)
-        stds = device_constant(bbox_normalize_stds, device)
-        targets = (targets - means) / stds
-    is_fg_row = (labels > 0)[:, None]
-    columns = 4 * labels[:, None] + torch.arange(4, device=device)[None, :]
-    in_w = device_constant(bbox_inside_weights, device).expand(batch_size, 4)
-    bbox_targets = targets.new_zeros((batch_size, 4 * num_classes))
-    bbox_targets.scatter_(1, columns, torch.where(is_fg_row, targets, torch.zeros_like(targets)))
-    inside = targets.new_zeros((batch_size, 4 * num_classes))
-    inside.scatter_(1, columns, torch.where(is_fg_row, in_w, torch.zeros_like(in_w)))
-    outside = (inside > 0).to(torch.float32)
-    return out_rois, out_scores, labels, bbox_targets, inside, outside
+
+def proposal_target_layer(
+    rois: Tensor,
+    roi_scores: Tensor,
+    gt_boxes: Tensor,
+    num_classes: int,
+    *,
+    generator: Optional[torch.Generator] = None,
+    seed: Optional[Tensor] = None,
+    **settings,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Targets of one image: :func:`proposal_targets` with N = 1.
+
+    Args:
+        rois: (R, 5) ``[0, x1, y1, x2, y2]`` proposals; roi_scores: (R,).
+        gt_boxes: (G, 5) ``[x1, y1, x2, y2, cls]`` (G may be 0), every row a gt.
+        num_classes: K, background included. ``seed``: a (1,) int64 seed, else one is drawn from
+        ``generator`` (or the global RNG). Other keywords: those of :func:`proposal_targets`.
+
+    Returns:
+        rois (B, 5), roi_scores (B,), labels (B,) int64 (fg rows first, then bg rows with 0),
+        bbox_targets (B, 4K), bbox_inside_weights (B, 4K), bbox_outside_weights (B, 4K), B = batch_size.
+    """
+    device = rois.device
+    boxes = rois[:, 1:5].to(torch.float32)[None]
+    gt = gt_boxes.to(device=device, dtype=torch.float32).reshape(1, -1, 5)
+    if seed is None:
+        seed = seeds_from_generator(1, generator, device)
+    out = proposal_targets(boxes, roi_scores.reshape(1, -1), torch.ones(boxes.shape[:2], dtype=torch.bool, device=device),
+                           gt, torch.ones(gt.shape[:2], dtype=torch.bool, device=device), seed.reshape(1).to(device),
+                           num_classes, **settings)
+    return out

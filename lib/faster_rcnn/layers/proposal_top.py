@@ -4,8 +4,7 @@ from typing import Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from ..boxes import bbox_transform_inv, clip_boxes
-from .proposal import im_shape_of
+from .proposal import top_scoring
 
 __all__ = ["proposal_top_layer"]
 
@@ -18,7 +17,8 @@ def proposal_top_layer(
     *,
     rpn_top_n: int,
 ) -> Tuple[Tensor, Tensor]:
-    """Keep the ``rpn_top_n`` highest-scoring anchors (equal scores: lower index first).
+    """Keep the ``rpn_top_n`` highest-scoring anchors of one image (equal scores: lower index first); the
+    batched form is :func:`faster_rcnn.layers.proposal.top_scoring`.
 
     Args: as :func:`faster_rcnn.layers.proposal.proposal_layer`.
 
@@ -27,10 +27,9 @@ def proposal_top_layer(
         decreasing score. (With fewer anchors than rpn_top_n the reference resampled anchors at
         random with replacement; here every anchor is kept once, deterministically.)
     """
-    scores = scores.reshape(-1).to(torch.float32)
-    deltas = deltas.reshape(-1, 4).to(torch.float32)
-    order = torch.sort(scores, descending=True, stable=True)[1][: max(int(rpn_top_n), 0)]
-    proposals = bbox_transform_inv(anchors.to(torch.float32)[order], deltas[order])
-    proposals = clip_boxes(proposals, im_shape_of(im_info, deltas.device))
-    rois = torch.cat((proposals.new_zeros((proposals.shape[0], 1)), proposals), dim=1)
-    return rois, scores[order]
+    top_n = int(rpn_top_n)
+    if top_n <= 0:
+        return deltas.new_zeros((0, 5), dtype=torch.float32), deltas.new_zeros((0,), dtype=torch.float32)
+    info = torch.as_tensor(im_info, dtype=torch.float32).reshape(1, -1).to(deltas.device)
+    boxes, top, _ = top_scoring(scores.reshape(1, -1), deltas.reshape(1, -1, 4), anchors, info, top_n)
+    return torch.nn.functional.pad(boxes[0], (1, 0)), top[0]

@@ -1,4 +1,5 @@
 """RoI feature extraction: TensorFlow-style crop-and-resize ('crop'), RoIAlign ('align'), RoIPool ('pool')."""
+from functools import lru_cache
 from typing import Tuple
 
 import torch
@@ -13,57 +14,54 @@ __all__ = ["crop_and_resize", "roi_features", "POOLING_MODES"]
 POOLING_MODES = ("crop", "align", "pool")
 
 
-def _sample_positions(lo: Tensor, hi: Tensor, size: int, crop_size: int) -> Tensor:
-    """(R, crop_size) sample coordinates in feature cells, with TensorFlow's float32 arithmetic.
-
-    ``lo`` / ``hi`` (R,) are box edges normalised by ``(size - 1) * stride``; TensorFlow samples
-    ``lo * (size - 1) + i * (hi - lo) * (size - 1) / (crop_size - 1)``, the centre when crop_size is 1.
-    Repeating its operations keeps the coordinates bit-identical.
-    """
-    extent = float(size - 1)
-    if crop_size == 1:
-        return (0.5 * (lo + hi) * extent)[:, None]
-    # A device tensor divisor: CUDA divides by a Python scalar through its reciprocal, which
-    # rounds differently from TensorFlow's true division.
-    step = (hi - lo) * extent / torch.full_like(lo, float(crop_size - 1))
-    steps = torch.arange(crop_size, dtype=lo.dtype, device=lo.device)
-    return (lo * extent)[:, None] + steps[None, :] * step[:, None]
-
-
-def _corners(pos: Tensor, size: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Lower / upper cell indices and their bilinear weights for positions (R, S); 0 weights outside the map."""
-    valid = ((pos >= 0) & (pos <= size - 1)).to(pos.dtype)
-    low = pos.floor()
-    frac = pos - low
-    return (
-        low.clamp(0, size - 1).to(torch.int64),
-        pos.ceil().clamp(0, size - 1).to(torch.int64),
-        (1.0 - frac) * valid,
-        frac * valid,
-    )
+@lru_cache(maxsize=32)
+def _grid_constants(h: int, w: int, stride: float, crop_size: int, device: torch.device) -> Tuple[Tensor, ...]:
+    """Per (map size, crop size): TensorFlow's normalisers ``((W - 1) * stride, (H - 1) * stride)`` (2,), the
+    extents ``(W - 1, H - 1)`` as (2,), (2, 1) and (2, 1, 1) float32, the divisor ``crop_size - 1`` (2,), the
+    sample steps ``0 .. crop_size - 1`` (S,). Device tensors, made once: a Python scalar divisor on CUDA
+    goes through its reciprocal, which rounds differently from TensorFlow's true division."""
+    f32 = dict(dtype=torch.float32, device=device)
+    extent = torch.tensor([w - 1.0, h - 1.0], **f32)
+    return (torch.tensor([(w - 1) * stride, (h - 1) * stride], **f32), extent, extent.view(2, 1), extent.view(2, 1, 1),
+            torch.full((2,), float(max(crop_size - 1, 1)), **f32), torch.arange(crop_size, **f32))
 
 
 def _neighbours(features: Tensor, rois: Tensor, crop_size: int, spatial_scale: float) -> Tuple[Tensor, Tensor, Tensor]:
-    """TensorFlow's crop geometry as table lookups.
+    """TensorFlow's crop geometry as table lookups, x and y computed together.
 
     Returns the channels-last table (N * H_f * W_f, C) of ``features`` (N, C, H_f, W_f), and for each
     of the (R, crop_size, crop_size) samples the table rows of its four bilinear neighbours
     (R, S, S, 4) int64 and their weights (R, S, S, 4) float32, 0 for a sample outside the map.
+    Sample coordinates repeat TensorFlow's float32 operations, so they are bit-identical to it:
+    ``lo * (size - 1) + i * (hi - lo) * (size - 1) / (crop_size - 1)`` on box edges normalised by
+    ``(size - 1) * stride``, the centre when crop_size is 1.
     """
     n, c, h, w = features.shape
-    rois = rois.detach().to(device=features.device, dtype=torch.float32)
-    stride = 1.0 / spatial_scale
-    # TensorFlow's normalisation, kept so the sample coordinates are bit-identical to it. ``torch.full``
-    # fills on the device; ``torch.tensor(..., device=cuda)`` would be a blocking host-to-device copy.
-    norm_x = torch.full((), (w - 1) * stride, dtype=torch.float32, device=rois.device)
-    norm_y = torch.full((), (h - 1) * stride, dtype=torch.float32, device=rois.device)
-    xs = _sample_positions(rois[:, 1] / norm_x, rois[:, 3] / norm_x, w, crop_size)
-    ys = _sample_positions(rois[:, 2] / norm_y, rois[:, 4] / norm_y, h, crop_size)
-    x0, x1, wx0, wx1 = (t[:, None, :] for t in _corners(xs, w))
-    y0, y1, wy0, wy1 = (t[:, :, None] for t in _corners(ys, h))
-    base = (rois[:, 0].to(torch.int64).clamp(0, n - 1) * (h * w))[:, None, None]
-    rows = torch.stack((base + y0 * w + x0, base + y0 * w + x1, base + y1 * w + x0, base + y1 * w + x1), dim=-1)
-    weights = torch.stack((wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1), dim=-1)
+    r, s = rois.shape[0], crop_size
+    rois = rois.detach()
+    if rois.dtype != torch.float32 or rois.device != features.device:
+        rois = rois.to(device=features.device, dtype=torch.float32)
+    norm, extent, extent_col, extent_cells, divisor, steps = _grid_constants(h, w, 1.0 / spatial_scale, s, features.device)
+    corners = rois[:, 1:5].view(r, 2, 2) / norm  # (R, 2 corners, 2 axes (x, y))
+    lo, hi = corners.unbind(1)
+    if s == 1:
+        pos = ((lo + hi) * 0.5 * extent).unsqueeze(2)
+    else:
+        step = (hi - lo).mul_(extent).div_(divisor)
+        pos = (lo * extent).unsqueeze(2) + steps * step.unsqueeze(2)  # (R, 2 axes, S)
+    inside = ((pos >= 0) & (pos <= extent_col)).to(torch.float32)
+    low = pos.floor()
+    frac = pos - low
+    # (R, 2 axes, 2 neighbours (low, high), S): cell indices, clamped into the map, and bilinear weights.
+    cells = torch.minimum(torch.stack((low, pos.ceil()), 2).clamp_(min=0), extent_cells).to(torch.int64)
+    blend = torch.stack((1.0 - frac, frac), 2).mul_(inside.unsqueeze(2))
+    base = rois[:, 0].to(torch.int64).clamp_(0, n - 1).mul_(h * w)
+    # rows[r, sy, sx, 2a + b] = base + y_a * W + x_b: y from axis 1 along sy, x from axis 0 along sx.
+    y_rows = (cells[:, 1] * w + base.view(r, 1, 1)).transpose(1, 2).reshape(r, s, 1, 2, 1)
+    x_rows = cells[:, 0].transpose(1, 2).reshape(r, 1, s, 1, 2)
+    rows = (y_rows + x_rows).view(r, s, s, 4)
+    weights = (blend[:, 1].transpose(1, 2).reshape(r, s, 1, 2, 1) *
+               blend[:, 0].transpose(1, 2).reshape(r, 1, s, 1, 2)).view(r, s, s, 4)
     table = features.permute(0, 2, 3, 1).reshape(n * h * w, c)
     return table, rows, weights
 

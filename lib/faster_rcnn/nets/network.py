@@ -23,12 +23,13 @@ from torch import Tensor, nn
 
 from faster_rcnn.config import ConfigError
 
-from faster_rcnn.layers.anchor_target import anchor_target_layer
+from faster_rcnn.layers.anchor_target import anchor_targets
 from faster_rcnn.layers.anchors import anchors_for
+from faster_rcnn.layers.gt_batch import pad_gt_boxes
 from faster_rcnn.layers.losses import smooth_l1_loss
-from faster_rcnn.layers.proposal import proposal_layer
-from faster_rcnn.layers.proposal_target import proposal_target_layer
-from faster_rcnn.layers.proposal_top import proposal_top_layer
+from faster_rcnn.layers.proposal import Proposals, proposals, top_scoring
+from faster_rcnn.layers.proposal_target import proposal_targets
+from faster_rcnn.layers.random_keys import seed_terms, seeds_from_generator
 from faster_rcnn.layers.roi_pool import POOLING_MODES, roi_features
 
 from .backbone import Backbone
@@ -177,34 +178,38 @@ class FasterRCNN(nn.Module):
         return scores, fg_prob, deltas
 
     def _proposals(self, fg_prob: Tensor, deltas: Tensor, anchors: Tensor, im_info: Tensor, training: bool,
-                   map_size: tuple[int, int], extents: list[tuple[int, int]] | None = None,
-                   ) -> list[tuple[Tensor, Tensor]]:
-        """Per image (rois (R_i, 5) with column 0 = the image's batch index, roi_scores (R_i,)).
+                   map_size: tuple[int, int], extents: list[tuple[int, int]] | None = None) -> Proposals:
+        """The proposals of the N images in one call (``layers.proposal``), padded with a validity mask.
 
         ``map_size``: the batch's feature map (H, W); ``extents``: each image's own map size in a padded test
-        batch, whose proposals then come from the anchors of that map only, as when the image is alone.
+        batch. Its anchors there are the batch map's anchors at rows y < h_i, x < w_i, in the same relative
+        order, so masking the others gives exactly the proposals of the image alone.
         """
-        out = []
-        n, (h, w) = fg_prob.shape[0], map_size
+        s = self.settings
+        valid, counts = None, None
+        if extents is not None and any(e != map_size for e in extents):
+            valid, counts = self._anchor_mask(map_size, extents, fg_prob.device)
         with torch.no_grad():
-            for i in range(n):
-                fg, dl, an = fg_prob[i], deltas[i], anchors
-                if extents is not None and extents[i] != (h, w):
-                    hi, wi = extents[i]
-                    a = self.num_anchors
-                    fg = fg.view(h, w, a)[:hi, :wi].reshape(-1)
-                    dl = dl.view(h, w, a, 4)[:hi, :wi].reshape(-1, 4)
-                    an = anchors_for(hi, wi, anchors.device, self.settings.anchor_scales,
-                                     self.settings.anchor_ratios, stride=FEAT_STRIDE)
-                if training or self.settings.test_mode == 'nms':
-                    kw = self.settings.train_proposal_kwargs if training else self.settings.test_proposal_kwargs
-                    rois, scores = proposal_layer(fg, dl, an, im_info[i], **kw)
-                else:
-                    rois, scores = proposal_top_layer(fg, dl, an, im_info[i], rpn_top_n=self.settings.test_rpn_top_n)
-                rois = rois.clone()
-                rois[:, 0] = i
-                out.append((rois, scores))
-        return out
+            if training or s.test_mode == 'nms':
+                kw = s.train_proposal_kwargs if training else s.test_proposal_kwargs
+                return proposals(fg_prob, deltas, anchors, im_info, anchor_valid=valid, anchor_counts=counts, **kw)
+            boxes, scores, order = top_scoring(fg_prob, deltas, anchors, im_info, max(s.test_rpn_top_n, 0), valid)
+            k = boxes.shape[1] if s.test_rpn_top_n > 0 else 0
+            per_image = [k] * boxes.shape[0] if counts is None else [min(k, c) for c in counts]
+            keep = torch.arange(boxes.shape[1], device=boxes.device)[None, :] < torch.tensor(
+                per_image, device=boxes.device)[:, None]
+            return Proposals(boxes * keep[..., None], scores * keep, keep, per_image, order * keep)
+
+    def _anchor_mask(self, map_size: tuple[int, int], extents: list[tuple[int, int]], device: torch.device
+                     ) -> tuple[Tensor, list[int]]:
+        """(N, H*W*A) bool: the anchors of each image's own map (rows y < h_i, x < w_i), and their counts."""
+        h, w = map_size
+        a = self.num_anchors
+        ys = torch.arange(h, device=device).repeat_interleave(w * a)
+        xs = torch.arange(w, device=device).repeat_interleave(a).repeat(h)
+        limits = torch.tensor(extents, device=device)  # (N, 2), one small copy per padded test batch
+        valid = (ys[None, :] < limits[:, :1]) & (xs[None, :] < limits[:, 1:])
+        return valid, [hi * wi * a for hi, wi in extents]
 
     def _box_head(self, features: Tensor, rois: Tensor, extents: list[tuple[int, int]] | None = None,
                   counts: list[int] | None = None) -> tuple[Tensor, Tensor]:
@@ -232,11 +237,15 @@ class FasterRCNN(nn.Module):
         return self.cls_score(fc7).float(), self.bbox_pred(fc7).float()
 
     # -- forward -----------------------------------------------------------------------------------------
-    def forward(self, images: Tensor, im_info: Tensor, gt_boxes: Sequence[Tensor] | None = None):
+    def forward(self, images: Tensor, im_info: Tensor, gt_boxes: Sequence[Tensor] | Tensor | None = None,
+                gt_valid: Tensor | None = None, seeds: Tensor | None = None):
         """Args:
             images: (N, 3, H, W) normalised, padded batch.
             im_info: (N, 3) rows (h, w, scale): each image's extent inside the padding and its scale.
-            gt_boxes: per image (G_i, 5) [x1, y1, x2, y2, cls] in scaled-image pixels; required to train.
+            gt_boxes: to train: per image (G_i, 5) [x1, y1, x2, y2, cls] in scaled-image pixels, or one padded
+                (N, G, 5) tensor with ``gt_valid`` (N, G) bool marking its real rows.
+            seeds: (N,) int64 sampling seeds of the target layers (the trainer derives them from the image's
+                place in the run); by default drawn from the global RNG.
 
         Returns:
             training (``self.training`` and gt_boxes given): dict of scalar losses ``rpn_cross_entropy``,
@@ -248,45 +257,62 @@ class FasterRCNN(nn.Module):
             raise ValueError(f'expected images (N, 3, H, W) and im_info (N, 3), got {tuple(images.shape)} '
                              f'and {tuple(im_info.shape)}')
         training = self.training and gt_boxes is not None
-        if training and len(gt_boxes) != images.shape[0]:
-            raise ValueError(f'gt_boxes has {len(gt_boxes)} entries for {images.shape[0]} images')
-        im_info = im_info.float()
+        n = images.shape[0]
+        if training:
+            if isinstance(gt_boxes, Tensor):
+                if gt_valid is None or gt_boxes.dim() != 3 or gt_valid.shape != gt_boxes.shape[:2]:
+                    raise ValueError('a padded gt_boxes tensor (N, G, 5) needs gt_valid (N, G)')
+            else:
+                gt_boxes, gt_valid = pad_gt_boxes(gt_boxes, images.device)
+            if gt_boxes.shape[0] != n:
+                raise ValueError(f'gt_boxes has {gt_boxes.shape[0]} entries for {n} images')
+            if seeds is None:
+                seeds = seeds_from_generator(n, None, images.device)
+        if im_info.dtype != torch.float32:
+            im_info = im_info.float()
         features, extents = self._head(images, im_info, training)
         _, _, h, w = features.shape
         anchors = anchors_for(h, w, features.device, self.settings.anchor_scales, self.settings.anchor_ratios,
                               stride=FEAT_STRIDE)
         rpn_scores, fg_prob, rpn_deltas = self._rpn(features)
-        proposals = self._proposals(fg_prob.detach(), rpn_deltas.detach(), anchors, im_info, training, (h, w),
-                                    extents)
+        props = self._proposals(fg_prob.detach(), rpn_deltas.detach(), anchors, im_info, training, (h, w), extents)
 
         if not training:
-            rois = torch.cat([r for r, _ in proposals], 0)
-            counts = [r.shape[0] for r, _ in proposals]
-            cls_score, bbox_pred = self._box_head(features, rois, extents, counts)
+            image_index = torch.arange(n, dtype=torch.float32, device=features.device)[:, None, None]
+            rois = torch.cat((image_index.expand(n, props.boxes.shape[1], 1), props.boxes), 2)[props.valid]
+            cls_score, bbox_pred = self._box_head(features, rois, extents, props.counts)
             cls_prob = F.softmax(cls_score, dim=1)
             if self.settings.denormalize_bbox:
                 bbox_pred = bbox_pred * self._bbox_stds + self._bbox_means
-            self._store_summaries(fg_prob, cls_prob, rois)
+            self._store_summaries(fg_prob, rois, cls_prob=cls_prob)
             return rois, cls_prob, bbox_pred
 
-        rpn_labels, rpn_targets, rpn_in_w, rpn_out_w = self._anchor_targets(anchors, gt_boxes, im_info)
-        rois, labels, targets, in_w, out_w = self._proposal_targets(proposals, gt_boxes)
-        cls_score, bbox_pred = self._box_head(features, rois)
-        self._store_summaries(fg_prob, F.softmax(cls_score, dim=1), rois)
+        if gt_boxes.dtype != torch.float32 or gt_boxes.device != features.device:
+            gt_boxes = gt_boxes.to(features.device, torch.float32)
+        terms = seed_terms(seeds)  # once for both layers
+        rpn = anchor_targets(anchors, gt_boxes, gt_valid, im_info, seeds, terms=terms,
+                             **self.settings.anchor_target_kwargs)
+        # Rois are keyed by their anchor, not their rank: a sample then does not hang on the order of near-equal
+        # scores (which float noise, e.g. another world size's gradient sums, can swap).
+        sampled = proposal_targets(props.boxes, props.scores, props.valid, gt_boxes, gt_valid, seeds,
+                                   self.num_classes, terms=terms, positions=props.anchors,
+                                   **self.settings.proposal_target_kwargs)
+        cls_score, bbox_pred = self._box_head(features, sampled.rois)
+        self._store_summaries(fg_prob, sampled.rois, cls_score=cls_score)
 
         # RPN classification: mean over each image's sampled anchors, then over images.
-        valid = (rpn_labels >= 0)
-        ce = F.cross_entropy(rpn_scores.reshape(-1, 2), rpn_labels.clamp(min=0).reshape(-1),
-                             reduction='none').view_as(rpn_labels)
+        valid = (rpn.labels >= 0)
+        ce = F.cross_entropy(rpn_scores.reshape(-1, 2), rpn.labels.clamp(min=0).reshape(-1),
+                             reduction='none').view_as(rpn.labels)
         per_image = (ce * valid).sum(1) / valid.sum(1).clamp(min=1)
         rpn_cross_entropy = per_image.mean()
         # Outside weights are 1/N_sampled of each image: the sum over an image's anchors is its loss.
-        n = images.shape[0]
-        rpn_loss_box = smooth_l1_loss(rpn_deltas.reshape(n, -1), rpn_targets.reshape(n, -1),
-                                      rpn_in_w.reshape(n, -1), rpn_out_w.reshape(n, -1), sigma=3.0, dim=[1])
+        rpn_loss_box = smooth_l1_loss(rpn_deltas, rpn.targets, rpn.inside_weights, rpn.outside_weights,
+                                      sigma=3.0, dim=[1, 2])
         # Every image has exactly BATCH_SIZE rois, so the mean over all rois is the mean of image means.
-        cross_entropy = F.cross_entropy(cls_score, labels)
-        loss_box = smooth_l1_loss(bbox_pred, targets, in_w, out_w, sigma=1.0, dim=[1])
+        cross_entropy = F.cross_entropy(cls_score, sampled.labels)
+        loss_box = smooth_l1_loss(bbox_pred, sampled.bbox_targets, sampled.bbox_inside_weights,
+                                  sampled.bbox_outside_weights, sigma=1.0, dim=[1])
         total = rpn_cross_entropy + rpn_loss_box + cross_entropy + loss_box
         return {'rpn_cross_entropy': rpn_cross_entropy, 'rpn_loss_box': rpn_loss_box,
                 'cross_entropy': cross_entropy, 'loss_box': loss_box, 'total_loss': total}
@@ -306,27 +332,13 @@ class FasterRCNN(nn.Module):
             features = self.backbone.head(x)
         return features, self._padding_mask.extent(features.shape[-2:])
 
-    def _anchor_targets(self, anchors: Tensor, gt_boxes: Sequence[Tensor], im_info: Tensor):
-        """Per image anchor targets, stacked: labels (N, M) long, targets / weights (N, M, 4) fp32."""
-        outs = [anchor_target_layer(anchors, gt.to(anchors.device, torch.float32), im_info[i],
-                                    **self.settings.anchor_target_kwargs, generator=None)
-                for i, gt in enumerate(gt_boxes)]
-        labels, targets, in_w, out_w = (torch.stack(t, 0) for t in zip(*outs))
-        return labels.long(), targets, in_w, out_w
-
-    def _proposal_targets(self, proposals: list[tuple[Tensor, Tensor]], gt_boxes: Sequence[Tensor]):
-        """Per image R-CNN sampling (BATCH_SIZE rois each), concatenated with the batch index in column 0."""
-        outs = []
-        for i, ((rois, scores), gt) in enumerate(zip(proposals, gt_boxes)):
-            r, _, lab, tgt, iw, ow = proposal_target_layer(
-                rois, scores, gt.to(rois.device, torch.float32), self.num_classes,
-                **self.settings.proposal_target_kwargs, generator=None)
-            r = r.clone()
-            r[:, 0] = i
-            outs.append((r, lab, tgt, iw, ow))
-        rois, labels, targets, in_w, out_w = (torch.cat(t, 0) for t in zip(*outs))
-        return rois, labels.long(), targets, in_w, out_w
-
-    def _store_summaries(self, fg_prob: Tensor, cls_prob: Tensor, rois: Tensor) -> None:
-        self.summary_tensors = {'rpn_cls_prob': fg_prob.detach(), 'cls_prob': cls_prob.detach(),
-                                'rois': rois.detach()}
+    def _store_summaries(self, fg_prob: Tensor, rois: Tensor, *, cls_prob: Tensor | None = None,
+                         cls_score: Tensor | None = None) -> None:
+        """What the TensorBoard summaries read. Training keeps the class logits ('cls_score'): their softmax
+        is taken only when a summary is written, not on every step."""
+        tensors = {'rpn_cls_prob': fg_prob.detach(), 'rois': rois.detach()}
+        if cls_prob is not None:
+            tensors['cls_prob'] = cls_prob.detach()
+        if cls_score is not None:
+            tensors['cls_score'] = cls_score.detach()
+        self.summary_tensors = tensors

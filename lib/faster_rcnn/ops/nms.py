@@ -5,7 +5,9 @@ suppressed when its IoU (+1 widths and heights) with an already kept box is > ``
 (strictly). CUDA tensors use torchvision's compiled kernel; CPU tensors use the Cython kernel
 in ``_native.pyx``, which stops as soon as ``max_keep`` boxes are kept.
 """
-from typing import Optional
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torchvision
@@ -13,7 +15,7 @@ from torch import Tensor
 
 from . import _native
 
-__all__ = ["nms", "nms_sorted"]
+__all__ = ["nms", "nms_sorted", "nms_sorted_batch"]
 
 
 def nms(boxes: Tensor, scores: Tensor, thresh: float, *, max_keep: Optional[int] = None) -> Tensor:
@@ -59,6 +61,43 @@ def nms_sorted(boxes: Tensor, thresh: float, *, max_keep: Optional[int] = None) 
     return _nms_torchvision(boxes, thresh)[:limit]
 
 
+def nms_sorted_batch(boxes: Tensor, thresh: float, *, max_keep: Optional[int] = None,
+                     limits: Optional[Sequence[int]] = None) -> List[Tensor]:
+    """NMS of each image of ``boxes`` (N, K, 4), every row already in visiting order; ``limits[i]``: only the
+    first limits[i] boxes of image i take part (default all K).
+
+    Returns N int64 tensors of kept positions into each row, increasing, each at most ``max_keep`` long.
+    What does not depend on the image (the +1 shift, the surrogate scores) is prepared once for the batch,
+    so the loop over images holds one kernel call each.
+    """
+    n, k = boxes.shape[0], boxes.shape[1]
+    limit = k if max_keep is None else max(int(max_keep), 0)
+    counts = [k] * n if limits is None else [int(c) for c in limits]
+    empty = boxes.new_zeros((0,), dtype=torch.int64)
+    if boxes.device.type == "cpu":
+        table = boxes.detach().to(torch.float32).contiguous().numpy()
+
+        def one(i: int) -> Tensor:
+            c = counts[i]
+            return torch.from_numpy(_native.greedy_nms_sorted(table[i, :c], float(thresh), limit)) \
+                if c > 0 and limit > 0 else empty
+
+        # The kernel releases the GIL: the images of a batch run side by side on torch's CPU threads.
+        workers = min(n, torch.get_num_threads())
+        if workers > 1:
+            return list(_cpu_pool(workers).map(one, range(n)))
+        return [one(i) for i in range(n)]
+    shifted, surrogate = _torchvision_operands(boxes.detach().reshape(n * k, 4))
+    shifted = shifted.view(n, k, 4)
+    return [torchvision.ops.nms(shifted[i, :c], surrogate[:c], float(thresh))[:limit]
+            if c > 0 and limit > 0 else empty for i, c in enumerate(counts)]
+
+
+@lru_cache(maxsize=4)
+def _cpu_pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nms")
+
+
 def _nms_cpu(boxes: Tensor, thresh: float, limit: int) -> Tensor:
     boxes32 = boxes.to(torch.float32).contiguous()
     # .numpy() shares the CPU tensor's memory: no copy into the kernel.
@@ -66,12 +105,17 @@ def _nms_cpu(boxes: Tensor, thresh: float, limit: int) -> Tensor:
     return torch.from_numpy(keep)
 
 
-def _nms_torchvision(boxes: Tensor, thresh: float) -> Tensor:
+def _torchvision_operands(boxes: Tensor) -> Tuple[Tensor, Tensor]:
+    """Boxes (K, 4) in visiting order -> (shifted boxes (K, 4), surrogate scores (K,)) for torchvision's NMS."""
     # torchvision's IoU uses (x2 - x1) widths: shifting x2, y2 by +1 gives the +1 convention.
     sorted_boxes = boxes.to(torch.float32)
     shifted = torch.cat((sorted_boxes[:, :2], sorted_boxes[:, 2:] + 1.0), dim=1)
     # torchvision sorts scores itself, not stably; strictly decreasing surrogate scores make
-    # its visiting order exactly ours.
-    n = sorted_boxes.shape[0]
-    surrogate = torch.arange(n, 0, -1, dtype=torch.float32, device=boxes.device)
+    # its visiting order exactly ours (a prefix of them is still strictly decreasing).
+    surrogate = torch.arange(sorted_boxes.shape[0], 0, -1, dtype=torch.float32, device=boxes.device)
+    return shifted, surrogate
+
+
+def _nms_torchvision(boxes: Tensor, thresh: float) -> Tensor:
+    shifted, surrogate = _torchvision_operands(boxes)
     return torchvision.ops.nms(shifted, surrogate, float(thresh))

@@ -1,0 +1,123 @@
+"""The reference's schedule at any global batch: the linear scaling rule with a gradual warm-up.
+
+A config's schedule (iterations, LR steps, snapshot / display / evaluation intervals, warm-up) was written
+for one global batch B0 (TRAIN.REFERENCE_BATCH: 1 image for tf-faster-rcnn's ymls). A run with global batch
+B = world size x TRAIN.IMS_PER_BATCH keeps that schedule measured in images: every iteration count is
+multiplied by B0 / B and the learning rate by B / B0 (Goyal et al., "Accurate, Large Minibatch SGD", 2017:
+with k times the batch, k times the LR gives each image the same weight in the update).
+
+Warm-up: when B > B0 the scaled LR is reached by a linear warm-up that starts from the reference's own LR
+(factor B0 / B) over TRAIN.SCALED_WARMUP_ITERS iterations (at most 5% of the run). The rule is an
+approximation that fails in the first steps, while the randomly initialised RPN and heads change fastest;
+a gradual warm-up from the small-batch LR is what Goyal et al. found to remove that early divergence (their
+constant warm-up was worse), and 500 iterations is the length Detectron uses for its 16-image batch. A
+warm-up the config already has is scaled like the other counts and kept when longer. When B < B0 the LR only
+decreases and no warm-up is added.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The numbers a run trains with (after scaling), and the global batches behind them."""
+
+    iters: int
+    learning_rate: float
+    stepsize: tuple[int, ...]
+    snapshot_iters: int
+    display: int
+    eval_interval: int
+    warmup_iters: int
+    warmup_factor: float
+    global_batch: int
+    reference_batch: int
+
+    @property
+    def ratio(self) -> float:
+        """B / B0."""
+        return self.global_batch / self.reference_batch
+
+
+def _count(value: int, factor: float, minimum: int = 1) -> int:
+    """An iteration count scaled by ``factor`` (B0 / B), rounded to the nearest iteration."""
+    return max(int(math.floor(value * factor + 0.5)), minimum)
+
+
+def given_schedule(cfg, iters: int, world_size: int) -> Schedule:
+    """The config's numbers as they are, for the run's global batch."""
+    tr = cfg.TRAIN
+    return Schedule(iters=int(iters), learning_rate=float(tr.LEARNING_RATE), stepsize=tuple(int(s) for s in tr.STEPSIZE),
+                    snapshot_iters=int(tr.SNAPSHOT_ITERS), display=int(tr.DISPLAY), eval_interval=int(tr.EVAL_INTERVAL),
+                    warmup_iters=int(tr.WARMUP_ITERS), warmup_factor=float(tr.WARMUP_FACTOR),
+                    global_batch=int(world_size) * int(tr.IMS_PER_BATCH), reference_batch=int(tr.REFERENCE_BATCH))
+
+
+def scale_schedule(given: Schedule, scaled_warmup_iters: int = 500) -> Schedule:
+    """``given`` (written for ``given.reference_batch``) at ``given.global_batch``: the linear scaling rule."""
+    if given.reference_batch < 1 or given.global_batch < 1:
+        raise ValueError(f'config key TRAIN.REFERENCE_BATCH must be >= 1, got {given.reference_batch}')
+    if given.global_batch == given.reference_batch:
+        return given
+    factor = given.reference_batch / given.global_batch  # B0 / B
+    iters = _count(given.iters, factor)
+    warmup_iters = _count(given.warmup_iters, factor, 0) if given.warmup_iters > 0 else 0
+    warmup_factor = given.warmup_factor if given.warmup_iters > 0 else 1.0
+    if given.global_batch > given.reference_batch:
+        added = min(int(scaled_warmup_iters), iters // 20)
+        if added > warmup_iters:
+            warmup_iters = added
+        # Start no higher than the reference's own learning rate.
+        warmup_factor = min(warmup_factor, factor)
+    return replace(given, iters=iters, learning_rate=given.learning_rate / factor,
+                   stepsize=tuple(_count(s, factor) for s in given.stepsize),
+                   snapshot_iters=_count(given.snapshot_iters, factor), display=_count(given.display, factor),
+                   eval_interval=_count(given.eval_interval, factor) if given.eval_interval > 0 else 0,
+                   warmup_iters=warmup_iters, warmup_factor=warmup_factor if warmup_iters > 0 else given.warmup_factor)
+
+
+def run_schedule(cfg, iters: int, world_size: int) -> tuple[Schedule, Schedule]:
+    """(given, used): the config's schedule and the one the run uses (scaled unless TRAIN.SCALE_SCHEDULE is
+    off)."""
+    given = given_schedule(cfg, iters, world_size)
+    if not cfg.TRAIN.SCALE_SCHEDULE:
+        return given, given
+    return given, scale_schedule(given, int(cfg.TRAIN.SCALED_WARMUP_ITERS))
+
+
+def apply_schedule(cfg, used: Schedule) -> None:
+    """Write the used numbers into the config the trainer reads."""
+    tr = cfg.TRAIN
+    tr.LEARNING_RATE = used.learning_rate
+    tr.STEPSIZE = list(used.stepsize)
+    tr.SNAPSHOT_ITERS = used.snapshot_iters
+    tr.DISPLAY = used.display
+    tr.EVAL_INTERVAL = used.eval_interval
+    tr.WARMUP_ITERS = used.warmup_iters
+    tr.WARMUP_FACTOR = used.warmup_factor
+
+
+def describe(given: Schedule, used: Schedule, world_size: int, ims_per_batch: int, scaling: bool) -> str:
+    """The lines printed at the start of training."""
+    head = (f'Schedule: global batch {used.global_batch} ({world_size} process(es) x {ims_per_batch} image(s)); '
+            f'the config was written for {given.reference_batch}')
+    if used == given:
+        why = ('the same batch: numbers as given' if used.global_batch == used.reference_batch
+               else 'TRAIN.SCALE_SCHEDULE off (--keep-schedule): numbers as given, the result will differ from the '
+                    "reference's")
+        return (f'{head}; {why}\n  iterations {used.iters}, LEARNING_RATE {used.learning_rate:g}, STEPSIZE '
+                f'{list(used.stepsize)}, SNAPSHOT_ITERS {used.snapshot_iters}, DISPLAY {used.display}')
+    lines = [f'{head}; scaled by the linear rule (x {given.reference_batch}/{used.global_batch} iterations, '
+             f'x {used.global_batch}/{given.reference_batch} learning rate; --keep-schedule to keep the numbers):',
+             f'  iterations {given.iters} -> {used.iters} ({used.iters * used.global_batch} images)',
+             f'  LEARNING_RATE {given.learning_rate:g} -> {used.learning_rate:g}',
+             f'  STEPSIZE {list(given.stepsize)} -> {list(used.stepsize)}',
+             f'  SNAPSHOT_ITERS {given.snapshot_iters} -> {used.snapshot_iters}, DISPLAY {given.display} -> {used.display}']
+    if given.eval_interval:
+        lines.append(f'  EVAL_INTERVAL {given.eval_interval} -> {used.eval_interval}')
+    if used.warmup_iters:
+        lines.append(f'  warm-up: linear from {used.learning_rate * used.warmup_factor:g} (factor '
+                     f'{used.warmup_factor:g}) to {used.learning_rate:g} over {used.warmup_iters} iterations')
+    return '\n'.join(lines)
