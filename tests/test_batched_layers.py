@@ -41,15 +41,17 @@ def test_batched_layers_equal_the_per_image_layers(device, n):
     seeds = torch.tensor([11, 12, 13, 14][:n], device=device)
     gt_boxes, gt_valid = pad_gt_boxes(gts, device)
 
-    batch = anchor_targets(anchors, gt_boxes, gt_valid, info, seeds)
-    for i in range(n):
-        single = anchor_target_layer(anchors, gts[i], info[i], seed=seeds[i:i + 1])
-        assert torch.equal(batch.labels[i], single[0])
-        assert torch.equal(batch.targets[i], single[1])
-        assert torch.equal(batch.inside_weights[i].expand(-1, 4), single[2])
-        assert torch.equal(batch.outside_weights[i].expand(-1, 4), single[3])
-    assert bool((batch.labels[1] <= 0).all()) if n > 1 else True  # no gt: negatives only
-    assert int((batch.labels[0] == 1).sum()) > 0
+    # All anchors as candidates, and only those that fit the padded blob (the network's call): the same.
+    for extent in (None, (480, 640)):
+        batch = anchor_targets(anchors, gt_boxes, gt_valid, info, seeds, extent=extent)
+        for i in range(n):
+            single = anchor_target_layer(anchors, gts[i], info[i], seed=seeds[i:i + 1])
+            assert torch.equal(batch.labels[i], single[0])
+            assert torch.equal(batch.targets[i], single[1])
+            assert torch.equal(batch.inside_weights[i].expand(-1, 4), single[2])
+            assert torch.equal(batch.outside_weights[i].expand(-1, 4), single[3])
+        assert bool((batch.labels[1] <= 0).all()) if n > 1 else True  # no gt: negatives only
+        assert int((batch.labels[0] == 1).sum()) > 0
 
     scores, deltas = _rpn_outputs(n, anchors.shape[0], device)
     props = proposals(scores, deltas, anchors, info, pre_nms_top_n=3000, post_nms_top_n=300, nms_thresh=0.7)
@@ -105,7 +107,7 @@ def test_operator_count_does_not_grow_with_the_batch():
         scores, deltas = _rpn_outputs(n, anchors.shape[0], 'cpu')
         props = proposals(scores, deltas, anchors, info, pre_nms_top_n=3000, post_nms_top_n=300, nms_thresh=0.7)
         counts[n] = (
-            _top_level_ops(lambda: anchor_targets(anchors, gt_boxes, gt_valid, info, seeds)),
+            _top_level_ops(lambda: anchor_targets(anchors, gt_boxes, gt_valid, info, seeds, extent=(480, 640))),
             _top_level_ops(lambda: proposals(scores, deltas, anchors, info, pre_nms_top_n=3000, post_nms_top_n=300,
                                              nms_thresh=0.7)),
             _top_level_ops(lambda: proposal_targets(props.boxes, props.scores, props.valid, gt_boxes, gt_valid,

@@ -290,8 +290,9 @@ class FasterRCNN(nn.Module):
         if gt_boxes.dtype != torch.float32 or gt_boxes.device != features.device:
             gt_boxes = gt_boxes.to(features.device, torch.float32)
         terms = seed_terms(seeds)  # once for both layers
+        # Every image lies inside the padded blob: anchors beyond it are never inside an image.
         rpn = anchor_targets(anchors, gt_boxes, gt_valid, im_info, seeds, terms=terms,
-                             **self.settings.anchor_target_kwargs)
+                             extent=(images.shape[2], images.shape[3]), **self.settings.anchor_target_kwargs)
         # Rois are keyed by their anchor, not their rank: a sample then does not hang on the order of near-equal
         # scores (which float noise, e.g. another world size's gradient sums, can swap).
         sampled = proposal_targets(props.boxes, props.scores, props.valid, gt_boxes, gt_valid, seeds,

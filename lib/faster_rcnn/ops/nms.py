@@ -82,10 +82,20 @@ def nms_sorted_batch(boxes: Tensor, thresh: float, *, max_keep: Optional[int] = 
             return torch.from_numpy(_native.greedy_nms_sorted(table[i, :c], float(thresh), limit)) \
                 if c > 0 and limit > 0 else empty
 
-        # The kernel releases the GIL: the images of a batch run side by side on torch's CPU threads.
+        # The kernel releases the GIL: the images of a batch run side by side on torch's CPU threads, the
+        # calling thread taking the first share rather than waiting idle.
         workers = min(n, torch.get_num_threads())
         if workers > 1:
-            return list(_cpu_pool(workers).map(one, range(n)))
+            shares = [range(w, n, workers) for w in range(workers)]
+            futures = [_cpu_pool(workers - 1).submit(lambda share=share: [one(i) for i in share])
+                       for share in shares[1:]]
+            done = {0: [one(i) for i in shares[0]]}
+            done.update({w + 1: f.result() for w, f in enumerate(futures)})
+            out: List[Tensor] = [empty] * n
+            for w, share in enumerate(shares):
+                for i, keep in zip(share, done[w]):
+                    out[i] = keep
+            return out
         return [one(i) for i in range(n)]
     shifted, surrogate = _torchvision_operands(boxes.detach().reshape(n * k, 4))
     shifted = shifted.view(n, k, 4)
