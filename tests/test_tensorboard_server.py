@@ -44,9 +44,9 @@ def test_tensorboard_serves_a_training_runs_scalars_and_images(root, trained):
     program = Path(sys.executable).parent / 'tensorboard'
     assert program.is_file() or shutil.which('tensorboard'), 'the install must provide the tensorboard program'
     port = _free_port()
+    # The quick start's command (its data loader included), bound to 127.0.0.1 and a free port.
     proc = subprocess.Popen([str(program) if program.is_file() else 'tensorboard', '--logdir', str(logdir),
-                             '--host', '127.0.0.1', '--port', str(port), '--load_fast', 'false',
-                             '--reload_interval', '1'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             '--host', '127.0.0.1', '--port', str(port), '--reload_interval', '1'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         base = f'http://127.0.0.1:{port}'
         tags = _wait_json(f'{base}/data/plugin/scalars/tags', lambda t: 'full' in t and 'full_val' in t, proc)

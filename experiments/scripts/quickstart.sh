@@ -13,7 +13,7 @@ python3 tools/demo.py --net tiny --model "${NET_FINAL}" --cfg experiments/cfgs/s
   --images data/demo --output output/demo --thresh 0.5
 echo
 echo "Model:        ${NET_FINAL}"
-echo "TensorBoard:  tensorboard --logdir tensorboard/${EXP_DIR} --port 6006  (train and _val runs),"
+echo "TensorBoard:  .venv/bin/tensorboard --logdir tensorboard/${EXP_DIR} --port 6006  (train and _val runs),"
 echo "              then open http://localhost:6006/ in a browser"
 echo "Demo images:  output/demo/*_detections.jpg"
 echo "Logs:         experiments/logs/"
