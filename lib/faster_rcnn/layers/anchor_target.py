@@ -253,7 +253,12 @@ def anchor_target_layer(
     if seed is None:
         seed = seeds_from_generator(1, generator, device)
     valid = torch.ones(gt.shape[:2], dtype=torch.bool, device=device)
-    out = anchor_targets(anchors, gt, valid, info, seed.reshape(1).to(device), **settings)
+    # The image's own extent narrows the candidates when it is known on the host (no device read for it).
+    extent = settings.pop('extent', None)
+    if extent is None and not (isinstance(im_info, Tensor) and im_info.device.type != 'cpu'):
+        hw = torch.as_tensor(im_info, dtype=torch.float32).reshape(-1)[:2].tolist()
+        extent = (hw[0], hw[1])
+    out = anchor_targets(anchors, gt, valid, info, seed.reshape(1).to(device), extent=extent, **settings)
     m = anchors.shape[0]
     return (out.labels[0], out.targets[0].contiguous(), out.inside_weights[0].expand(m, 4).contiguous(),
             out.outside_weights[0].expand(m, 4).contiguous())
