@@ -7,8 +7,6 @@ time and operators dispatched per call, and a whole training step outside the ba
 """
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -24,7 +22,7 @@ from ..layers.anchors import anchors_for
 from ..layers.proposal import proposal_layer
 from ..layers.proposal_target import proposal_target_layer
 from ..layers.roi_pool import crop_and_resize, roi_features
-from .batched import run_batched, table as batched_table
+from .batched import median_ms, run_batched, table as batched_table
 
 IM_INFO = (600.0, 800.0, 1.6)
 GT_BOXES = [
@@ -45,21 +43,6 @@ def _parse(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     return parser.parse_args(argv)
-
-
-def _median_ms(fn: Callable[[], object], device: torch.device, repeat: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def run(device: torch.device, repeat: int, warmup: int) -> Dict[str, object]:
@@ -112,7 +95,7 @@ def run(device: torch.device, repeat: int, warmup: int) -> Dict[str, object]:
         "torchvision_roi_align_7_fwd": lambda: torchvision_align(features.detach()),
         "torchvision_roi_align_7_fwd_bwd": lambda: torchvision_align(features).sum().backward(),
     }
-    times = {name: _median_ms(fn, device, repeat, warmup) for name, fn in cases.items()}
+    times = {name: median_ms(fn, device, repeat, warmup) for name, fn in cases.items()}
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(),

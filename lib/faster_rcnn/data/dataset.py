@@ -128,16 +128,20 @@ class RoidbDataset(Dataset):
                 'gt_boxes': gt, 'index': index, 'position': int(rest[0]) if rest else -1}
 
 
+def pad_images(images: list[np.ndarray]) -> torch.Tensor:
+    """HWC float32 images -> (N, 3, H, W) float32, each at the top left of a zero canvas of the largest size."""
+    data = torch.zeros((len(images), 3, max(im.shape[0] for im in images), max(im.shape[1] for im in images)),
+                       dtype=torch.float32)
+    for i, im in enumerate(images):
+        data[i, :, :im.shape[0], :im.shape[1]] = torch.from_numpy(im).permute(2, 0, 1)
+    return data
+
+
 def collate_batch(items: list[dict]) -> dict:
     """Items -> {'data' float32 (N, 3, H, W) zero-padded, 'im_info' (N, 3), 'gt_boxes' [N x (G_i, 5)],
     'gt_padded' (N, G, 5) with 'gt_valid' (N, G) bool (the same boxes, padded for the batched layers),
     'index' LongTensor (N,), 'positions' LongTensor (N,) (each image's place in the training stream)}."""
-    max_h = max(it['image'].shape[0] for it in items)
-    max_w = max(it['image'].shape[1] for it in items)
-    data = torch.zeros((len(items), 3, max_h, max_w), dtype=torch.float32)
-    for i, it in enumerate(items):
-        im = torch.from_numpy(it['image']).permute(2, 0, 1)
-        data[i, :, :im.shape[1], :im.shape[2]] = im
+    data = pad_images([it['image'] for it in items])
     gt_boxes = [torch.from_numpy(it['gt_boxes']) for it in items]
     gt_padded, gt_valid = pad_gt_boxes(gt_boxes)
     return {'data': data,

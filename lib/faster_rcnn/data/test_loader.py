@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import cfg
 from .blob import prep_im_for_blob
-from .dataset import BlobConfig, read_image
+from .dataset import BlobConfig, pad_images, read_image
 from .loader import ignore_interrupts
 
 
@@ -44,12 +44,7 @@ class TestImages(Dataset):
 
 def collate_test(items: list[dict]) -> dict:
     """Items -> {'data' float32 (N, 3, H, W) zero-padded, 'im_info' (N, 3), 'sizes' [(H_i, W_i)], 'index' [i]}."""
-    max_h = max(it['image'].shape[0] for it in items)
-    max_w = max(it['image'].shape[1] for it in items)
-    data = torch.zeros((len(items), 3, max_h, max_w), dtype=torch.float32)
-    for i, it in enumerate(items):
-        im = torch.from_numpy(it['image']).permute(2, 0, 1)
-        data[i, :, :im.shape[1], :im.shape[2]] = im
+    data = pad_images([it['image'] for it in items])
     return {'data': data, 'im_info': torch.from_numpy(np.stack([it['im_info'] for it in items])),
             'sizes': [tuple(int(v) for v in it['size']) for it in items], 'index': [int(it['index']) for it in items]}
 
