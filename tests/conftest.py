@@ -29,14 +29,11 @@ def reference():
 
 
 @pytest.fixture
-def tmp_data_dir(tmp_path):
-    """A fresh default config whose DATA_DIR is ``tmp_path/data``; the defaults come back afterwards."""
-    from faster_rcnn.config import cfg, reset_cfg
-
-    reset_cfg()
-    cfg.DATA_DIR = str(tmp_path / "data")
-    yield tmp_path / "data"
-    reset_cfg()
+def tmp_data_dir(tmp_path, monkeypatch):
+    """The default data folder (FRCNN_DATA_DIR: what datasets and caches use without a ``data_dir``) is
+    ``tmp_path/data`` for the test."""
+    monkeypatch.setenv("FRCNN_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
 
 
 @pytest.fixture(scope='session')

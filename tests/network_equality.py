@@ -11,18 +11,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from faster_rcnn.config import cfg, reset_cfg
-from faster_rcnn.engine.detector_file import open_detector
-from faster_rcnn.engine.tester import image_to_input
+from faster_rcnn.data.test_loader import prepare_test_image
+from faster_rcnn.inference import Detector
 from faster_rcnn.layers.roi_pool import roi_features
+from faster_rcnn.model_file import open_detector
 
 
 def load_converted(path: str):
-    """The detector in ``path`` with its recorded config applied (no --cfg), on the CPU, in eval mode."""
-    reset_cfg()
+    """The detector file in ``path`` and its network built from the recorded config (no --cfg), on the CPU, in
+    eval mode."""
     detector = open_detector(path)
-    assert detector.apply_config(), f'{path} records no config'
-    return detector, detector.build('cpu')
+    assert detector.record, f'{path} records no config'
+    return detector, Detector.load(path, 'cpu').model
 
 
 @torch.no_grad()
@@ -30,15 +30,17 @@ def our_outputs(model, image: np.ndarray, rois: np.ndarray) -> dict[str, np.ndar
     """head (1, C, H, W); rpn_fg (H*W*A,) and rpn_deltas (H*W*A, 4) in (y, x, anchor) order; pool5 (R, C, P, P);
     fc7 (R, D); cls_prob (R, K); bbox_pred (R, 4K) de-normalised; proposals (N, 5) of the eval forward."""
     h, w = image.shape[:2]
-    cfg.TEST.SCALES = (min(h, w),)  # scale 1: the fixtures fed the image as it is
-    cfg.TEST.MAX_SIZE = max(h, w)
-    data, im_info, scale = image_to_input(image, torch.device('cpu'))
-    assert scale == 1.0 and tuple(data.shape[2:]) == (h, w)
+    # Scale 1: the fixtures fed the image as it is.
+    inputs = model.settings.with_test(scales=min(h, w), max_size=max(h, w)).input
+    blob, info = prepare_test_image(image, inputs)
+    data = torch.from_numpy(blob).permute(2, 0, 1)[None].contiguous()
+    im_info = torch.from_numpy(info)[None]
+    assert info[2] == 1.0 and tuple(data.shape[2:]) == (h, w)
     x = data.contiguous(memory_format=model.input_memory_format)
     head = model.backbone.head(x)
     _, fg, deltas = model._rpn(head)
     r = torch.from_numpy(rois)
-    s = model.settings
+    s = model.settings.network
     pooled = roi_features(head, r, mode=s.pooling_mode, pooling_size=s.pooling_size,
                           max_pool=model.backbone.crop_max_pool, spatial_scale=1.0 / 16)
     fc7 = model.backbone.tail(pooled)

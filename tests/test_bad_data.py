@@ -5,11 +5,12 @@ import cv2
 import numpy as np
 import pytest
 
-from faster_rcnn.data.dataset import BlobConfig, RoidbDataset
+from faster_rcnn.data.dataset import RoidbDataset
+from faster_rcnn.settings import InputSettings
 from faster_rcnn.datasets.coco import CocoDataset
 from faster_rcnn.datasets.pascal_voc import VocDataset
 from faster_rcnn.datasets.voc_xml import AnnotationError
-from faster_rcnn.utils.errors import DataError
+from faster_rcnn.errors import DataError
 
 CLASSES = ('__background__', 'dog', 'cat')
 
@@ -81,7 +82,7 @@ def test_missing_image_at_roidb_time(tmp_path):
 def test_missing_empty_truncated_and_unreadable_images_at_load_time(tmp_path):
     db, root = voc_with(tmp_path, obj('dog', 1, 1, 10, 10))
     roidb = db.roidb
-    ds = RoidbDataset(roidb, seed=0, blob_cfg=BlobConfig.from_cfg())
+    ds = RoidbDataset(roidb, 0, InputSettings())
     path = root / 'JPEGImages' / 'im1.jpg'
     cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8))
     good = path.read_bytes()
@@ -113,7 +114,7 @@ def test_image_size_differs_from_annotation(tmp_path):
     roidb = db.roidb
     cv2.imwrite(str(root / 'JPEGImages' / 'im1.jpg'), np.zeros((30, 60, 3), np.uint8))
     with pytest.raises(DataError, match='im1.jpg is 60x30 but its annotation says 60x40'):
-        RoidbDataset(roidb, seed=0)[(0, 0)]
+        RoidbDataset(roidb, 0, InputSettings())[(0, 0)]
 
 
 def coco_with(tmp_path, anns, text=None):

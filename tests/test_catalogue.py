@@ -2,7 +2,7 @@
 stderr, ``error: ...``, that names the file / key / object at fault, with its documented exit code and no
 traceback; and nothing written before (a snapshot, detections, the dataset) is touched.
 
-Exit codes (faster_rcnn/utils/errors.py): 2 usage or configuration, 4 dataset, 5 model or weight file,
+Exit codes (faster_rcnn/errors.py): 2 usage or configuration, 4 dataset, 5 model or weight file,
 6 disk, 7 download, 8 distributed.
 """
 from __future__ import annotations

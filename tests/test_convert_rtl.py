@@ -19,7 +19,7 @@ import torch
 
 from faster_rcnn.convert.from_rtl import convert_rtl_state_dict, read_rtl_state_dict
 from faster_rcnn.datasets.factory import classes_of
-from faster_rcnn.engine.checkpoint import save_atomic
+from faster_rcnn.model_file import save_atomic
 from network_equality import absolute_error, load_converted, our_outputs, relative_error, rpn_from_nhwc
 from rtl_seeded import read_key_list, rtl_state_dict
 

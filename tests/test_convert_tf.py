@@ -19,7 +19,7 @@ import torch
 
 from faster_rcnn.convert.from_tensorflow import TF_LAYOUT, convert_tf_checkpoint
 from faster_rcnn.datasets.factory import classes_of
-from faster_rcnn.engine.checkpoint import save_atomic
+from faster_rcnn.model_file import save_atomic
 from network_equality import absolute_error, load_converted, our_outputs, relative_error, rpn_from_nhwc
 from tensorbundle_writer import write_bundle
 from tf_seeded import read_variable_list, tf_variables

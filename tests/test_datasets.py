@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from faster_rcnn.config import cfg
 from faster_rcnn.data.roidb import combined_roidb
 from faster_rcnn.datasets.factory import get_imdb, list_imdbs
-from faster_rcnn.utils.errors import DataError, UsageError
+from faster_rcnn.errors import DataError, UsageError
+from faster_rcnn.settings import RoidbSettings
 
 
 pytestmark = pytest.mark.usefixtures('tmp_data_dir')
@@ -41,7 +41,7 @@ VOC_IMAGES = {'000001': (60, 40, [('dog', (1, 2, 30, 20), False), ('cat', (31, 5
 
 
 def make_voc2007():
-    root = os.path.join(cfg.DATA_DIR, 'VOCdevkit2007', 'VOC2007')
+    root = os.path.join(os.environ['FRCNN_DATA_DIR'], 'VOCdevkit2007', 'VOC2007')
     write_voc(root, VOC_IMAGES, {'trainval': ['000001', '000002'], 'test': ['000003']})
     return root
 
@@ -61,7 +61,7 @@ def test_voc_2007_layout_and_difficult_variants():
     db = get_imdb('voc_2007_trainval')
     assert db.name == 'voc_2007_trainval' and db.num_classes == 21 and db.classes[0] == '__background__'
     assert db.image_index == ['000001', '000002']
-    assert db.image_path_at(0) == os.path.join(cfg.DATA_DIR, 'VOCdevkit2007', 'VOC2007', 'JPEGImages', '000001.jpg')
+    assert db.image_path_at(0) == os.path.join(os.environ['FRCNN_DATA_DIR'], 'VOCdevkit2007', 'VOC2007', 'JPEGImages', '000001.jpg')
     r = db.roidb[0]
     # 1-based file -> 0-based boxes; the difficult cat is left out.
     np.testing.assert_array_equal(r['boxes'], [[0, 1, 29, 19]])
@@ -88,7 +88,7 @@ def test_flip_rule():
 def test_cache_invalidated_when_annotations_change():
     root = make_voc2007()
     assert get_imdb('voc_2007_test').roidb[0]['boxes'].tolist() == [[4, 4, 8, 8]]
-    cache = [f for f in os.listdir(os.path.join(cfg.DATA_DIR, 'cache')) if f.startswith('voc_2007_test')]
+    cache = [f for f in os.listdir(os.path.join(os.environ['FRCNN_DATA_DIR'], 'cache')) if f.startswith('voc_2007_test')]
     assert len(cache) == 1
     xml = os.path.join(root, 'Annotations', '000003.xml')
     text = open(xml).read().replace('<xmax>9</xmax>', '<xmax>19</xmax>')
@@ -139,8 +139,7 @@ def test_coco_json_by_name_and_crowd_exclusion(tmp_path, capsys):
         {'id': 1, 'image_id': 1, 'category_id': 40, 'bbox': [2, 3, 10, 20], 'area': 200, 'iscrowd': 0},
         {'id': 2, 'image_id': 1, 'category_id': 12, 'bbox': [20, 3, 30, 30], 'area': 900, 'iscrowd': 1},
         {'id': 3, 'image_id': 2, 'category_id': 12, 'bbox': [0, 0, 64, 48], 'area': 3072, 'iscrowd': 1}])
-    cfg.TRAIN.USE_FLIPPED = False
-    db, roidb = combined_roidb(name)
+    db, roidb = combined_roidb(name, RoidbSettings(use_flipped=False))
     assert db.classes == ('__background__', 'kite', 'boat')
     # Image 2 holds only a crowd region: no usable box, so it leaves the training roidb.
     assert len(roidb) == 1
@@ -151,13 +150,13 @@ def test_coco_json_by_name_and_crowd_exclusion(tmp_path, capsys):
 
 def test_combined_roidb_joins_flips_and_filters(capsys):
     make_voc2007()
-    db, roidb = combined_roidb('voc_2007_trainval+voc_2007_test')
+    db, roidb = combined_roidb('voc_2007_trainval+voc_2007_test', RoidbSettings())
     assert db.name == 'voc_2007_trainval+voc_2007_test'
     # 3 images x 2 (flipped); 000002 holds only a difficult box (left out): both copies dropped.
     assert len(roidb) == 4
     assert [r['flipped'] for r in roidb] == [False, True, False, True]
     assert 'Filtered 2 roidb entries' in capsys.readouterr().out
-    db, roidb = combined_roidb('voc_2007_trainval', training=False)
+    db, roidb = combined_roidb('voc_2007_trainval')
     assert len(roidb) == 2 and not any(r['flipped'] for r in roidb)
 
 
@@ -166,17 +165,17 @@ def test_combining_different_classes_is_an_error(tmp_path):
     root = str(tmp_path / 'mine')
     write_voc(root, VOC_IMAGES, {'train': ['000001']})
     with pytest.raises(DataError, match='classes differ'):
-        combined_roidb(f'voc_2007_trainval+voc_dir:{root}:train')
+        combined_roidb(f'voc_2007_trainval+voc_dir:{root}:train', RoidbSettings())
 
 
 def test_coco_split_layout():
-    ann = os.path.join(cfg.DATA_DIR, 'coco', 'annotations')
+    ann = os.path.join(os.environ['FRCNN_DATA_DIR'], 'coco', 'annotations')
     os.makedirs(ann)
     with open(os.path.join(ann, 'instances_minival2014.json'), 'w') as f:
         json.dump({'images': [{'id': 42, 'file_name': 'COCO_val2014_000000000042.jpg', 'width': 10,
                                'height': 10}], 'annotations': [], 'categories': [{'id': 1, 'name': 'person'}]}, f)
     db = get_imdb('coco_2014_minival')
-    assert db.image_path_at(0) == os.path.join(cfg.DATA_DIR, 'coco', 'images', 'val2014',
+    assert db.image_path_at(0) == os.path.join(os.environ['FRCNN_DATA_DIR'], 'coco', 'images', 'val2014',
                                                'COCO_val2014_000000000042.jpg')
     with pytest.raises(FileNotFoundError, match='instances_train2017.json'):
         get_imdb('coco_2017_train')

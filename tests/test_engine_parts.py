@@ -6,11 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-from faster_rcnn.engine.checkpoint import (CheckpointError, list_snapshots, load_snapshot, prune_snapshots,
-                                           save_atomic, snapshot_path)
 from faster_rcnn.engine.lr_schedule import apply_lr, lr_factor
 from faster_rcnn.engine.rng import get_rng_states, set_rng_states
-from faster_rcnn.engine.tester import select_detections
+from faster_rcnn.errors import CheckpointError
+from faster_rcnn.model_file import list_snapshots, load_model_file, prune_snapshots, save_atomic, snapshot_path
+from faster_rcnn.nets.postprocess import Detections, select_detections, split_by_class
+from faster_rcnn.settings import DetectionSettings
+
+
+def select(scores, boxes, *, score_thresh, nms_thresh, max_per_image):
+    """The per-class layout of one image's selection (the layout the tests below check)."""
+    dets = select_detections(scores, boxes, DetectionSettings(score_thresh=score_thresh, nms=nms_thresh,
+                                                              max_per_image=max_per_image))
+    assert isinstance(dets, Detections) and (dets.labels[1:] >= dets.labels[:-1]).all()  # by class
+    return split_by_class(dets, scores.shape[1])
 
 
 def test_step_schedule_matches_reference():
@@ -47,7 +56,7 @@ def test_snapshots_atomic_listing_and_pruning(tmp_path):
     assert [i for i, _ in list_snapshots(d, 'net')] == [5, 10, 15, 20]
     prune_snapshots(d, 'net', keep=2, protect=20)          # two kept besides the final one
     assert [i for i, _ in list_snapshots(d, 'net')] == [10, 15, 20]
-    assert load_snapshot(snapshot_path(d, 'net', 15))['w'][0] == 15
+    assert load_model_file(snapshot_path(d, 'net', 15))['w'][0] == 15
 
 
 def test_truncated_or_malicious_snapshot_is_refused(tmp_path):
@@ -56,7 +65,7 @@ def test_truncated_or_malicious_snapshot_is_refused(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match='x_iter_1.pth'):
-        load_snapshot(str(path))
+        load_model_file(str(path))
 
     class Evil:
         def __reduce__(self):
@@ -64,7 +73,7 @@ def test_truncated_or_malicious_snapshot_is_refused(tmp_path):
     evil = tmp_path / 'evil.pth'
     torch.save({'model': Evil()}, evil)
     with pytest.raises(CheckpointError, match='cannot be read safely'):
-        load_snapshot(str(evil))
+        load_model_file(str(evil))
 
 
 def test_rng_states_roundtrip_through_a_snapshot(tmp_path):
@@ -76,7 +85,7 @@ def test_rng_states_roundtrip_through_a_snapshot(tmp_path):
     expected = (torch.rand(3), np.random.rand(3), random.random())
     save_atomic({'rng': states}, str(tmp_path / 's.pth'))
     torch.rand(5), np.random.rand(5), random.random()
-    set_rng_states(load_snapshot(str(tmp_path / 's.pth'))['rng'])
+    set_rng_states(load_model_file(str(tmp_path / 's.pth'))['rng'])
     got = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(expected[0], got[0])
     np.testing.assert_array_equal(expected[1], got[1])
@@ -93,12 +102,12 @@ def test_select_detections_per_class_nms_and_cap():
     boxes[:, 4:8] = _boxes([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]])
     boxes[:, 8:12] = _boxes([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]])
     scores = _boxes([[0.1, 0.6, 0.3], [0.1, 0.5, 0.4], [0.2, 0.0, 0.8]])
-    dets = select_detections(scores, boxes, score_thresh=0.0, nms_thresh=0.3, max_per_image=100)
+    dets = select(scores, boxes, score_thresh=0.0, nms_thresh=0.3, max_per_image=100)
     assert dets[0].shape == (0, 5)
     np.testing.assert_allclose(dets[1], [[0, 0, 10, 10, 0.6]])     # roi 2 has score 0 for a: not > 0
     np.testing.assert_allclose(dets[2], [[50, 50, 60, 60, 0.8], [1, 1, 11, 11, 0.4]])
     # The cap keeps the 2 best over all classes: 0.8 and 0.6.
-    capped = select_detections(scores, boxes, score_thresh=0.0, nms_thresh=0.3, max_per_image=2)
+    capped = select(scores, boxes, score_thresh=0.0, nms_thresh=0.3, max_per_image=2)
     assert len(capped[1]) == 1 and len(capped[2]) == 1 and capped[2][0, 4] == pytest.approx(0.8)
 
 
@@ -106,5 +115,5 @@ def test_select_detections_cap_keeps_ties():
     boxes = torch.zeros(3, 8)
     boxes[:, 4:] = _boxes([[0, 0, 5, 5], [20, 20, 25, 25], [40, 40, 45, 45]])
     scores = _boxes([[0.5, 0.5], [0.5, 0.5], [0.8, 0.2]])
-    dets = select_detections(scores, boxes, score_thresh=0.0, nms_thresh=0.3, max_per_image=1)
+    dets = select(scores, boxes, score_thresh=0.0, nms_thresh=0.3, max_per_image=1)
     assert len(dets[1]) == 2                      # both 0.5 tie with the 1st-best score

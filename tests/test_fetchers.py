@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from faster_rcnn.utils.download import file_digest
-from faster_rcnn.utils.errors import run_tool
+from faster_rcnn.cli import run_tool
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,21 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from faster_rcnn.config import cfg, reset_cfg
-from faster_rcnn.engine.checkpoint import CheckpointError
-from faster_rcnn.engine.detector_file import DetectorFile, detector_payload
 from faster_rcnn.engine.finetune import class_row_map, load_finetune_weights
+from faster_rcnn.errors import CheckpointError
+from faster_rcnn.model_file import DetectorFile, detector_payload
 from faster_rcnn.nets.factory import build_network
+from settings_helpers import settings_for
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES_CFG = str(REPO / 'experiments' / 'cfgs' / 'shapes.yml')
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cfg():
-    reset_cfg()
-    yield
-    reset_cfg()
 
 
 def test_class_row_map_matches_by_name():
@@ -34,16 +27,16 @@ def test_class_row_map_matches_by_name():
     assert class_row_map(None, ['__background__', 'a']) == {0: 0}
 
 
-def _tiny(num_classes: int, seed: int):
+def _tiny(num_classes: int, seed: int, **keys):
     torch.manual_seed(seed)
-    return build_network('tiny', num_classes, cfg=cfg)
+    return build_network('tiny', num_classes, settings_for('tiny', **keys))
 
 
 def test_rows_of_known_classes_are_copied_and_the_rest_stays_fresh():
     old_classes = ['__background__', 'circle', 'square']
     new_classes = ['__background__', 'square', 'triangle', 'circle']
     source = _tiny(3, 0)
-    detector = DetectorFile('two.pth', detector_payload(net='tiny', classes=old_classes,
+    detector = DetectorFile('two.pth', detector_payload(net='tiny', classes=old_classes, record={},
                                                          state_dict=source.state_dict()), 'tiny', old_classes)
     target = _tiny(4, 1)
     fresh = {k: v.clone() for k, v in target.state_dict().items()}
@@ -64,11 +57,10 @@ def test_rows_of_known_classes_are_copied_and_the_rest_stays_fresh():
 
 def test_another_width_is_an_error_naming_the_file():
     source = _tiny(3, 0)
-    detector = DetectorFile('two.pth', detector_payload(net='tiny', classes=['__background__', 'a', 'b'],
+    detector = DetectorFile('two.pth', detector_payload(net='tiny', classes=['__background__', 'a', 'b'], record={},
                                                          state_dict=source.state_dict()), 'tiny', None)
-    cfg.TINY.FC_DIM = 128
     with pytest.raises(CheckpointError, match=r'two\.pth does not fit this tiny network.*backbone\.fc\.0\.weight'):
-        load_finetune_weights(_tiny(4, 1), detector, ['__background__', 'a', 'b', 'c'])
+        load_finetune_weights(_tiny(4, 1, TINY__FC_DIM=128), detector, ['__background__', 'a', 'b', 'c'])
 
 
 def _run(args: list[str], root: Path) -> subprocess.CompletedProcess:

@@ -6,22 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from faster_rcnn.config import cfg, reset_cfg
 from faster_rcnn.data.blob import get_test_blob, im_list_to_blob, image_scale, prep_im_for_blob
-from faster_rcnn.data.dataset import BlobConfig, RoidbDataset
-from faster_rcnn.data.loader import build_train_loader, build_val_loader
+from faster_rcnn.data.dataset import RoidbDataset
+from faster_rcnn.data.loader import build_train_loader
 from faster_rcnn.data.sampler import InfiniteBatchSampler
 from faster_rcnn.datasets.imdb import make_roidb_entry
+from faster_rcnn.settings import InputSettings
 
 ZERO = np.zeros(3)
 ONE = np.ones(3)
-
-
-@pytest.fixture(autouse=True)
-def _cfg():
-    reset_cfg()
-    yield
-    reset_cfg()
 
 
 def test_scale_rules():
@@ -78,17 +71,17 @@ def flipped(entry):
     return e
 
 
-def blob_cfg(**kw):
+def inputs(**kw):
     base = dict(scales=(20,), max_size=1000, pixel_means=(0.0, 0.0, 0.0), pixel_stds=(1.0, 1.0, 1.0),
-                channel_order='BGR', use_all_gt=True)
+                channel_order='BGR')
     base.update(kw)
-    return BlobConfig(**base)
+    return InputSettings(**base)
 
 
 def test_item_scales_boxes_and_flips(tmp_path):
     roidb = write_images(tmp_path, [(10, 16)])
     roidb.append(flipped(roidb[0]))
-    ds = RoidbDataset(roidb, seed=0, blob_cfg=blob_cfg())
+    ds = RoidbDataset(roidb, 0, inputs())
     plain, flip = ds[(0, 0)], ds[(0, 1)]
     assert plain['image'].shape == (20, 32, 3)
     np.testing.assert_allclose(plain['im_info'], [20, 32, 2.0])
@@ -100,16 +93,13 @@ def test_item_scales_boxes_and_flips(tmp_path):
 
 def test_difficult_boxes_follow_use_all_gt(tmp_path):
     roidb = write_images(tmp_path, [(10, 16)], hard_last=True)
-    assert len(RoidbDataset(roidb, 0, blob_cfg(use_all_gt=True))[(0, 0)]['gt_boxes']) == 2
-    assert RoidbDataset(roidb, 0, blob_cfg(use_all_gt=False))[(0, 0)]['gt_boxes'][:, 4].tolist() == [1]
+    assert len(RoidbDataset(roidb, 0, inputs(), use_all_gt=True)[(0, 0)]['gt_boxes']) == 2
+    assert RoidbDataset(roidb, 0, inputs(), use_all_gt=False)[(0, 0)]['gt_boxes'][:, 4].tolist() == [1]
 
 
-def test_dataset_captures_cfg_at_construction(tmp_path):
+def test_dataset_uses_its_input_settings(tmp_path):
     roidb = write_images(tmp_path, [(10, 16)])
-    cfg.TRAIN.SCALES = (30,)
-    cfg.CHANNEL_ORDER = 'RGB'
-    ds = RoidbDataset(roidb, seed=0)
-    reset_cfg()
+    ds = RoidbDataset(roidb, 0, InputSettings(scales=(30,), channel_order='RGB'))
     item = ds[(0, 0)]
     assert item['image'].shape[0] == 30
     assert item['image'][0, 0].tolist() == pytest.approx((-122.7717, -115.9465, -102.9801), abs=1e-3)
@@ -185,11 +175,11 @@ def batches_equal(a, b):
 
 def test_loader_format_determinism_and_resume(tmp_path):
     roidb = write_images(tmp_path, [(10, 16), (16, 10), (12, 12), (10, 20), (9, 14), (14, 9)])
-    cfg_ = blob_cfg(scales=(20, 30, 40))
+    settings = inputs(scales=(20, 30, 40))
 
     def run(workers, start=0, n=8):
-        loader = build_train_loader(roidb, ims_per_batch=2, seed=11, start_batch=start, num_workers=workers,
-                                    aspect_grouping=False, blob_cfg=cfg_)
+        loader = build_train_loader(roidb, settings, ims_per_batch=2, seed=11, start_batch=start, num_workers=workers,
+                                    aspect_grouping=False)
         return list(itertools.islice(iter(loader), n))
 
     base = run(0)
@@ -214,6 +204,6 @@ def test_loader_format_determinism_and_resume(tmp_path):
 
 def test_val_loader(tmp_path):
     roidb = write_images(tmp_path, [(10, 16), (16, 10)])
-    loader = build_val_loader(roidb, seed=0, num_workers=0, blob_cfg=blob_cfg())
+    loader = build_train_loader(roidb, inputs(), ims_per_batch=1, seed=0, num_workers=0)
     batch = next(iter(loader))
     assert batch['data'].shape[0] == 1 and batch['im_info'].shape == (1, 3)

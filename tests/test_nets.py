@@ -4,16 +4,21 @@ import torch
 import torchvision
 from torch import nn
 
-from faster_rcnn.config import cfg, reset_cfg
 from faster_rcnn.nets.factory import build_backbone
 from faster_rcnn.nets.weights import load_imagenet_weights
+
+from faster_rcnn.settings import BackboneSettings, ModelSettings
+from faster_rcnn.config import new_config
+
+# A private config object, back to the defaults before each test (the global cfg is never touched).
+cfg = new_config()
 
 
 @pytest.fixture(autouse=True)
 def _reset():
-    reset_cfg()
+    cfg.clear()
+    cfg.update(new_config())
     yield
-    reset_cfg()
 
 
 def _torchvision(name):
@@ -35,7 +40,7 @@ def _loaded_backbone(name, tmp_path):
     path = tmp_path / f'{name}.pth'
     torch.save(tv.state_dict(), path)
     torch.manual_seed(99)  # our own init differs from the file's
-    backbone = build_backbone(name)
+    backbone = build_backbone(name, BackboneSettings.from_config(cfg))
     load_imagenet_weights(backbone, str(path))
     return tv, backbone
 
@@ -67,7 +72,7 @@ def test_head_matches_torchvision(name, tmp_path):
 @pytest.mark.parametrize('name', ['vgg16', 'res50', 'mobile', 'tiny'])
 @pytest.mark.parametrize('hw', [(600, 800), (97, 130), (65, 33)])
 def test_feature_map_is_ceil_of_stride_16(name, hw):
-    backbone = build_backbone(name).eval()
+    backbone = build_backbone(name, BackboneSettings.from_config(cfg)).eval()
     with torch.no_grad():
         f = backbone.head(torch.zeros(1, 3, *hw))
     assert f.shape[2:] == (-(-hw[0] // 16), -(-hw[1] // 16))
@@ -111,7 +116,7 @@ def _frozen_names(backbone):
 
 
 def test_vgg16_freezes_conv1_and_conv2_only():
-    b = build_backbone('vgg16')
+    b = build_backbone('vgg16', BackboneSettings.from_config(cfg))
     frozen = _frozen_names(b)
     # conv1_1, conv1_2, conv2_1, conv2_2 are features 0, 2, 5, 7
     assert frozen == {f'features.{i}.{k}' for i in (0, 2, 5, 7) for k in ('weight', 'bias')}
@@ -120,7 +125,7 @@ def test_vgg16_freezes_conv1_and_conv2_only():
 @pytest.mark.parametrize('fixed', [0, 1, 3])
 def test_resnet_freezes_root_fixed_blocks_and_every_bn(fixed):
     cfg.RESNET.FIXED_BLOCKS = fixed
-    b = build_backbone('res50')
+    b = build_backbone('res50', BackboneSettings.from_config(cfg))
     for n, p in b.named_parameters():
         layer = n.split('.')[0]
         is_bn = '.bn' in f'.{n}' or 'downsample.1' in n
@@ -131,7 +136,7 @@ def test_resnet_freezes_root_fixed_blocks_and_every_bn(fixed):
 
 def test_mobilenet_freezes_fixed_layers_and_every_bn():
     cfg.MOBILENET.FIXED_LAYERS = 5
-    b = build_backbone('mobile')
+    b = build_backbone('mobile', BackboneSettings.from_config(cfg))
     for n, p in b.named_parameters():
         idx = int(n.split('.')[1])
         module = b.get_submodule(n.rsplit('.', 1)[0])
@@ -154,7 +159,7 @@ def _train_step(backbone, x):
 @pytest.mark.parametrize('name', ['res50', 'mobile', 'vgg16'])
 def test_training_step_leaves_frozen_params_and_bn_stats_untouched(name):
     torch.manual_seed(0)
-    b = build_backbone(name)
+    b = build_backbone(name, BackboneSettings.from_config(cfg))
     before = {k: v.clone() for k, v in b.state_dict().items()}
     _train_step(b, torch.randn(2, 3, 64, 64))
     after = b.state_dict()
@@ -170,7 +175,7 @@ def test_training_step_leaves_frozen_params_and_bn_stats_untouched(name):
 
 def test_tiny_trains_its_batchnorm_from_scratch():
     torch.manual_seed(0)
-    b = build_backbone('tiny')
+    b = build_backbone('tiny', BackboneSettings.from_config(cfg))
     assert not _frozen_names(b)
     before = b.features[0][1].running_mean.clone()
     _train_step(b, torch.randn(2, 3, 64, 64))
@@ -180,36 +185,36 @@ def test_tiny_trains_its_batchnorm_from_scratch():
 def test_tiny_follows_config_widths():
     cfg.TINY.CHANNELS = [8, 8, 16, 16, 24]
     cfg.TINY.FC_DIM = 32
-    b = build_backbone('tiny')
+    b = build_backbone('tiny', BackboneSettings.from_config(cfg))
     assert b.head_channels == 24 and b.tail_channels == 32
     assert b.tail(torch.randn(3, 24, 7, 7)).shape == (3, 32)
     cfg.TINY.CHANNELS = [8, 8]
     with pytest.raises(ValueError, match='TINY.CHANNELS'):
-        build_backbone('tiny')
+        build_backbone('tiny', BackboneSettings.from_config(cfg))
 
 
 def test_unknown_network_is_an_error():
     with pytest.raises(ValueError, match="--net res34: unknown network"):
-        build_backbone('res34')
+        build_backbone('res34', BackboneSettings.from_config(cfg))
 
 
 @pytest.mark.parametrize('layout', ['torchvision', 'slim', 'caffe'])
 @pytest.mark.parametrize('hw', [(600, 800), (97, 130), (65, 33)])
 def test_resnet_layouts_keep_the_stride_16_map_and_the_keys(layout, hw):
     cfg.RESNET.LAYOUT = layout
-    backbone = build_backbone('res50').eval()
+    backbone = build_backbone('res50', BackboneSettings.from_config(cfg)).eval()
     with torch.no_grad():
         f = backbone.head(torch.zeros(1, 3, *hw))
     assert f.shape[2:] == (-(-hw[0] // 16), -(-hw[1] // 16))
     cfg.RESNET.LAYOUT = 'torchvision'
-    assert backbone.state_dict().keys() == build_backbone('res50').state_dict().keys()
+    assert backbone.state_dict().keys() == build_backbone('res50', BackboneSettings.from_config(cfg)).state_dict().keys()
 
 
 def test_resnet_layouts_put_the_strides_where_each_original_does():
     strides = {}
     for layout in ('torchvision', 'slim', 'caffe'):
         cfg.RESNET.LAYOUT = layout
-        b = build_backbone('res50')
+        b = build_backbone('res50', BackboneSettings.from_config(cfg))
         strides[layout] = [(name, m.stride[0]) for name, m in b.named_modules()
                            if isinstance(m, nn.Conv2d) and m.stride[0] == 2 and name.startswith('layer')]
     assert strides['torchvision'] == [('layer2.0.conv2', 2), ('layer2.0.downsample.0', 2), ('layer3.0.conv2', 2),
@@ -218,17 +223,17 @@ def test_resnet_layouts_put_the_strides_where_each_original_does():
                                 ('layer3.0.downsample.0', 2)]
     assert strides['slim'] == [('layer1.2.conv2', 2), ('layer2.3.conv2', 2)]
     cfg.RESNET.LAYOUT = 'slim'
-    b = build_backbone('res50')
+    b = build_backbone('res50', BackboneSettings.from_config(cfg))
     x = torch.randn(1, 256, 9, 11)
     assert torch.equal(b.layer1[2].downsample(x), x[:, :, ::2, ::2])  # slim's subsampling shortcut
     cfg.RESNET.LAYOUT = 'other'
     with pytest.raises(ValueError, match='RESNET.LAYOUT: unknown layout'):
-        build_backbone('res50')
+        build_backbone('res50', BackboneSettings.from_config(cfg))
 
 
 def test_vgg16_floor_mode_pools():
     cfg.VGG16.CEIL_MODE = False
-    backbone = build_backbone('vgg16').eval()
+    backbone = build_backbone('vgg16', BackboneSettings.from_config(cfg)).eval()
     with torch.no_grad():
         f = backbone.head(torch.zeros(1, 3, 100, 140))
     assert f.shape[2:] == (6, 8)  # floor(100 / 16), floor(140 / 16): pytorch-faster-rcnn's VGG16
@@ -246,7 +251,7 @@ def test_mobilenet_v1_builds_trains_and_freezes_as_tf_faster_rcnn():
     cfg.TRAIN.RPN_POST_NMS_TOP_N = 50
     cfg.TRAIN.BATCH_SIZE = 16
     torch.manual_seed(0)
-    model = build_network('mobile', 3, cfg=cfg)
+    model = build_network('mobile', 3, ModelSettings.from_config(cfg, 'mobile'))
     backbone = model.backbone
     assert len(backbone.features) == 14 and backbone.head_channels == 512 and backbone.tail_channels == 1024
     assert sum(isinstance(m, nn.ReLU6) for m in backbone.modules()) == 27

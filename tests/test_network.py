@@ -4,7 +4,6 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from faster_rcnn.config import cfg, reset_cfg
 from faster_rcnn.layers.anchor_target import anchor_target_layer
 from faster_rcnn.layers.anchors import anchors_for
 from faster_rcnn.layers.losses import smooth_l1_loss
@@ -16,12 +15,23 @@ NUM_CLASSES = 4
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 DEVICES = ['cpu', pytest.param('cuda', marks=CUDA)]
 
+from faster_rcnn.settings import ModelSettings
+from faster_rcnn.config import new_config
+
+# A private config object, back to the defaults before each test (the global cfg is never touched).
+cfg = new_config()
+
 
 @pytest.fixture(autouse=True)
 def _reset():
-    reset_cfg()
+    cfg.clear()
+    cfg.update(new_config())
     yield
-    reset_cfg()
+
+
+def _reset_now():
+    cfg.clear()
+    cfg.update(new_config())
 
 
 def _gt(h, w):
@@ -32,7 +42,7 @@ def _gt(h, w):
 def _finite_step(name, mode, hw, device='cpu'):
     cfg.POOLING_MODE = mode
     torch.manual_seed(0)
-    model = build_network(name, NUM_CLASSES).to(device).train()
+    model = build_network(name, NUM_CLASSES, ModelSettings.from_config(cfg, name)).to(device).train()
     if name.startswith('res'):
         # Without ImageNet weights, frozen BN (running stats 0 / 1) lets a random ResNet's activations grow
         # to ~1e4 and saturate every softmax; zero residual branches (torchvision's zero_init_residual)
@@ -84,23 +94,23 @@ def test_forward_backward_on_cuda_at_600x800(name, mode):
 def test_unknown_pooling_mode_and_test_mode_are_errors_at_construction():
     cfg.POOLING_MODE = 'roi_warp'
     with pytest.raises(ValueError, match="POOLING_MODE.*'roi_warp'"):
-        build_network('tiny', NUM_CLASSES)
-    reset_cfg()
+        build_network('tiny', NUM_CLASSES, ModelSettings.from_config(cfg, 'tiny'))
+    _reset_now()
     cfg.TEST.MODE = 'all'
     with pytest.raises(ValueError, match="TEST.MODE.*'all'"):
-        build_network('tiny', NUM_CLASSES)
-    reset_cfg()
+        build_network('tiny', NUM_CLASSES, ModelSettings.from_config(cfg, 'tiny'))
+    _reset_now()
     cfg.CHANNELS_LAST = 'sometimes'
     with pytest.raises(ValueError, match="CHANNELS_LAST.*'sometimes'"):
-        build_network('tiny', NUM_CLASSES)
+        build_network('tiny', NUM_CLASSES, ModelSettings.from_config(cfg, 'tiny'))
 
 
 @pytest.mark.parametrize('mode, expect_cl', [('cpu', True), ('always', True), ('never', False)])
 def test_place_on_cpu_sets_the_memory_layout_and_keeps_the_outputs(mode, expect_cl):
     torch.manual_seed(0)
-    reference = build_network('vgg16', NUM_CLASSES).eval()
+    reference = build_network('vgg16', NUM_CLASSES, ModelSettings.from_config(cfg, 'vgg16')).eval()
     cfg.CHANNELS_LAST = mode
-    model = build_network('vgg16', NUM_CLASSES)
+    model = build_network('vgg16', NUM_CLASSES, ModelSettings.from_config(cfg, 'vgg16'))
     model.load_state_dict(reference.state_dict())
     assert model.place('cpu') is model
     model.eval()
@@ -129,7 +139,7 @@ def test_batch_losses_are_the_mean_of_single_image_losses(device):
     cfg.TRAIN.RPN_BATCHSIZE = 64
     torch.manual_seed(0)
     # MobileNet: BatchNorm frozen and no dropout, so an image's features do not depend on its batch.
-    model = build_network('mobile', NUM_CLASSES).to(device).train()
+    model = build_network('mobile', NUM_CLASSES, ModelSettings.from_config(cfg, 'mobile')).to(device).train()
     images = torch.randn(2, 3, 160, 224).to(device)
     # The second image is smaller than the padded batch: only its own extent may be used.
     info = torch.tensor([[160.0, 224.0, 1.0], [112.0, 150.0, 1.2]], device=device)
@@ -150,7 +160,7 @@ def test_single_image_losses_follow_the_reference_layout():
     one-image layers."""
     cfg.TRAIN.BATCH_SIZE = 32
     torch.manual_seed(0)
-    model = build_network('tiny', NUM_CLASSES).eval()  # eval: BN uses running stats in both passes
+    model = build_network('tiny', NUM_CLASSES, ModelSettings.from_config(cfg, 'tiny')).eval()  # eval: BN uses running stats in both passes
     h_img, w_img = 160, 224
     image = torch.randn(1, 3, h_img, w_img)
     info = torch.tensor([[float(h_img), float(w_img), 1.0]])
@@ -200,7 +210,7 @@ def test_single_image_losses_follow_the_reference_layout():
 def test_eval_outputs_shapes_and_denormalised_deltas(device):
     cfg.TEST.RPN_POST_NMS_TOP_N = 50
     torch.manual_seed(0)
-    model = build_network('tiny', NUM_CLASSES).to(device).eval()
+    model = build_network('tiny', NUM_CLASSES, ModelSettings.from_config(cfg, 'tiny')).to(device).eval()
     with torch.no_grad():
         torch.nn.init.normal_(model.bbox_pred.weight, std=0.05)
         torch.nn.init.normal_(model.bbox_pred.bias, std=0.05)
@@ -230,14 +240,14 @@ def test_eval_outputs_shapes_and_denormalised_deltas(device):
 def test_eval_top_mode_keeps_rpn_top_n_per_image():
     cfg.TEST.MODE = 'top'
     cfg.TEST.RPN_TOP_N = 40
-    model = build_network('tiny', NUM_CLASSES).eval()
+    model = build_network('tiny', NUM_CLASSES, ModelSettings.from_config(cfg, 'tiny')).eval()
     with torch.no_grad():
         rois, cls_prob, _ = model(torch.randn(2, 3, 96, 128), torch.tensor([[96.0, 128.0, 1.0]] * 2))
     assert rois.shape == (80, 5) and cls_prob.shape == (80, NUM_CLASSES)
 
 
 def test_eval_without_gt_in_train_mode_returns_detections():
-    model = build_network('tiny', NUM_CLASSES).train()
+    model = build_network('tiny', NUM_CLASSES, ModelSettings.from_config(cfg, 'tiny')).train()
     out = model(torch.randn(1, 3, 96, 128), torch.tensor([[96.0, 128.0, 1.0]]))
     assert isinstance(out, tuple) and len(out) == 3
 
@@ -246,7 +256,7 @@ def test_eval_without_gt_in_train_mode_returns_detections():
 def test_autocast_keeps_losses_fp32_and_finite(device):
     cfg.TRAIN.BATCH_SIZE = 32
     torch.manual_seed(0)
-    model = build_network('tiny', NUM_CLASSES).to(device).train()
+    model = build_network('tiny', NUM_CLASSES, ModelSettings.from_config(cfg, 'tiny')).to(device).train()
     with torch.autocast(device, dtype=torch.bfloat16):
         losses = model(torch.randn(2, 3, 128, 160, device=device),
                        torch.tensor([[128.0, 160.0, 1.0]] * 2, device=device),

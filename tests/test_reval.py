@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-from faster_rcnn.config import cfg, reset_cfg
 from faster_rcnn.datasets.shapes import ShapesSpec, ensure_shapes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,12 +23,10 @@ def run_reval(tmp_path, *args):
 
 @pytest.fixture
 def saved(tmp_path):
-    reset_cfg()
-    cfg.DATA_DIR = str(tmp_path / 'data')
     # A small generated set, named as a user names their own VOC folder.
     root = ensure_shapes(str(tmp_path / 'data' / 'myshapes'), SPEC)
     from faster_rcnn.datasets.factory import get_imdb
-    db = get_imdb(f'voc_dir:{root}:test')
+    db = get_imdb(f'voc_dir:{root}:test', str(tmp_path / 'data'))
     # Perfect detections with decreasing scores, each followed in score by a copy shifted by one pixel:
     # without NMS the copies are duplicates (FP) between the true positives; NMS at 0.3 removes them.
     all_boxes = [[np.zeros((0, 5), np.float32) for _ in range(db.num_images)] for _ in range(db.num_classes)]
@@ -48,7 +45,6 @@ def saved(tmp_path):
     out.mkdir()
     with open(out / 'detections.pkl', 'wb') as f:
         pickle.dump(all_boxes, f)
-    reset_cfg()
     return out, f'voc_dir:{root}:test'
 
 

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from faster_rcnn.config import cfg
+
 from faster_rcnn.datasets import shapes
 from faster_rcnn.datasets.shapes import CLASSES, ShapesSpec, ensure_shapes, shapes_coco, shapes_voc
 
@@ -108,5 +108,5 @@ def test_factory_names_generate_under_data_dir(monkeypatch, tmp_path):
     monkeypatch.setattr(shapes, 'ShapesSpec', lambda: SMALL)
     db = get_imdb('shapes_test')
     assert db.name == 'shapes_test' and db.num_images == 6
-    assert db.image_path_at(0).startswith(os.path.join(cfg.DATA_DIR, 'shapes', 'JPEGImages'))
+    assert db.image_path_at(0).startswith(os.path.join(os.environ['FRCNN_DATA_DIR'], 'shapes', 'JPEGImages'))
     assert get_imdb('shapes_coco_trainval').num_images == 24

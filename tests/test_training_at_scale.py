@@ -6,30 +6,22 @@ import sys
 import pytest
 import torch
 
-from faster_rcnn.config import cfg
 from faster_rcnn.datasets.shapes import ShapesSpec, ensure_shapes
 from faster_rcnn.engine.schedule import given_schedule, run_schedule, scale_schedule
+from faster_rcnn.settings import OptimizerSettings, RoidbSettings, TrainSettings
 
 from tool_runs import REPO, _dirs, _env, run_tool
 
 MOBILE_CFG = str(REPO / 'experiments' / 'cfgs' / 'mobile.yml')
 
 
-@pytest.fixture(autouse=True)
-def _fresh_config():
-    from faster_rcnn.config import reset_cfg
-    reset_cfg()
-    yield
-    reset_cfg()
+def _train(lr=0.001, stepsize=(50000,), ims=1, warmup=0):
+    return TrainSettings(optimizer=OptimizerSettings(learning_rate=lr), stepsize=tuple(stepsize), ims_per_batch=ims,
+                         warmup_iters=warmup)
 
 
 def _given(iters=70000, lr=0.001, stepsize=(50000,), world=1, ims=1, b0=1, warmup=0):
-    cfg.TRAIN.LEARNING_RATE = lr
-    cfg.TRAIN.STEPSIZE = list(stepsize)
-    cfg.TRAIN.IMS_PER_BATCH = ims
-    cfg.TRAIN.REFERENCE_BATCH = b0
-    cfg.TRAIN.WARMUP_ITERS = warmup
-    return given_schedule(cfg, iters, world)
+    return given_schedule(_train(lr, stepsize, ims, warmup), iters, world, b0)
 
 
 @pytest.mark.parametrize('world, iters, lr, step, snap, warmup', [
@@ -50,9 +42,7 @@ def test_smaller_batches_and_kept_numbers():
     # shapes.yml's schedule (4 images) on one process of 2: twice the iterations, half the LR, no warm-up added.
     used = scale_schedule(_given(iters=1600, ims=2, b0=4, warmup=100, stepsize=(100000,)), 500)
     assert (used.iters, used.warmup_iters, used.learning_rate) == (3200, 200, pytest.approx(0.0005))
-    cfg.TRAIN.SCALE_SCHEDULE = False
-    _given(world=8)
-    given, used = run_schedule(cfg, 70000, 8)
+    given, used = run_schedule(_train(), 70000, 8, reference_batch=1, scale=False)
     assert used == given and used.iters == 70000 and used.learning_rate == 0.001
 
 
@@ -96,11 +86,10 @@ def test_background_only_images_are_kept_on_request_and_train(root):
     """shapes_circle_square leaves triangles unannotated: images holding only triangles have no gt box. The
     reference drops them; TRAIN.KEEP_BACKGROUND_IMAGES keeps them as background-only images."""
     from faster_rcnn.data.roidb import combined_roidb
-    cfg.DATA_DIR = str(root / 'data')
-    cfg.TRAIN.USE_FLIPPED = False
-    _, dropped = combined_roidb('shapes_circle_square_trainval', training=True)
-    cfg.TRAIN.KEEP_BACKGROUND_IMAGES = True
-    _, kept = combined_roidb('shapes_circle_square_trainval', training=True)
+    data = str(root / 'data')
+    _, dropped = combined_roidb('shapes_circle_square_trainval', RoidbSettings(use_flipped=False), data)
+    _, kept = combined_roidb('shapes_circle_square_trainval',
+                             RoidbSettings(use_flipped=False, keep_background_images=True), data)
     empty = [r for r in kept if len(r['gt_classes']) == 0]
     assert empty and len(kept) == len(dropped) + len(empty) == 400
     assert all(len(r['gt_classes']) > 0 for r in dropped)

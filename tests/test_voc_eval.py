@@ -4,7 +4,6 @@ import os
 import numpy as np
 import pytest
 
-from faster_rcnn.config import cfg, reset_cfg
 from faster_rcnn.datasets.pascal_voc import VocDataset
 from faster_rcnn.datasets.voc_eval import voc_ap, voc_eval
 
@@ -104,11 +103,9 @@ def test_voc_eval_annotation_cache_follows_edits(voc_case, tmp_path):
 
 
 def test_evaluate_detections_writes_1_based_files(tmp_path, capsys):
-    reset_cfg()
-    cfg.DATA_DIR = str(tmp_path / 'data')
     root = tmp_path / 'voc'
     write_voc(str(root), IMAGES)
-    db = VocDataset('mini', str(root), 'test', classes=('__background__', 'car', 'dog'))
+    db = VocDataset('mini', str(root), 'test', classes=('__background__', 'car', 'dog'), data_dir=str(tmp_path / 'data'))
     empty = np.zeros((0, 5), np.float32)
     all_boxes = [[empty] * 3,
                  [np.array([[0, 0, 9, 9, 0.9]], np.float32), np.array([[0, 0, 9, 9, 0.8]], np.float32), empty],
@@ -123,7 +120,6 @@ def test_evaluate_detections_writes_1_based_files(tmp_path, capsys):
     assert 'AP for car = 1.0000' in printed and 'Mean AP = 0.5000' in printed
     lines = (out / 'results' / 'mini' / 'Main' / 'comp4_det_test_car.txt').read_text().splitlines()
     assert lines == ['img1 0.900 1.0 1.0 10.0 10.0', 'img2 0.800 1.0 1.0 10.0 10.0']
-    reset_cfg()
 
 
 def test_voc_eval_image_set_with_a_second_column(voc_case, tmp_path):
@@ -150,15 +146,14 @@ def test_use_diff_counts_difficult_objects_as_the_reference(voc_case):
 
 
 def test_diff_dataset_evaluates_with_use_diff_and_writes_pr_curves(tmp_path):
-    reset_cfg()
-    cfg.DATA_DIR = str(tmp_path / 'data')
     root = tmp_path / 'voc'
     write_voc(str(root), IMAGES)
     all_boxes = [[np.zeros((0, 5), np.float32)] * 3,
                  [np.array([[0, 0, 9, 9, 0.9], [20, 20, 29, 29, 0.8]], np.float32),
                   np.array([[0, 0, 9, 9, 0.7]], np.float32), np.zeros((0, 5), np.float32)]]
-    plain = VocDataset('mini', str(root), 'test', classes=('__background__', 'car'))
-    diff = VocDataset('mini_diff', str(root), 'test', classes=('__background__', 'car'), use_diff=True)
+    data = str(tmp_path / 'data')
+    plain = VocDataset('mini', str(root), 'test', classes=('__background__', 'car'), data_dir=data)
+    diff = VocDataset('mini_diff', str(root), 'test', classes=('__background__', 'car'), use_diff=True, data_dir=data)
     r_plain = plain.evaluate_detections(all_boxes, str(tmp_path / 'plain'))
     r_diff = diff.evaluate_detections(all_boxes, str(tmp_path / 'diff'))
     # Without use_diff the detection on the difficult car is ignored: recall 1/2 then 1 -> AP 1.
@@ -174,4 +169,3 @@ def test_diff_dataset_evaluates_with_use_diff_and_writes_pr_curves(tmp_path):
     import cv2
     png = cv2.imread(str(tmp_path / 'diff' / 'pr_curves.png'))
     assert png is not None and png.shape[0] > 100 and png.std() > 0
-    reset_cfg()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from faster_rcnn.utils.errors import ModelFileError, UsageError
+from faster_rcnn.errors import ModelFileError, UsageError
 import torch
 import torchvision
 
@@ -130,7 +130,7 @@ def test_fetch_script_checks_the_hash_and_writes_net_pth(tmp_path):
 def test_fetch_script_failure_says_what_to_download_and_where(tmp_path):
     out = tmp_path / 'out'
     r = _fetch('--net', 'res101', '--out', str(out), '--mirror', (tmp_path / 'nowhere').as_uri())
-    assert r.returncode == 7  # a download error (utils.errors)
+    assert r.returncode == 7  # a download error (faster_rcnn.errors)
     assert 'resnet101-63fe2227.pth' in r.stderr and str(out / 'res101.pth') in r.stderr
     assert not (out / 'res101.pth').exists()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from faster_rcnn.utils.errors import run_tool
+from faster_rcnn.cli import run_tool
 
 _MODULES = {'layers': 'faster_rcnn.bench.layers', 'nets': 'faster_rcnn.bench.nets',
             'data': 'faster_rcnn.bench.data', 'train': 'faster_rcnn.bench.engine', 'test': 'faster_rcnn.bench.testing'}

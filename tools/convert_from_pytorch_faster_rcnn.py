@@ -20,8 +20,7 @@ import time
 from faster_rcnn.convert.from_rtl import RTL_POOLING_MODES, convert_rtl_state_dict
 from faster_rcnn.convert.io import parse_number_list, read_class_names, write_detector
 from faster_rcnn.convert.rtl_names import NETS
-from faster_rcnn.utils.cli import ToolParser
-from faster_rcnn.utils.errors import run_tool
+from faster_rcnn.cli import ToolParser, run_tool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

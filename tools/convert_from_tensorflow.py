@@ -21,8 +21,7 @@ import time
 
 from faster_rcnn.convert.from_tensorflow import NETS, convert_tf_checkpoint
 from faster_rcnn.convert.io import parse_number_list, read_class_names, write_detector
-from faster_rcnn.utils.cli import ToolParser
-from faster_rcnn.utils.errors import run_tool
+from faster_rcnn.cli import ToolParser, run_tool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

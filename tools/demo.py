@@ -9,8 +9,9 @@ demo.py, plus video).
     python tools/demo.py --model M --images DIR --json detections.json  # every detection, COCO results layout
 
 The model file records its network, classes, normalisation and test settings: no --cfg is needed (older
-snapshots take the --cfg they were trained with). Works without a display: pictures and videos go to --output
-(default output/demo/). Frames per second of the detector are printed.
+snapshots take the --cfg they were trained with); an exported ``--model X.onnx`` runs under ONNX Runtime. Works
+without a display: pictures and videos go to --output (default output/demo/). Frames per second of the detector
+are printed. The detections come from ``faster_rcnn.Detector``, as in Python.
 """
 from __future__ import annotations
 
@@ -27,14 +28,16 @@ import cv2
 import numpy as np
 import torch
 
+from faster_rcnn.cli import (ToolParser, add_config_args, apply_config, apply_detector_config, model_settings,
+                             resolve_device, run_tool)
 from faster_rcnn.config import cfg
+from faster_rcnn.data.dataset import read_image
 from faster_rcnn.datasets.recipes import RECIPES, recipe
-from faster_rcnn.engine.checkpoint import list_snapshots
-from faster_rcnn.engine.detector_file import open_detector
-from faster_rcnn.engine.tester import detect_image, read_image
-from faster_rcnn.utils.cli import ToolParser, add_config_args, apply_detector_config, resolve_device
-from faster_rcnn.utils.errors import DiskError, ModelFileError, UsageError, run_tool
-from faster_rcnn.utils.visualization import draw_boxes
+from faster_rcnn.errors import DiskError, ModelFileError, UsageError
+from faster_rcnn.inference import Detections, Detector, is_graph_file
+from faster_rcnn.model_file import list_snapshots, open_detector
+from faster_rcnn.nets.factory import build_from_file
+from faster_rcnn.nets.registry import describe_networks
 
 _IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
 
@@ -42,12 +45,12 @@ _IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ToolParser(description='Faster R-CNN demo: detect and draw boxes')
     parser.add_argument('--net', default=None,
-                        help="vgg16, res50, res101, res152, mobile or tiny (default: the model file's; "
-                             'res101 when --model is not given)')
+                        help=f"{describe_networks()} (default: the model file's; res101 when --model is not given)")
     parser.add_argument('--dataset', default='pascal_voc_0712', choices=sorted(RECIPES),
                         help='without --model: the DATASET whose final model (from train_faster_rcnn.sh or '
                              'fetch_faster_rcnn_models.py) to use (default: pascal_voc_0712)')
-    parser.add_argument('--model', default=None, help='a model file (<prefix>_iter_<N>.pth)')
+    parser.add_argument('--model', default=None,
+                        help='a model file (<prefix>_iter_<N>.pth), or a graph from tools/export.py (.onnx)')
     source = parser.add_mutually_exclusive_group()
     source.add_argument('--images', default=None, help='an image file or a folder of images (default: data/demo)')
     source.add_argument('--video', default=None, help='a video file: writes <output>/<name>_detections.mp4')
@@ -109,57 +112,48 @@ def frames(capture: cv2.VideoCapture, max_frames: int) -> Iterator[np.ndarray]:
         yield frame
 
 
-def _stacked(dets: list[np.ndarray]) -> tuple[list[int], np.ndarray]:
-    ids = [j for j in range(1, len(dets)) for _ in range(len(dets[j]))]
-    stacked = np.concatenate(dets[1:], axis=0) if ids else np.zeros((0, 5), np.float32)
-    return ids, stacked
+class Timed:
+    """A ``Detector`` with its time counted; ``__call__`` detects on a BGR image and returns (drawn, dets).
 
+    The detector's score threshold is --thresh (a network's candidates before NMS, as tf-faster-rcnn's demo); a
+    graph, whose threshold is fixed in it, has its detections filtered by ``filter_thresh`` instead."""
 
-def coco_results(dets: list[np.ndarray], classes: list[str], image_id: int, **where) -> list[dict]:
-    """One image's detections as COCO results ([x, y, x2 - x1 + 1, y2 - y1 + 1]) with class names."""
-    ids, stacked = _stacked(dets)
-    return [{'image_id': image_id, **where, 'category_id': j, 'category_name': classes[j],
-             'bbox': [float(x1), float(y1), float(x2 - x1 + 1), float(y2 - y1 + 1)], 'score': float(s)}
-            for j, (x1, y1, x2, y2, s) in zip(ids, stacked.tolist())]
-
-
-class Detector:
-    """The model and what drawing needs; ``__call__`` detects on a BGR image and returns (drawn, dets)."""
-
-    def __init__(self, model, classes: list[str], device: torch.device, thresh: float) -> None:
-        self.model, self.classes, self.device, self.thresh = model, classes, device, thresh
+    def __init__(self, detector: Detector, filter_thresh: float | None = None) -> None:
+        self.detector, self.filter_thresh = detector, filter_thresh
+        self.classes = detector.classes
         self.seconds = 0.0
         self.count = 0
 
-    def __call__(self, im: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    def __call__(self, im: np.ndarray) -> tuple[np.ndarray, Detections]:
         t0 = time.perf_counter()
-        dets = detect_image(self.model, im, self.device, score_thresh=self.thresh)
+        dets = self.detector(im)
+        if self.filter_thresh is not None:
+            dets = dets.above(self.filter_thresh)
         self.seconds += time.perf_counter() - t0
         self.count += 1
-        ids, stacked = _stacked(dets)
-        drawn = draw_boxes(im, stacked[:, :4], [self.classes[j] for j in ids], ids, stacked[:, 4].tolist())
-        return drawn, dets
+        return dets.draw(im), dets
 
-    def summary(self, dets: list[np.ndarray]) -> str:
-        return ', '.join(f'{self.classes[j]} x{len(dets[j])}' for j in range(1, len(dets)) if len(dets[j])) or 'nothing'
+    def summary(self, dets: Detections) -> str:
+        counts = {j: int((dets.labels == j).sum()) for j in range(1, len(self.classes))}
+        return ', '.join(f'{self.classes[j]} x{n}' for j, n in counts.items() if n) or 'nothing'
 
     @property
     def fps(self) -> float:
         return self.count / self.seconds if self.seconds else 0.0
 
 
-def run_images(detector: Detector, paths: list[str], out_dir: str, results: list[dict]) -> None:
+def run_images(detector: Timed, paths: list[str], out_dir: str, results: list[dict]) -> None:
     for i, path in enumerate(paths):
         t0 = detector.seconds
         drawn, dets = detector(read_image(path))
         out_path = osp.join(out_dir, osp.splitext(osp.basename(path))[0] + '_detections.jpg')
         if not cv2.imwrite(out_path, drawn):
             raise DiskError(f'{out_path}: the picture cannot be written; check that the folder is writable')
-        results += coco_results(dets, detector.classes, i, file_name=path)
+        results += dets.to_coco(i, file_name=path)
         print(f'{path}: {detector.summary(dets)} in {detector.seconds - t0:.3f}s -> {out_path}')
 
 
-def run_stream(detector: Detector, capture: cv2.VideoCapture, name: str, out_dir: str, max_frames: int,
+def run_stream(detector: Timed, capture: cv2.VideoCapture, name: str, out_dir: str, max_frames: int,
                results: list[dict]) -> None:
     fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
     fps = fps if 0 < fps < 1000 else 25.0
@@ -174,7 +168,7 @@ def run_stream(detector: Detector, capture: cv2.VideoCapture, name: str, out_dir
                 if not writer.isOpened():
                     raise DiskError(f'{out_path}: the video cannot be written (mp4v); check that the folder is writable')
             writer.write(drawn)
-            results += coco_results(dets, detector.classes, k, frame=k)
+            results += dets.to_coco(k, frame=k)
             if (k + 1) % 50 == 0:
                 print(f'{name}: {k + 1} frames, {detector.fps:.1f} frames/s', flush=True)
     except KeyboardInterrupt:
@@ -190,11 +184,18 @@ def run_stream(detector: Detector, capture: cv2.VideoCapture, name: str, out_dir
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     model_path = args.model or final_model(args.net or 'res101', args.dataset)
-    detector_file = open_detector(model_path, args.net)
-    apply_detector_config(args, detector_file, verbose=False)
-    if args.nms is not None:
-        cfg.TEST.NMS = args.nms
     device = torch.device(resolve_device(args.device))
+    if is_graph_file(model_path):
+        apply_config(args, verbose=False)
+        detector = Detector.load(model_path, **({} if args.nms is None else {'nms': args.nms}))
+        net = detector.metadata.get('net', 'graph')
+    else:
+        detector_file = open_detector(model_path, args.net)
+        apply_detector_config(args, detector_file, verbose=False)
+        if args.nms is not None:
+            cfg.TEST.NMS = args.nms
+        net = detector_file.net
+        detector = None
     out_dir = args.output or osp.join(cfg.ROOT_DIR, 'output', 'demo')
     if args.video is not None or args.webcam is not None:
         _quiet_opencv()
@@ -205,9 +206,13 @@ def main(argv: list[str] | None = None) -> int:
                 f'--webcam {args.webcam}: the camera does not exist or'
             raise UsageError(f'{what} OpenCV cannot open it')
     os.makedirs(out_dir, exist_ok=True)
-    model = detector_file.build(device)
-    detector = Detector(model, detector_file.classes, device, args.thresh)
-    print(f'Detector {model_path}: {detector_file.net}, {len(detector.classes) - 1} classes')
+    if detector is None:
+        settings = model_settings(net).with_test(score_thresh=args.thresh)
+        model = build_from_file(detector_file, settings, device)
+        detector = Timed(Detector.from_model(model, detector_file.classes, device=device))
+    else:
+        detector = Timed(detector, filter_thresh=args.thresh)
+    print(f'Detector {model_path}: {net}, {len(detector.classes) - 1} classes')
     results: list[dict] = []
     if args.video is not None or args.webcam is not None:
         name = osp.splitext(osp.basename(args.video))[0] if args.video is not None else f'webcam{args.webcam}'

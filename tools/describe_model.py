@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from faster_rcnn.engine.detector_file import describe_record, open_detector
-from faster_rcnn.utils.cli import ToolParser
-from faster_rcnn.utils.errors import run_tool
+from faster_rcnn.cli import ToolParser, run_tool
+from faster_rcnn.model_file import describe_record, load_model_file, open_detector
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,8 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     detector = open_detector(args.model) if not args.has_config else None
     if args.has_config:
-        from faster_rcnn.engine.checkpoint import load_snapshot
-        return 0 if load_snapshot(args.model).get('config') else 1
+        return 0 if load_model_file(args.model).get('config') else 1
     c = detector.contents
     print(f'{args.model}')
     print(f'  kind: {detector.kind} (format {c.get("format", 1)}), network: {detector.net}')

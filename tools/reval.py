@@ -15,11 +15,11 @@ import sys
 import numpy as np
 import torch
 
+from faster_rcnn.cli import ToolParser, apply_config, run_tool
 from faster_rcnn.config import cfg
 from faster_rcnn.datasets.factory import get_imdb
-from faster_rcnn.utils.cli import ToolParser, apply_config
+from faster_rcnn.errors import DataError, UsageError
 from faster_rcnn.utils.detections_file import read_detections
-from faster_rcnn.utils.errors import DataError, UsageError, run_tool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                          'output folder)')
     # Read without running code: only arrays in lists are accepted (old tf-faster-rcnn files included).
     all_boxes = read_detections(det_file)
-    imdb = get_imdb(args.imdb_name)
+    imdb = get_imdb(args.imdb_name, cfg.DATA_DIR)
     imdb.competition_mode(args.comp_mode)
     if len(all_boxes) != imdb.num_classes or any(len(a) != imdb.num_images for a in all_boxes):
         raise DataError(f'{det_file} holds {len(all_boxes)} classes x {len(all_boxes[0]) if all_boxes else 0} '

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from faster_rcnn.cli import ToolParser, add_config_args, apply_config, run_tool, train_settings
 from faster_rcnn.config import cfg
 from faster_rcnn.engine.schedule import describe, run_schedule
-from faster_rcnn.utils.cli import ToolParser, add_config_args, apply_config
-from faster_rcnn.utils.errors import UsageError, run_tool
+from faster_rcnn.errors import UsageError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,8 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     apply_config(args, verbose=False)
     if args.keep_schedule:
         cfg.TRAIN.SCALE_SCHEDULE = False
+    settings = train_settings()
     for world in worlds:
-        given, used = run_schedule(cfg, args.iters, world)
+        given, used = run_schedule(settings, args.iters, world, reference_batch=int(cfg.TRAIN.REFERENCE_BATCH),
+                                   scale=bool(cfg.TRAIN.SCALE_SCHEDULE),
+                                   scaled_warmup_iters=int(cfg.TRAIN.SCALED_WARMUP_ITERS))
         if args.final_iter:
             print(used.iters)
         else:

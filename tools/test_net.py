@@ -5,7 +5,8 @@
     torchrun --nproc_per_node=8 tools/test_net.py --imdb coco_2014_minival --model ...   # images sharded over GPUs
 
 A model file of this project (a snapshot or a converted model) records its normalisation, anchors, layout
-and test settings, so ``--cfg`` and ``--net`` are only needed for older snapshots and bare state_dicts.
+and test settings, so ``--cfg`` and ``--net`` are only needed for older snapshots and bare state_dicts. An
+exported ``--model X.onnx`` runs under ONNX Runtime with the settings in its graph.
 Under torchrun each process tests every N-th image; rank 0 gathers the detections in image order, writes one
 detections.pkl and evaluates: the result is the single-process one.
 """
@@ -15,18 +16,23 @@ import argparse
 import os.path as osp
 import sys
 
+from faster_rcnn.cli import (ToolParser, add_config_args, apply_config, apply_detector_config, model_settings,
+                             resolve_device, run_tool, test_settings)
 from faster_rcnn.config import cfg, get_output_dir, get_output_tb_dir
 from faster_rcnn.datasets.factory import get_imdb
-from faster_rcnn.engine.detector_file import open_detector
 from faster_rcnn.engine.distributed import cleanup, init_distributed
 from faster_rcnn.engine.tester import test_net
-from faster_rcnn.utils.cli import ToolParser, add_config_args, apply_detector_config, resolve_device
-from faster_rcnn.utils.errors import run_tool
+from faster_rcnn.errors import UsageError
+from faster_rcnn.inference import Detector, is_graph_file
+from faster_rcnn.model_file import open_detector
+from faster_rcnn.nets.factory import build_from_file
+from faster_rcnn.nets.registry import describe_networks
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ToolParser(description='Test a Faster R-CNN network')
-    parser.add_argument('--model', required=True, help='model file to test (<prefix>_iter_<N>.pth)')
+    parser.add_argument('--model', required=True,
+                        help='model file to test (<prefix>_iter_<N>.pth), or a graph from tools/export.py (.onnx)')
     parser.add_argument('--imdb', dest='imdb_name', default='voc_2007_test', help='dataset to test')
     parser.add_argument('--comp', dest='comp_mode', action='store_true', help='competition mode (VOC: the '
                         'comp4_det_* result files are kept after evaluation)')
@@ -35,18 +41,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              'TEST.MAX_PER_IMAGE, 100)')
     parser.add_argument('--tag', default='', help='tag of the model (output sub-folder)')
     parser.add_argument('--net', default=None,
-                        help="vgg16, res50, res101, res152, mobile or tiny (default: the model file's)")
+                        help=f"{describe_networks()} (default: the model file's)")
     parser.add_argument('--workers', type=int, default=None,
                         help='data loader worker processes per process (default: DATA_LOADER.NUM_WORKERS)')
     add_config_args(parser)
     return parser.parse_args(argv)
 
 
-def write_tensorboard(result, tb_dir: str, detector) -> None:
+def write_tensorboard(result, tb_dir: str, step: int) -> None:
     """The mean AP, each class's AP and (VOC) the precision / recall curves, at the model's iteration."""
     from tensorboardX import SummaryWriter
     from faster_rcnn.datasets.evaluation import render_pr_curves
-    step = int(detector.contents.get('iter', 0))
     with SummaryWriter(tb_dir) as writer:
         writer.add_scalar('test/mean_ap', result.mean_ap, step)
         for name, ap in result.per_class.items():
@@ -65,31 +70,57 @@ def main(argv: list[str] | None = None) -> int:
         if info.is_main:
             print('Called with args:')
             print(args)
-        detector = open_detector(args.model, args.net)
-        apply_detector_config(args, detector, verbose=info.is_main)
-        max_per_image = cfg.TEST.MAX_PER_IMAGE if args.max_per_image is None else args.max_per_image
-
+        imdb_classes = None
+        if is_graph_file(args.model):
+            detector, step = graph_detector(args), 0
+        else:
+            detector_file = open_detector(args.model, args.net)
+            apply_detector_config(args, detector_file, verbose=info.is_main)
+            imdb_classes = detector_file.classes
+            step = detector_file.iteration
+        test = test_settings(args.workers)
         filename = osp.splitext(osp.basename(args.model))[0]
         tag = args.tag if args.tag else 'default'
-        imdb = get_imdb(args.imdb_name)
+        imdb = get_imdb(args.imdb_name, cfg.DATA_DIR)
         imdb.competition_mode(args.comp_mode)
-        model = detector.build(info.device, num_classes=imdb.num_classes)
+        if not is_graph_file(args.model):
+            settings = model_settings(detector_file.net)
+            if args.max_per_image is not None:
+                settings = settings.with_test(max_per_image=args.max_per_image)
+            model = build_from_file(detector_file, settings, info.device, num_classes=imdb.num_classes)
+            detector = Detector.from_model(model, imdb.classes, device=info.device, amp=test.amp,
+                                           batch_size=test.ims_per_batch)
+        elif len(detector.classes) != imdb.num_classes:
+            raise UsageError(f'--model {args.model} detects {len(detector.classes) - 1} classes, {imdb.name} has '
+                             f'{imdb.num_classes - 1}: test it on the dataset it was trained on')
         if info.is_main:
-            if detector.classes is not None and tuple(detector.classes) != tuple(imdb.classes):
-                print(f'WARNING: {args.model} was trained on classes {detector.classes}; {imdb.name} has '
+            known = imdb_classes or list(detector.classes)
+            if tuple(known) != tuple(imdb.classes):
+                print(f'WARNING: {args.model} was trained on classes {list(known)}; {imdb.name} has '
                       f'{list(imdb.classes)}')
-            print(f'Loaded network {args.model} ({detector.net}); testing {imdb.num_images} images on '
-                  f'{info.world_size} process(es), {cfg.TEST.IMS_PER_BATCH} per batch'
-                  f'{f", {cfg.TEST.AMP} autocast" if cfg.TEST.AMP else ""}')
+            print(f'Loaded {args.model} ({detector}); testing {imdb.num_images} images on '
+                  f'{info.world_size} process(es), {detector.batch_size} per batch'
+                  f'{f", {test.amp} autocast" if test.amp and detector.model is not None else ""}')
         output_dir = get_output_dir(imdb.name, tag=tag, weights_filename=filename)
-        _, result = test_net(model, imdb, output_dir, info.device, max_per_image=max_per_image, rank=info.rank,
-                             world_size=info.world_size, num_workers=args.workers, progress=info.is_main)
+        _, result = test_net(detector, imdb, output_dir, rank=info.rank, world_size=info.world_size,
+                             num_workers=test.num_workers, progress=info.is_main)
         if result is not None:
-            write_tensorboard(result, get_output_tb_dir(imdb.name, tag=tag, weights_filename=filename), detector)
+            write_tensorboard(result, get_output_tb_dir(imdb.name, tag=tag, weights_filename=filename), step)
         finished = True
     finally:
         cleanup(info, finished)
     return 0
+
+
+def graph_detector(args: argparse.Namespace) -> Detector:
+    """An exported graph under ONNX Runtime: its settings are in the graph, so only --num_dets may be given (and
+    must be the graph's) and --cfg / --set only change where results go (EXP_DIR) and the loader."""
+    apply_config(args, verbose=False)
+    overrides = {} if args.max_per_image is None else {'max_per_image': args.max_per_image}
+    detector = Detector.load(args.model, **overrides)
+    if 'exp_dir' in detector.metadata and not (args.set_cfgs and 'EXP_DIR' in args.set_cfgs):
+        cfg.EXP_DIR = detector.metadata['exp_dir']
+    return detector
 
 
 if __name__ == '__main__':

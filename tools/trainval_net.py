@@ -12,15 +12,19 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dataclasses import replace
+
+from faster_rcnn.cli import (ToolParser, add_config_args, apply_config, apply_detector_config, model_settings,
+                             resolve_device, roidb_settings, run_record, run_tool, train_settings)
 from faster_rcnn.config import cfg, get_output_dir, get_output_tb_dir
 from faster_rcnn.data.roidb import combined_roidb
 from faster_rcnn.datasets.factory import get_imdb
-from faster_rcnn.engine.detector_file import open_detector
 from faster_rcnn.engine.distributed import cleanup, init_distributed
 from faster_rcnn.engine.schedule import apply_schedule, describe, run_schedule
-from faster_rcnn.engine.trainer import train_net
-from faster_rcnn.utils.cli import ToolParser, add_config_args, apply_config, apply_detector_config, resolve_device
-from faster_rcnn.utils.errors import StoppedBySignal, UsageError, run_tool
+from faster_rcnn.engine.trainer import TrainRun, train_net
+from faster_rcnn.errors import StoppedBySignal, UsageError
+from faster_rcnn.model_file import open_detector
+from faster_rcnn.nets.registry import describe_networks
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='number of iterations at the config\'s TRAIN.REFERENCE_BATCH (scaled to the run\'s global batch)')
     parser.add_argument('--tag', default=None, help='tag of the experiment (output sub-folder)')
     parser.add_argument('--net', default=None,
-                        help='vgg16, res50, res101, res152, mobile or tiny (default: the --finetune file\'s, else res50)')
+                        help=f'{describe_networks()} (default: the --finetune file\'s, else res50)')
     parser.add_argument('--finetune', default=None, metavar='DETECTOR',
                         help='start a new run from the weights of this detector file (a snapshot or a converted '
                              'model; its recorded normalisation, anchors and layout are kept). Classes the new '
@@ -65,13 +69,17 @@ def train(args: argparse.Namespace, info) -> str:
     net = args.net or (detector.net if detector is not None else 'res50')
     if args.keep_schedule:
         cfg.TRAIN.SCALE_SCHEDULE = False
-    given, used = run_schedule(cfg, args.max_iters, info.world_size)
-    apply_schedule(cfg, used)
+    settings = train_settings(args.workers)
+    given, used = run_schedule(settings, args.max_iters, info.world_size, reference_batch=int(cfg.TRAIN.REFERENCE_BATCH),
+                               scale=bool(cfg.TRAIN.SCALE_SCHEDULE),
+                               scaled_warmup_iters=int(cfg.TRAIN.SCALED_WARMUP_ITERS))
+    settings = apply_schedule(settings, used)
     if info.is_main:
-        print(describe(given, used, info.world_size, int(cfg.TRAIN.IMS_PER_BATCH), bool(cfg.TRAIN.SCALE_SCHEDULE)),
+        print(describe(given, used, info.world_size, settings.ims_per_batch, bool(cfg.TRAIN.SCALE_SCHEDULE)),
               flush=True)
 
-    imdb, roidb = combined_roidb(args.imdb_name, training=True)
+    roidb_opts = roidb_settings()
+    imdb, roidb = combined_roidb(args.imdb_name, roidb_opts, data_dir=cfg.DATA_DIR)
     print(f'{len(roidb)} roidb entries')
     output_dir = get_output_dir(imdb.name, tag=args.tag)
     tb_dir = get_output_tb_dir(imdb.name, tag=args.tag)
@@ -83,7 +91,7 @@ def train(args: argparse.Namespace, info) -> str:
         if not args.imdbval_name or '+' in args.imdbval_name:
             raise UsageError(f'TRAIN.EVAL_INTERVAL {cfg.TRAIN.EVAL_INTERVAL} evaluates on --imdbval, which must name '
                              f'one dataset (got {args.imdbval_name!r})')
-        eval_imdb = get_imdb(args.imdbval_name)
+        eval_imdb = get_imdb(args.imdbval_name, cfg.DATA_DIR)
         eval_imdb.limit(int(cfg.TRAIN.EVAL_IMAGES))
         if info.is_main:
             print(f'Evaluating on {eval_imdb.name} ({eval_imdb.num_images} images) every '
@@ -92,15 +100,14 @@ def train(args: argparse.Namespace, info) -> str:
     valroidb = None
     if args.imdbval_name:
         # The validation images are never flipped.
-        orig_flip = cfg.TRAIN.USE_FLIPPED
-        cfg.TRAIN.USE_FLIPPED = False
-        _, valroidb = combined_roidb(args.imdbval_name, training=True)
-        cfg.TRAIN.USE_FLIPPED = orig_flip
+        _, valroidb = combined_roidb(args.imdbval_name, replace(roidb_opts, use_flipped=False), data_dir=cfg.DATA_DIR)
         print(f'{len(valroidb)} validation roidb entries')
 
-    return train_net(net=net, imdb=imdb, roidb=roidb, valroidb=valroidb, output_dir=output_dir, tb_dir=tb_dir,
-                     pretrained_model=args.weight, max_iters=used.iters, info=info, fresh=args.fresh,
-                     num_workers=args.workers, finetune=detector, eval_imdb=eval_imdb)
+    run = TrainRun(net=net, model=model_settings(net), train=settings, classes=list(imdb.classes), roidb=roidb,
+                   output_dir=output_dir, tb_dir=tb_dir, max_iters=used.iters, record=run_record(net),
+                   imdb_name=imdb.name, valroidb=valroidb, imagenet_weights=args.weight, finetune=detector,
+                   fresh=args.fresh, eval_imdb=eval_imdb)
+    return train_net(run, info)
 
 
 def main(argv: list[str] | None = None) -> int:

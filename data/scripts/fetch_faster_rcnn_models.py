@@ -39,9 +39,9 @@ from faster_rcnn.convert.io import write_detector
 from faster_rcnn.convert.published import RTL_DRIVE, TF_DRIVE, TF_HOSTS, PublishedModel, published
 from faster_rcnn.datasets.factory import classes_of
 from faster_rcnn.datasets.recipes import recipe
-from faster_rcnn.utils.cli import ToolParser
+from faster_rcnn.cli import ToolParser, run_tool
 from faster_rcnn.utils.download import download, file_digest
-from faster_rcnn.utils.errors import DownloadError, ModelFileError, UsageError, run_tool
+from faster_rcnn.errors import DownloadError, ModelFileError, UsageError
 
 NETS = ('vgg16', 'res50', 'res101', 'res152', 'mobile')
 _ITER_RE = re.compile(r'_iter_(\d+)')

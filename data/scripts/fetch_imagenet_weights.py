@@ -18,8 +18,8 @@ import sys
 import torch
 
 from faster_rcnn.config import cfg
-from faster_rcnn.utils.cli import ToolParser
-from faster_rcnn.utils.errors import DISK_ERRNOS, DownloadError, run_tool
+from faster_rcnn.cli import ToolParser, run_tool
+from faster_rcnn.errors import DISK_ERRNOS, DownloadError
 from faster_rcnn.nets.weights import IMAGENET_NETS, imagenet_url
 
 

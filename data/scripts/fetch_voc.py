@@ -21,8 +21,8 @@ import urllib.error
 import urllib.request
 
 from faster_rcnn.config import cfg
-from faster_rcnn.utils.cli import ToolParser
-from faster_rcnn.utils.errors import DISK_ERRNOS, DownloadError, run_tool
+from faster_rcnn.cli import ToolParser, run_tool
+from faster_rcnn.errors import DISK_ERRNOS, DownloadError
 from faster_rcnn.utils.download import download, file_digest
 
 # (file name, md5) of the official archives.

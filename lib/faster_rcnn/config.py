@@ -1,12 +1,14 @@
 """The experiment configuration: tf-faster-rcnn's keys and defaults, plus the keys this project adds.
 
-``cfg`` is one process-wide EasyDict, as in tf-faster-rcnn. Experiments change it through
-``cfg_from_file`` (a YAML file, read with ``yaml.safe_load``) and ``cfg_from_list`` (``--set KEY VALUE``
-pairs). Both refuse a key that does not exist and a value whose type does not fit the default, naming the
-key, so a typo in a yml fails at start-up instead of being silently ignored.
+``cfg`` is one process-wide EasyDict, as in tf-faster-rcnn, and it belongs to the edge: the tools and
+``faster_rcnn.cli`` merge ``--cfg`` files (``yaml.safe_load``) and ``--set KEY VALUE`` pairs into it, then turn
+it into settings objects (``faster_rcnn.settings``) that everything below them receives as arguments. No
+library module reads or writes ``cfg`` (docs/design.md section 3).
 
-Layer functions never read ``cfg``: the network and the engine pass the values they need as keyword
-arguments (see DESIGN section 3).
+Every function that reads or changes a config takes the config object as an argument, so a library caller
+(``Detector.load``, the converters, the benchmarks) works on its own copy: ``new_config()`` is a fresh one with
+the defaults. Merging refuses a key that does not exist and a value whose type does not fit the default,
+naming the key, so a typo in a yml fails at start-up instead of being silently ignored.
 """
 from __future__ import annotations
 
@@ -20,17 +22,11 @@ import numpy as np
 import yaml
 from easydict import EasyDict as edict
 
+from .errors import ConfigError
+from .paths import default_data_dir, default_root
+
 __C = edict()
 cfg = __C
-
-
-def _default_root() -> str:
-    if os.environ.get('FRCNN_ROOT_DIR'):
-        return osp.abspath(os.environ['FRCNN_ROOT_DIR'])
-    checkout = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-    if osp.isfile(osp.join(checkout, 'setup.py')) and osp.isdir(osp.join(checkout, 'experiments')):
-        return checkout
-    return osp.abspath(os.getcwd())
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -241,9 +237,9 @@ __C.RNG_SEED = 3
 # Root of the project: where output/, tensorboard/ and (by default) data/ live. The environment variable
 # FRCNN_ROOT_DIR sets it; otherwise it is the source checkout when the package runs from one (pip install -e),
 # else the current directory (pip install ., where the package sits in site-packages).
-__C.ROOT_DIR = _default_root()
+__C.ROOT_DIR = default_root()
 # Where datasets live (the environment variable FRCNN_DATA_DIR sets it; default ROOT_DIR/data)
-__C.DATA_DIR = osp.abspath(os.environ.get('FRCNN_DATA_DIR') or osp.join(__C.ROOT_DIR, 'data'))
+__C.DATA_DIR = default_data_dir(__C.ROOT_DIR)
 # MATLAB binary (official VOC evaluation; unsupported, kept so old ymls load)
 __C.MATLAB = 'matlab'
 # Experiment name: output/<EXP_DIR>/<imdb>/<tag>
@@ -270,16 +266,19 @@ __C.DATA_LOADER.NUM_WORKERS = 2
 __C.CHANNELS_LAST = 'cpu'
 
 
-def _default_snapshot() -> edict:
-    return copy.deepcopy(__C)
+# The pristine defaults: new_config() copies them, reset_cfg() puts them back into the global cfg.
+_DEFAULTS = copy.deepcopy(__C)
+
+Config = edict  # a config object: the global ``cfg`` or a copy from ``new_config()``
 
 
-# The pristine defaults, for tests and tools that need to reset the global config.
-_DEFAULTS = _default_snapshot()
+def new_config() -> Config:
+    """A fresh config object holding every default (not the global ``cfg``)."""
+    return copy.deepcopy(_DEFAULTS)
 
 
 def reset_cfg() -> None:
-    """Restore every key of ``cfg`` to its default and forget recorded keys (tests and long-lived processes)."""
+    """Restore every key of the global ``cfg`` to its default and forget recorded keys (tests, long processes)."""
     __C.clear()
     __C.update(copy.deepcopy(_DEFAULTS))
     clear_recorded_keys()
@@ -294,26 +293,24 @@ def path_safe(name: str) -> str:
     return out.strip('_') or 'dataset'
 
 
-def get_output_dir(imdb_name: str, weights_filename: str | None = None, tag: str | None = None) -> str:
+def _run_dir(kind: str, config: Config, imdb_name: str, weights_filename: str | None, tag: str | None) -> str:
+    outdir = osp.abspath(osp.join(config.ROOT_DIR, kind, config.EXP_DIR, path_safe(imdb_name), tag or 'default'))
+    if weights_filename is not None:
+        outdir = osp.join(outdir, weights_filename)
+    os.makedirs(outdir, exist_ok=True)
+    return outdir
+
+
+def get_output_dir(imdb_name: str, weights_filename: str | None = None, tag: str | None = None,
+                   config: Config | None = None) -> str:
     """``output/<EXP_DIR>/<imdb_name>/<tag or 'default'>[/<weights_filename>]``, created if missing."""
-    outdir = osp.abspath(osp.join(__C.ROOT_DIR, 'output', __C.EXP_DIR, path_safe(imdb_name), tag or 'default'))
-    if weights_filename is not None:
-        outdir = osp.join(outdir, weights_filename)
-    os.makedirs(outdir, exist_ok=True)
-    return outdir
+    return _run_dir('output', __C if config is None else config, imdb_name, weights_filename, tag)
 
 
-def get_output_tb_dir(imdb_name: str, weights_filename: str | None = None, tag: str | None = None) -> str:
+def get_output_tb_dir(imdb_name: str, weights_filename: str | None = None, tag: str | None = None,
+                      config: Config | None = None) -> str:
     """``tensorboard/<EXP_DIR>/<imdb_name>/<tag or 'default'>[/<weights_filename>]``, created if missing."""
-    outdir = osp.abspath(osp.join(__C.ROOT_DIR, 'tensorboard', __C.EXP_DIR, path_safe(imdb_name), tag or 'default'))
-    if weights_filename is not None:
-        outdir = osp.join(outdir, weights_filename)
-    os.makedirs(outdir, exist_ok=True)
-    return outdir
-
-
-class ConfigError(ValueError):
-    """A config file or --set pair names an unknown key or gives a value of the wrong type."""
+    return _run_dir('tensorboard', __C if config is None else config, imdb_name, weights_filename, tag)
 
 
 def _type_name(value: Any) -> str:
@@ -353,17 +350,6 @@ def _coerce(key: str, new: Any, old: Any) -> Any:
     return new
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Keys recorded in a detector file
-# ---------------------------------------------------------------------------------------------------------
-# A model file records the values that define its network and input (see faster_rcnn.engine.detector_file).
-# Once they are applied, a config file or --set pair that gives one of them another value is an error, so
-# that a model never runs with another normalisation, anchor set or layout by accident; ``allow_override``
-# (the tools' --override flag) turns the error into a warning.
-_RECORDED: dict[str, tuple[Any, str]] = {}
-_OVERRIDE = {'allowed': False}
-
-
 def to_plain(value: Any) -> Any:
     """``value`` as plain Python (lists, floats, ints, str, bool, dicts): what a detector file stores."""
     if isinstance(value, np.ndarray):
@@ -393,8 +379,8 @@ def format_value(value: Any) -> str:
     return repr(to_plain(value))
 
 
-def get_key(key: str, node: edict | None = None) -> Any:
-    """The value of the dotted config key ``key`` (KeyError naming it if there is none)."""
+def get_key(key: str, node: Config | None = None) -> Any:
+    """The value of the dotted config key ``key`` in ``node`` (default the global cfg); KeyError naming it."""
     node = __C if node is None else node
     for part in key.split('.'):
         if not isinstance(node, dict) or part not in node:
@@ -403,10 +389,19 @@ def get_key(key: str, node: edict | None = None) -> Any:
     return node
 
 
-def set_key(key: str, value: Any) -> None:
-    """Set the dotted config key ``key`` to ``value`` converted to its default's type (ConfigError if unfit)."""
+def is_key(key: str) -> bool:
+    """Whether ``key`` is a dotted config key of this version (a leaf, not a section)."""
+    try:
+        return not isinstance(get_key(key, _DEFAULTS), edict)
+    except KeyError:
+        return False
+
+
+def set_key(key: str, value: Any, config: Config | None = None) -> None:
+    """Set the dotted key ``key`` of ``config`` (default the global cfg) to ``value`` converted to its default's
+    type (ConfigError if unfit)."""
     *parents, last = key.split('.')
-    node = __C
+    node = __C if config is None else config
     for part in parents:
         if part not in node or not isinstance(node[part], edict):
             raise ConfigError(f'unknown config key {key}')
@@ -416,8 +411,19 @@ def set_key(key: str, value: Any) -> None:
     node[last] = _coerce(key, value, node[last])
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Keys recorded in a detector file (the edge: tools apply a file's record to the global cfg)
+# ---------------------------------------------------------------------------------------------------------
+# A model file records the values that define its network and input (see faster_rcnn.model_file). Once a tool
+# has applied them to the global cfg, a config file or --set pair that gives one of them another value is an
+# error, so that a model never runs with another normalisation, anchor set or layout by accident;
+# ``allow_override`` (the tools' --override flag) turns the error into a warning.
+_RECORDED: dict[str, tuple[Any, str]] = {}
+_OVERRIDE = {'allowed': False}
+
+
 def record_keys(values: dict[str, Any], source: str, *, allow_override: bool = False) -> None:
-    """Set each dotted key of ``values`` and remember it as recorded in ``source`` (a file)."""
+    """Set each dotted key of ``values`` in the global cfg and remember it as recorded in ``source`` (a file)."""
     for key, value in values.items():
         set_key(key, value)
         _RECORDED[key] = (get_key(key), source)
@@ -430,7 +436,7 @@ def clear_recorded_keys() -> None:
 
 
 def recorded_keys() -> dict[str, tuple[Any, str]]:
-    """``{key: (value, file)}`` of the keys a loaded detector file fixed."""
+    """``{key: (value, file)}`` of the keys a loaded detector file fixed in the global cfg."""
     return dict(_RECORDED)
 
 
@@ -450,7 +456,7 @@ def _check_recorded(key: str, value: Any) -> None:
                       'the model with the new value')
 
 
-def _merge_a_into_b(a: dict, b: edict, prefix: str = '') -> None:
+def _merge_a_into_b(a: dict, b: edict, prefix: str = '', check: bool = False) -> None:
     for k, v in a.items():
         full = f'{prefix}{k}'
         if k not in b:
@@ -458,17 +464,19 @@ def _merge_a_into_b(a: dict, b: edict, prefix: str = '') -> None:
         if isinstance(b[k], edict):
             if not isinstance(v, dict):
                 raise ConfigError(f'config key {full}: expected a section (mapping), got {_type_name(v)}')
-            _merge_a_into_b(v, b[k], prefix=f'{full}.')
+            _merge_a_into_b(v, b[k], prefix=f'{full}.', check=check)
         else:
             value = _coerce(full, v, b[k])
-            _check_recorded(full, value)
+            if check:
+                _check_recorded(full, value)
             b[k] = value
 
 
-def cfg_from_file(filename: str) -> None:
-    """Merge the YAML file ``filename`` into ``cfg``.
+def merge_file(config: Config, filename: str) -> None:
+    """Merge the YAML file ``filename`` into ``config``.
 
-    Raises ConfigError for an unknown key or a wrong type (naming the file and the key).
+    Raises ConfigError for an unknown key or a wrong type (naming the file and the key). Into the global cfg,
+    a value that contradicts a recorded key is an error too (see ``record_keys``).
     """
     try:
         with open(filename, encoding='utf-8') as f:
@@ -482,7 +490,7 @@ def cfg_from_file(filename: str) -> None:
     if not isinstance(data, dict):
         raise ConfigError(f'config file {filename}: expected a mapping of keys at the top level')
     try:
-        _merge_a_into_b(data, __C)
+        _merge_a_into_b(data, config, check=config is __C)
     except ConfigError as e:
         raise ConfigError(f'{filename}: {e}') from None
 
@@ -495,8 +503,8 @@ def _parse_literal(text: str) -> Any:
         return text
 
 
-def cfg_from_list(cfg_list: list[str]) -> None:
-    """Merge ``['KEY.SUB', 'value', ...]`` pairs (the ``--set`` arguments) into ``cfg``.
+def merge_list(config: Config, cfg_list: list[str]) -> None:
+    """Merge ``['KEY.SUB', 'value', ...]`` pairs (the ``--set`` arguments) into ``config``.
 
     Values are parsed as Python literals (``[600]``, ``0.01``, ``True``); anything else is a string.
     """
@@ -504,7 +512,7 @@ def cfg_from_list(cfg_list: list[str]) -> None:
         raise ConfigError(f'--set expects KEY VALUE pairs, got an odd number of items: {cfg_list}')
     for key, text in zip(cfg_list[0::2], cfg_list[1::2]):
         parts = key.split('.')
-        node = __C
+        node = config
         for i, sub in enumerate(parts[:-1]):
             if sub not in node or not isinstance(node[sub], edict):
                 raise ConfigError(f'unknown config key {".".join(parts[:i + 1])} (in --set {key})')
@@ -515,8 +523,68 @@ def cfg_from_list(cfg_list: list[str]) -> None:
         if isinstance(node[last], edict):
             raise ConfigError(f'config key {key} is a section; set one of its keys instead')
         value = _coerce(key, _parse_literal(text), node[last])
-        try:
-            _check_recorded(key, value)
-        except ConfigError as e:
-            raise ConfigError(f'--set {e}') from None
+        if config is __C:
+            try:
+                _check_recorded(key, value)
+            except ConfigError as e:
+                raise ConfigError(f'--set {e}') from None
         node[last] = value
+
+
+def cfg_from_file(filename: str) -> None:
+    """Merge the YAML file ``filename`` into the global ``cfg`` (the tools' --cfg)."""
+    merge_file(__C, filename)
+
+
+def cfg_from_list(cfg_list: list[str]) -> None:
+    """Merge ``--set`` pairs into the global ``cfg``."""
+    merge_list(__C, cfg_list)
+
+
+def check_record_keys(record: dict, source: str) -> None:
+    """A CheckpointError when ``record`` (of the file ``source``) names keys this version does not know."""
+    unknown = [k for k in record.get('model', {}) if not is_key(k)]
+    if unknown:
+        from .errors import CheckpointError
+        raise CheckpointError(f'{source} records config keys this version does not know ({unknown}): it was '
+                              'written by a newer version; update faster-rcnn to use it')
+
+
+def apply_record(config: Config, record: dict | None, *, test_keys: bool = True, source: str = 'the file') -> bool:
+    """Put a detector file's recorded config into ``config`` (a private copy): its model keys, and unless
+    ``test_keys`` is off its TEST keys and EXP_DIR. Returns False when there is no record.
+
+    A recorded key this version does not know is a CheckpointError naming ``source``: a newer version wrote it.
+    """
+    if not record:
+        return False
+    check_record_keys(record, source)
+    model = record.get('model', {})
+    for key, value in model.items():
+        set_key(key, value, config)
+    if test_keys:
+        for key, value in record.get('test', {}).items():
+            if key in config.TEST:  # a key a later version added cannot change the model
+                set_key(f'TEST.{key}', value, config)
+        if 'exp_dir' in record:
+            config.EXP_DIR = str(record['exp_dir'])
+    return True
+
+
+def config_record(config: Config, model_keys: tuple[str, ...]) -> dict[str, Any]:
+    """What a detector file records of ``config``: the ``model_keys`` (those that define the network and its
+    input), every TEST key and EXP_DIR, as plain values."""
+    return {'model': {k: to_plain(get_key(k, config)) for k in model_keys},
+            'test': {k: to_plain(v) for k, v in config.TEST.items()},
+            'exp_dir': str(config.EXP_DIR)}
+
+
+def load_config(cfg_file: str | None = None, set_list: list[str] | None = None) -> Config:
+    """A private config: the defaults, then the YAML file ``cfg_file``, then ``--set`` pairs (the benchmarks and
+    library callers that take --cfg / --set without touching the global cfg)."""
+    config = new_config()
+    if cfg_file:
+        merge_file(config, cfg_file)
+    if set_list:
+        merge_list(config, [a for a in set_list if a != '--debug'])
+    return config

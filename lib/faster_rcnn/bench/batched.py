@@ -71,9 +71,9 @@ def interleaved_median_ms(fns: dict, device: torch.device, repeat: int, warmup: 
 
 
 def _stub_detector(device: torch.device):
-    from ..config import cfg
     from ..nets.backbone import Backbone
-    from ..nets.network import FasterRCNN, NetworkSettings
+    from ..nets.network import FasterRCNN
+    from ..settings import ModelSettings
 
     class Stub(Backbone):
         head_channels = tail_channels = 512
@@ -89,7 +89,7 @@ def _stub_detector(device: torch.device):
         def tail(self, pooled: torch.Tensor) -> torch.Tensor:
             return pooled.mean((2, 3))
 
-    settings = NetworkSettings.from_cfg(cfg)
+    settings = ModelSettings.defaults('vgg16')
     torch.manual_seed(0)
     backbone = Stub()
     return FasterRCNN(backbone, 21, settings).to(device).train(), backbone

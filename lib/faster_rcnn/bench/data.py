@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from ..utils.cli import ToolParser
-
-from ..config import cfg, cfg_from_file, cfg_from_list
+from ..cli import ToolParser
+from ..config import load_config
+from ..settings import RoidbSettings, TrainSettings
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -34,10 +34,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def measure(roidb: list[dict], workers: int, ims_per_batch: int, batches: int, warmup: int) -> float:
+def measure(roidb: list[dict], train: TrainSettings, workers: int, ims_per_batch: int, batches: int,
+            warmup: int) -> float:
     """Images per second of one loader run."""
     from ..data.loader import build_train_loader
-    loader = build_train_loader(roidb, ims_per_batch=ims_per_batch, seed=cfg.RNG_SEED, num_workers=workers)
+    loader = build_train_loader(roidb, train.input, ims_per_batch=ims_per_batch, seed=train.seed,
+                                use_all_gt=train.use_all_gt, num_workers=workers)
     it = iter(loader)
     for _ in range(warmup):
         next(it)
@@ -52,19 +54,17 @@ def measure(roidb: list[dict], workers: int, ims_per_batch: int, batches: int, w
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    if args.cfg_file:
-        cfg_from_file(args.cfg_file)
-    if args.set_cfgs:
-        cfg_from_list(args.set_cfgs)
+    config = load_config(args.cfg_file, args.set_cfgs)
+    train = TrainSettings.from_config(config)
     from ..data.roidb import combined_roidb
-    _, roidb = combined_roidb(args.imdb, training=True)
-    ims = args.ims_per_batch or int(cfg.TRAIN.IMS_PER_BATCH)
-    results = {'imdb': args.imdb, 'ims_per_batch': ims, 'scales': list(cfg.TRAIN.SCALES),
-               'max_size': int(cfg.TRAIN.MAX_SIZE), 'torch': torch.__version__,
+    _, roidb = combined_roidb(args.imdb, RoidbSettings.from_config(config), data_dir=config.DATA_DIR)
+    ims = args.ims_per_batch or train.ims_per_batch
+    results = {'imdb': args.imdb, 'ims_per_batch': ims, 'scales': list(train.input.scales),
+               'max_size': train.input.max_size, 'torch': torch.__version__,
                'cpu_threads': torch.get_num_threads(), 'images_per_second': {}}
     print(f'{"workers":>8s} {"images/s (median)":>18s}  runs')
     for w in (int(x) for x in args.workers.split(',')):
-        runs = [measure(roidb, w, ims, args.batches, args.warmup) for _ in range(args.repeats)]
+        runs = [measure(roidb, train, w, ims, args.batches, args.warmup) for _ in range(args.repeats)]
         med = statistics.median(runs)
         results['images_per_second'][str(w)] = {'median': med, 'runs': runs}
         print(f'{w:>8d} {med:>18.1f}  {", ".join(f"{r:.1f}" for r in runs)}')

@@ -11,14 +11,16 @@ import time
 
 import torch
 
-from faster_rcnn.config import cfg
+from faster_rcnn.cli import ToolParser, add_config_args, resolve_device
+from faster_rcnn.config import Config, load_config
 from faster_rcnn.data.loader import build_train_loader
 from faster_rcnn.data.roidb import combined_roidb
 from faster_rcnn.engine.optimizer import build_optimizer
 from faster_rcnn.engine.rng import seed_everything
-from faster_rcnn.engine.trainer import autocast_context, batch_to_device
+from faster_rcnn.engine.train_loop import batch_to_device
+from faster_rcnn.nets.amp import autocast
 from faster_rcnn.nets.factory import build_network
-from faster_rcnn.utils.cli import ToolParser, add_config_args, apply_config, resolve_device
+from faster_rcnn.settings import ModelSettings, RoidbSettings, TrainSettings
 
 
 def _sync(device: torch.device) -> None:
@@ -30,14 +32,16 @@ def _peak_memory_mb(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda' else None
 
 
-def bench_train(args: argparse.Namespace, device: torch.device) -> dict:
-    seed_everything(cfg.RNG_SEED)
-    imdb, roidb = combined_roidb(args.imdb, training=True)
-    model = build_network(args.net, imdb.num_classes, cfg=cfg).place(device).train()
-    optimizer = build_optimizer(model, cfg)
-    loader = build_train_loader(roidb, ims_per_batch=cfg.TRAIN.IMS_PER_BATCH, seed=cfg.RNG_SEED,
-                                num_workers=args.workers if args.workers is not None else cfg.DATA_LOADER.NUM_WORKERS,
-                                aspect_grouping=cfg.TRAIN.ASPECT_GROUPING)
+def bench_train(args: argparse.Namespace, config: Config, device: torch.device) -> dict:
+    train = TrainSettings.from_config(config, args.workers)
+    seed_everything(train.seed)
+    imdb, roidb = combined_roidb(args.imdb, RoidbSettings.from_config(config), data_dir=config.DATA_DIR)
+    model = build_network(args.net, imdb.num_classes, ModelSettings.from_config(config, args.net)).place(device)
+    model.train()
+    optimizer = build_optimizer(model, train.optimizer)
+    loader = build_train_loader(roidb, train.input, ims_per_batch=train.ims_per_batch, seed=train.seed,
+                                use_all_gt=train.use_all_gt, num_workers=train.num_workers,
+                                aspect_grouping=train.aspect_grouping)
     it = iter(loader)
     step_times, wait_times = [], []
     if device.type == 'cuda':
@@ -45,9 +49,9 @@ def bench_train(args: argparse.Namespace, device: torch.device) -> dict:
     for i in range(args.warmup + args.iters):
         t0 = time.perf_counter()
         batch = next(it)
-        images, im_info, gt_boxes, gt_valid, seeds = batch_to_device(batch, device)
+        images, im_info, gt_boxes, gt_valid, seeds = batch_to_device(batch, device, train.seed)
         t1 = time.perf_counter()
-        with autocast_context(device):
+        with autocast(device, train.amp, 'TRAIN.AMP'):
             losses = model(images, im_info, gt_boxes, gt_valid, seeds=seeds)
         optimizer.zero_grad(set_to_none=True)
         losses['total_loss'].backward()
@@ -58,7 +62,7 @@ def bench_train(args: argparse.Namespace, device: torch.device) -> dict:
             step_times.append(t2 - t0)
             wait_times.append(t1 - t0)
     return {'what': 'train', 'net': args.net, 'imdb': args.imdb, 'device': str(device),
-            'ims_per_batch': cfg.TRAIN.IMS_PER_BATCH, 'iters': args.iters,
+            'ims_per_batch': train.ims_per_batch, 'iters': args.iters,
             'median_s_per_iter': statistics.median(step_times),
             'median_data_wait_s': statistics.median(wait_times),
             'peak_memory_mb': _peak_memory_mb(device)}
@@ -75,9 +79,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument('--json', default=None, help='write the numbers to this file')
     add_config_args(parser)
     args = parser.parse_args(rest)
-    apply_config(args, verbose=False)
+    config = load_config(args.cfg_file, args.set_cfgs)
     device = torch.device(resolve_device(args.device))
-    result = bench_train(args, device)
+    result = bench_train(args, config, device)
     for k, v in result.items():
         print(f'{k:>22}: {v:.4f}' if isinstance(v, float) else f'{k:>22}: {v}')
     if args.json:

@@ -12,8 +12,8 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from ..utils.cli import ToolParser
-from ..utils.errors import UsageError
+from ..cli import ToolParser
+from ..errors import UsageError
 import torchvision
 
 from ..boxes import bbox_transform_inv, clip_boxes

@@ -46,13 +46,14 @@ from typing import Callable, Hashable
 
 import torch
 
-from ..utils.cli import ToolParser
-from ..utils.errors import UsageError
+from ..cli import ToolParser
+from ..errors import UsageError
 from torch import nn
 
-from ..config import cfg, reset_cfg
+from ..config import new_config
 from ..engine.optimizer import build_optimizer
 from ..nets.factory import build_backbone, build_network
+from ..settings import ModelSettings, OptimizerSettings
 
 IMAGE_HW = (600, 1000)
 NUM_CLASSES = 21
@@ -240,10 +241,10 @@ def _phases(model: nn.Module, opt: torch.optim.Optimizer, seen: _RoICounter, tes
 
 def _ours(name: str, device: torch.device, stub: bool = False) -> tuple[dict[str, Callable[[], None]], Callable[[], int]]:
     """Our detector's timed functions (test, train) and its tail's RoI count; on a stub backbone if ``stub``."""
-    reset_cfg()
-    cfg.TRAIN.BATCH_SIZE = 256
+    config = new_config()
+    config.TRAIN.BATCH_SIZE = 256
     torch.manual_seed(0)
-    model = build_network(name, NUM_CLASSES)
+    model = build_network(name, NUM_CLASSES, ModelSettings.from_config(config, name))
     _tame(model.backbone)
     if stub:
         model.backbone = _StubBackbone(model.backbone, device)
@@ -255,7 +256,7 @@ def _ours(name: str, device: torch.device, stub: bool = False) -> tuple[dict[str
         seen(model.backbone, (pooled,))
         return tail(pooled)
     model.backbone.tail = counting_tail  # an instance attribute over the method
-    opt = build_optimizer(model, cfg)
+    opt = build_optimizer(model, OptimizerSettings.from_config(config))
     images = torch.randn(1, 3, *IMAGE_HW, device=device)
     im_info = torch.tensor([[IMAGE_HW[0], IMAGE_HW[1], 1.0]], device=device)
     gt = [torch.tensor(GT_BOXES, dtype=torch.float32, device=device)]
@@ -362,7 +363,6 @@ def run(args: argparse.Namespace) -> dict:
         print(_row(name, entry), flush=True)
         if device.type == 'cuda':
             torch.cuda.empty_cache()
-    reset_cfg()
     return results
 
 

@@ -28,9 +28,8 @@ import time
 import numpy as np
 import torch
 
-from ..utils.cli import ToolParser
-
-from ..config import cfg, cfg_from_file, cfg_from_list, reset_cfg
+from ..cli import ToolParser
+from ..config import Config, load_config
 
 _REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
 _CFGS = {'tiny': 'shapes.yml', 'vgg16': 'vgg16.yml', 'res101': 'res101.yml', 'res50': 'res50.yml',
@@ -54,10 +53,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _configure(net: str, batch: int, amp: str) -> None:
-    reset_cfg()
-    cfg_from_file(osp.join(_REPO, 'experiments', 'cfgs', _CFGS.get(net, f'{net}.yml')))
-    cfg_from_list(['TEST.IMS_PER_BATCH', str(batch), 'TEST.AMP', '' if amp == 'fp32' else amp])
+def _configure(net: str, batch: int, amp: str) -> Config:
+    """A private config: the net's yml with this setting's batch and precision."""
+    return load_config(osp.join(_REPO, 'experiments', 'cfgs', _CFGS.get(net, f'{net}.yml')),
+                       ['TEST.IMS_PER_BATCH', str(batch), 'TEST.AMP', '' if amp == 'fp32' else amp])
 
 
 def _images(net: str, count: int, folder: str) -> list[str]:
@@ -80,26 +79,32 @@ def _images(net: str, count: int, folder: str) -> list[str]:
     return paths
 
 
-def _model(net: str, device: torch.device, model_path: str | None):
+def _detector(net: str, config: Config, device: torch.device, model_path: str | None):
+    """A Detector of the trained ``model_path``, or of ``net`` with seeded random weights, at the config's
+    TEST.IMS_PER_BATCH and TEST.AMP."""
     from ..engine.rng import seed_everything
+    from ..inference import Detector
     from ..nets.factory import build_network
+    from ..settings import ModelSettings
+    batch, amp = int(config.TEST.IMS_PER_BATCH), str(config.TEST.AMP)
     if model_path:
-        from ..engine.detector_file import open_detector
-        detector = open_detector(model_path, net)
-        return detector.build(device)
-    seed_everything(cfg.RNG_SEED)
-    return build_network(net, 21 if net != 'tiny' else 4, cfg=cfg).place(device).eval()
+        return Detector.load(model_path, device, net=net, batch_size=batch, amp=amp)
+    seed_everything(int(config.RNG_SEED))
+    num_classes = 21 if net != 'tiny' else 4
+    model = build_network(net, num_classes, ModelSettings.from_config(config, net)).place(device).eval()
+    return Detector.from_model(model, [f'class{i}' for i in range(num_classes)], device=device, amp=amp,
+                               batch_size=batch)
 
 
-def _timed_pass(model, paths, device, rank: int, world: int, workers: int) -> tuple[float, float]:
+def _timed_pass(detector, paths, device, rank: int, world: int, workers: int) -> tuple[float, float]:
     """(steady images per second over all ranks, wall seconds of the pass) of one pass."""
     from ..engine.tester import detect_dataset
     if world > 1:
         torch.distributed.barrier()
     t0 = time.perf_counter()
     timing: dict = {}
-    detect_dataset(model, paths, device, max_per_image=cfg.TEST.MAX_PER_IMAGE, rank=rank, world_size=world,
-                   num_workers=workers, progress=False, timing=timing)
+    detect_dataset(detector, paths, rank=rank, world_size=world, num_workers=workers, progress=False,
+                   timing=timing)
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
     steady = torch.tensor([timing['steady_s'], float(timing['images'])], dtype=torch.float64)
@@ -117,10 +122,9 @@ def _timed_pass(model, paths, device, rank: int, world: int, workers: int) -> tu
 def run_setting(net: str, batch: int, amp: str, paths: list[str], device: torch.device, *, workers: int,
                 repeat: int, model_path: str | None, rank: int = 0, world: int = 1) -> tuple[float, float]:
     """(steady images per second, wall seconds): medians of ``repeat`` timed passes after a warm-up pass."""
-    _configure(net, batch, amp)
-    model = _model(net, device, model_path)
-    _timed_pass(model, paths[:max(batch * world, 2 * world)], device, rank, world, workers)  # warm-up
-    runs = [_timed_pass(model, paths, device, rank, world, workers) for _ in range(repeat)]
+    detector = _detector(net, _configure(net, batch, amp), device, model_path)
+    _timed_pass(detector, paths[:max(batch * world, 2 * world)], device, rank, world, workers)  # warm-up
+    runs = [_timed_pass(detector, paths, device, rank, world, workers) for _ in range(repeat)]
     return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
@@ -155,7 +159,6 @@ def _worker(spec: dict) -> int:
     info = init_distributed(spec['device'])
     finished = False
     try:
-        _configure(spec['net'], spec['batch'], spec['amp'])
         paths = _images(spec['net'], spec['images'], spec['image_dir'])
         ips, wall = run_setting(spec['net'], spec['batch'], spec['amp'], paths, info.device, workers=spec['workers'],
                                 repeat=spec['repeat'], model_path=spec['model'], rank=info.rank, world=info.world_size)
@@ -181,7 +184,6 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix='frcnn_bench_test_') as image_dir:
         for net in nets:
             count = args.images or (100 if net == 'tiny' else 8)
-            _configure(net, 1, 'fp32')
             paths = _images(net, count, image_dir)
             table, walls = {}, {}
             for procs in procs_list:

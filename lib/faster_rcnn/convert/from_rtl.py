@@ -18,11 +18,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from faster_rcnn.engine.detector_file import detector_payload
-from faster_rcnn.utils.errors import ModelFileError, UsageError
+from faster_rcnn.errors import ModelFileError, UsageError
+from faster_rcnn.model_file import detector_payload
 
 from .from_tensorflow import TF_LAYOUT
-from .mapping import check_classes_and_anchors, expected_shapes, map_tensors, set_layout_config
+from .mapping import check_classes_and_anchors, converted_record, expected_shapes, layout_config, map_tensors
 from .rtl_names import NETS, rtl_table, skipped_by_rule
 
 RTL_POOLING_MODES = ('crop', 'align', 'pool')
@@ -70,8 +70,7 @@ def convert_rtl_state_dict(path: str, net: str, classes: Sequence[str], *, pooli
                            anchor_scales: Sequence[float] = (8, 16, 32), anchor_ratios: Sequence[float] = (0.5, 1, 2),
                            test_set: Sequence[str] = ()) -> dict:
     """Read the rtl model ``path`` for ``net`` and ``classes`` (background first); return the detector file's
-    contents. Sets the global ``cfg`` to the converted model's config."""
-    from faster_rcnn.config import cfg_from_list
+    contents."""
     if net not in NETS:
         raise UsageError(f'--net {net}: pytorch-faster-rcnn has vgg16, res50, res101, res152 and mobile')
     state = read_rtl_state_dict(path)
@@ -79,17 +78,14 @@ def convert_rtl_state_dict(path: str, net: str, classes: Sequence[str], *, pooli
     if held != net:
         what = f'a {held} network' if held else 'no pytorch-faster-rcnn network (no vgg., resnet. or mobilenet. keys)'
         raise ModelFileError(f'{path} holds {what}, not {net}' + (f': pass --net {held}' if held else ''))
-    set_layout_config({'EXP_DIR': net, **rtl_layout(pooling_mode), 'ANCHOR_SCALES': [float(s) for s in anchor_scales],
-                       'ANCHOR_RATIOS': [float(r) for r in anchor_ratios]})
-    if test_set:
-        if any(not k.startswith('TEST.') for k in test_set[0::2]):
-            raise UsageError(f'--set {list(test_set[0::2])}: only TEST.* keys can be set here')
-        cfg_from_list(list(test_set))
+    config = layout_config({'EXP_DIR': net, **rtl_layout(pooling_mode),
+                            'ANCHOR_SCALES': [float(s) for s in anchor_scales],
+                            'ANCHOR_RATIOS': [float(r) for r in anchor_ratios]}, test_set)
     cls, rpn = state.get('cls_score_net.bias'), state.get('rpn_cls_score_net.bias')
     check_classes_and_anchors(path, file_classes=None if cls is None else cls.shape[0],
                               file_anchors=None if rpn is None else rpn.shape[0] // 2, num_classes=len(classes),
                               num_anchors=len(anchor_scales) * len(anchor_ratios))
-    expected = expected_shapes(net, len(classes))
+    expected = expected_shapes(net, len(classes), config)
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     converted, skipped = map_tensors(rtl_table(net), shapes, lambda k: state[k].float().numpy(), expected,
                                      where=path, skip_rule=skipped_by_rule)
@@ -100,4 +96,5 @@ def convert_rtl_state_dict(path: str, net: str, classes: Sequence[str], *, pooli
                 converted[key] = value + np.float32(RTL_BN_EPS - BN_EPS)
     source = {'format': 'pytorch-faster-rcnn', 'file': osp.basename(path), 'tensors': len(converted),
               'skipped': skipped, 'pooling_mode': pooling_mode}
-    return detector_payload(net=net, classes=list(classes), state_dict=converted, kind='detector', source=source)
+    return detector_payload(net=net, classes=list(classes), state_dict=converted, record=converted_record(config, net),
+                            kind='detector', source=source)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os.path as osp
 from typing import Sequence
 
-from faster_rcnn.engine.detector_file import detector_payload
+from faster_rcnn.errors import ModelFileError, UsageError
+from faster_rcnn.model_file import detector_payload
 
-from .mapping import check_classes_and_anchors, expected_shapes, map_tensors, set_layout_config
+from .mapping import check_classes_and_anchors, converted_record, expected_shapes, layout_config, map_tensors
 from .tensorbundle import TensorBundle
 from .tf_names import SCOPES, skipped_by_rule, tf_table
 
@@ -38,7 +39,6 @@ NETS = tuple(SCOPES)
 
 def _check_network(bundle: TensorBundle, net: str) -> None:
     """A checkpoint of another network is named as such, not as hundreds of missing tensors."""
-    from faster_rcnn.utils.errors import ModelFileError
     scopes = {name.split('/')[0] for name in bundle.names()}
     if SCOPES[net] in scopes:
         return
@@ -57,30 +57,22 @@ def convert_tf_checkpoint(path: str, net: str, classes: Sequence[str], *,
     (background first) and return the detector file's contents (``torch.save`` it).
 
     ``test_set``: --set style pairs of TEST.* keys to record (e.g. an -lg model's TEST.SCALES).
-    Sets the global ``cfg`` to the converted model's config.
     """
-    from faster_rcnn.config import cfg_from_list
-    from faster_rcnn.utils.errors import UsageError
     if net not in SCOPES:
         raise UsageError(f'--net {net}: tf-faster-rcnn published vgg16, res50, res101, res152 and mobile')
     bundle = TensorBundle(path)
-    set_layout_config({'EXP_DIR': net, **TF_LAYOUT, 'ANCHOR_SCALES': [float(s) for s in anchor_scales],
-                       'ANCHOR_RATIOS': [float(r) for r in anchor_ratios]})
-    if test_set:
-        keys = test_set[0::2]
-        if any(not k.startswith('TEST.') for k in keys):
-            raise UsageError(f'--set {list(keys)}: only TEST.* keys can be set here; the rest is fixed by the '
-                             'tf-faster-rcnn network')
-        cfg_from_list(list(test_set))
+    config = layout_config({'EXP_DIR': net, **TF_LAYOUT, 'ANCHOR_SCALES': [float(s) for s in anchor_scales],
+                            'ANCHOR_RATIOS': [float(r) for r in anchor_ratios]}, test_set)
     _check_network(bundle, net)
     cls, rpn = f'{SCOPES[net]}/cls_score/biases', f'{SCOPES[net]}/rpn_cls_score/biases'
     check_classes_and_anchors(bundle.index_path, file_classes=bundle.shape(cls)[0] if cls in bundle else None,
                               file_anchors=bundle.shape(rpn)[0] // 2 if rpn in bundle else None,
                               num_classes=len(classes), num_anchors=len(anchor_scales) * len(anchor_ratios))
-    expected = expected_shapes(net, len(classes))
+    expected = expected_shapes(net, len(classes), config)
     state, skipped = map_tensors(tf_table(net), bundle.shapes(), lambda name: bundle.read(name, scratch=True), expected,
                                  where=bundle.index_path, skip_rule=skipped_by_rule,
                                  nhwc_channels=512 if net == 'vgg16' else None, scratch_views=True)
     source = {'format': 'tf-faster-rcnn', 'file': osp.basename(bundle.prefix), 'tensors': len(state),
               'skipped': skipped}
-    return detector_payload(net=net, classes=list(classes), state_dict=state, kind='detector', source=source)
+    return detector_payload(net=net, classes=list(classes), state_dict=state, record=converted_record(config, net),
+                            kind='detector', source=source)

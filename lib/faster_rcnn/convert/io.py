@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 import os.path as osp
 
-from faster_rcnn.engine.checkpoint import save_atomic
-from faster_rcnn.utils.errors import DiskError, UsageError
+from faster_rcnn.errors import DiskError, UsageError
+from faster_rcnn.model_file import save_atomic
 
 
 def parse_number_list(text: str, flag: str) -> list[float]:

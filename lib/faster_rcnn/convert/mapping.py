@@ -11,26 +11,42 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import torch
 
-from faster_rcnn.config import cfg, reset_cfg, set_key
-from faster_rcnn.utils.errors import ModelFileError
+from faster_rcnn.config import Config, merge_list, new_config, set_key
+from faster_rcnn.errors import ModelFileError, UsageError
+from faster_rcnn.settings import ModelSettings
 
 from .layouts import COPY, transform, transformed_shape
 
 Entry = tuple[str, str, str]
 
 
-def set_layout_config(values: Mapping[str, object]) -> None:
-    """The default config with ``values`` (dotted keys) set: the layout a converted file records."""
-    reset_cfg()
+def layout_config(values: Mapping[str, object], test_set: list[str] | tuple[str, ...] = ()) -> Config:
+    """A private config: the defaults with ``values`` (dotted keys) set, the layout a converted file records,
+    and ``test_set`` (--set style pairs of TEST.* keys only: the rest is fixed by the original network)."""
+    config = new_config()
     for key, value in values.items():
-        set_key(key, value)
+        set_key(key, value, config)
+    if test_set:
+        keys = list(test_set[0::2])
+        if any(not k.startswith('TEST.') for k in keys):
+            raise UsageError(f'--set {keys}: only TEST.* keys can be set here; the rest is fixed by the original '
+                             'network')
+        merge_list(config, list(test_set))
+    return config
 
 
-def expected_shapes(net: str, num_classes: int) -> dict[str, tuple[int, ...]]:
-    """Key -> shape of our ``net`` state_dict for the current config (built on the meta device)."""
+def converted_record(config: Config, net: str) -> dict:
+    """The recorded config of a converted ``net`` detector made with ``config``."""
+    from faster_rcnn.config import config_record
+    from faster_rcnn.nets.registry import model_keys
+    return config_record(config, model_keys(net))
+
+
+def expected_shapes(net: str, num_classes: int, config: Config) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of our ``net`` state_dict for ``config`` (built on the meta device: no memory)."""
     from faster_rcnn.nets.factory import build_network
     with torch.device('meta'):
-        model = build_network(net, num_classes, cfg=cfg)
+        model = build_network(net, num_classes, ModelSettings.from_config(config, net))
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 

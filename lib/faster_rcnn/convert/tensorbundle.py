@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import CheckpointFormatError
 from ._crc32c import crc32c, mask
 
 __all__ = ['TensorBundle', 'BundleEntry', 'CheckpointFormatError', 'resolve_checkpoint_prefix']
@@ -41,8 +42,6 @@ _DTYPE_NAMES = {1: 'float32', 2: 'float64', 3: 'int32', 4: 'uint8', 5: 'int16', 
 _BFLOAT16 = 14
 
 
-class CheckpointFormatError(ValueError):
-    """A file is not a TensorFlow checkpoint, or is truncated or damaged."""
 
 
 @dataclass(frozen=True)

@@ -1,38 +1,19 @@
 """A torch Dataset over a roidb: decode, flip, resize and normalise one training image.
 
-Every cfg value it needs is captured at construction, so worker processes (forked or spawned) see the
-values of the experiment and not the defaults of a fresh import.
+Its settings are given at construction (plain values), so worker processes (forked or spawned) see the
+experiment's values.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import DataError
 from ..layers.gt_batch import pad_gt_boxes
-from ..config import cfg
+from ..settings import InputSettings
 from .blob import prep_im_for_blob
-
-
-@dataclass(frozen=True)
-class BlobConfig:
-    scales: tuple[int, ...]
-    max_size: int
-    pixel_means: tuple[float, float, float]
-    pixel_stds: tuple[float, float, float]
-    channel_order: str
-    use_all_gt: bool
-
-    @classmethod
-    def from_cfg(cls, training: bool = True) -> 'BlobConfig':
-        section = cfg.TRAIN if training else cfg.TEST
-        return cls(scales=tuple(int(s) for s in section.SCALES), max_size=int(section.MAX_SIZE),
-                   pixel_means=tuple(float(v) for v in np.asarray(cfg.PIXEL_MEANS).ravel()),
-                   pixel_stds=tuple(float(v) for v in np.asarray(cfg.PIXEL_STDS).ravel()),
-                   channel_order=str(cfg.CHANNEL_ORDER), use_all_gt=bool(cfg.TRAIN.USE_ALL_GT))
 
 
 def _truncated(data: np.ndarray, path: str) -> str | None:
@@ -51,7 +32,6 @@ def read_image(path: str, stops: str = 'the run stopped') -> np.ndarray:
 
     ``stops`` says in the message what the bad file did to the run.
     """
-    from ..utils.errors import DataError
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
@@ -87,10 +67,11 @@ class RoidbDataset(Dataset):
     coordinates, 'index' the roidb index.
     """
 
-    def __init__(self, roidb: list[dict], seed: int, blob_cfg: BlobConfig | None = None):
+    def __init__(self, roidb: list[dict], seed: int, inputs: InputSettings, use_all_gt: bool = True):
         self._entries = [self._slim(r) for r in roidb]
         self._seed = int(seed)
-        self._cfg = blob_cfg or BlobConfig.from_cfg(training=True)
+        self._inputs = inputs
+        self._use_all_gt = bool(use_all_gt)
 
     @staticmethod
     def _slim(r: dict) -> dict:
@@ -107,11 +88,10 @@ class RoidbDataset(Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> dict:
         batch_position, index, *rest = item
-        c = self._cfg
+        c = self._inputs
         r = self._entries[index]
         im = read_image(r['image'], stops='training stopped')
         if im.shape[0] != r['height'] or im.shape[1] != r['width']:
-            from ..utils.errors import DataError
             raise DataError(f'image {r["image"]} is {im.shape[1]}x{im.shape[0]} but its annotation says '
                             f'{r["width"]}x{r["height"]}; training stopped: fix the annotation (or the EXIF '
                             'orientation)')
@@ -120,7 +100,7 @@ class RoidbDataset(Dataset):
         target = c.scales[scale_index(self._seed, batch_position, len(c.scales))]
         blob, scale = prep_im_for_blob(im, target, c.max_size, np.array(c.pixel_means), np.array(c.pixel_stds),
                                        c.channel_order)
-        keep = np.ones(len(r['gt_classes']), bool) if c.use_all_gt else ~r['gt_ishard']
+        keep = np.ones(len(r['gt_classes']), bool) if self._use_all_gt else ~r['gt_ishard']
         gt = np.empty((int(keep.sum()), 5), dtype=np.float32)
         gt[:, :4] = r['boxes'][keep] * scale
         gt[:, 4] = r['gt_classes'][keep]

@@ -1,9 +1,10 @@
 """Training roidb preparation: combine datasets, add flipped copies, drop images with no usable box."""
 from __future__ import annotations
 
-from ..config import cfg
 from ..datasets.factory import get_imdb
 from ..datasets.imdb import add_max_fields, imdb
+from ..errors import DataError
+from ..settings import RoidbSettings
 
 
 def prepare_roidb(db: imdb) -> None:
@@ -22,13 +23,10 @@ def is_usable(entry: dict, use_all_gt: bool) -> bool:
     return bool((~entry['gt_ishard']).any()) if len(entry['gt_classes']) else False
 
 
-def filter_roidb(roidb: list[dict], use_all_gt: bool | None = None, keep_background: bool | None = None) -> list[dict]:
+def filter_roidb(roidb: list[dict], use_all_gt: bool = True, keep_background: bool = False) -> list[dict]:
     """Drop images without usable boxes (reference: no fg / bg roi, i.e. no gt box) and print how many;
-    with TRAIN.KEEP_BACKGROUND_IMAGES they stay, as background-only images (every anchor and roi negative)."""
-    if use_all_gt is None:
-        use_all_gt = bool(cfg.TRAIN.USE_ALL_GT)
-    if keep_background is None:
-        keep_background = bool(cfg.TRAIN.KEEP_BACKGROUND_IMAGES)
+    with ``keep_background`` (TRAIN.KEEP_BACKGROUND_IMAGES) they stay, as background-only images (every anchor
+    and roi negative)."""
     if keep_background:
         empty = sum(1 for r in roidb if not is_usable(r, use_all_gt))
         print(f'Keeping {empty} roidb entries without usable boxes as background-only images '
@@ -39,8 +37,9 @@ def filter_roidb(roidb: list[dict], use_all_gt: bool | None = None, keep_backgro
     return kept
 
 
-def get_training_roidb(db: imdb) -> list[dict]:
-    if cfg.TRAIN.USE_FLIPPED:
+def get_training_roidb(db: imdb, use_flipped: bool = True) -> list[dict]:
+    """The roidb of ``db`` prepared for training, with a flipped copy of every image when ``use_flipped``."""
+    if use_flipped:
         print('Appending horizontally-flipped training examples...')
         db.append_flipped_images()
     prepare_roidb(db)
@@ -51,10 +50,9 @@ class CombinedImdb(imdb):
     """Several datasets with the same classes, joined by '+' (e.g. voc_2007_trainval+voc_2012_trainval)."""
 
     def __init__(self, parts: list[imdb]):
-        super().__init__('+'.join(p.name for p in parts), parts[0].classes)
+        super().__init__('+'.join(p.name for p in parts), parts[0].classes, parts[0].data_dir)
         for p in parts[1:]:
             if p.classes != parts[0].classes:
-                from ..utils.errors import DataError
                 raise DataError(f'cannot combine {parts[0].name} and {p.name}: their classes differ '
                                  f'({list(parts[0].classes)} vs {list(p.classes)})')
         self.parts = parts
@@ -70,15 +68,19 @@ class CombinedImdb(imdb):
                          f'{sum(p.num_images for p in self.parts)} images)')
 
 
-def combined_roidb(imdb_names: str, training: bool = True) -> tuple[imdb, list[dict]]:
-    """``'a+b'`` -> (imdb, roidb). Training: flipped copies when cfg.TRAIN.USE_FLIPPED, images without a
-    usable box dropped. Testing: the roidb as annotated, one entry per image."""
+def combined_roidb(imdb_names: str, settings: RoidbSettings | None = None,
+                   data_dir: str | None = None) -> tuple[imdb, list[dict]]:
+    """``'a+b'`` -> (imdb, roidb). Training (``settings`` given): flipped copies when ``settings.use_flipped``,
+    images without a usable box dropped (unless ``settings.keep_background_images``). Testing (``settings``
+    None): the roidb as annotated, one entry per image. ``data_dir``: the config's DATA_DIR."""
+    training = settings is not None
+
     def one(name: str) -> tuple[imdb, list[dict]]:
-        db = get_imdb(name)
+        db = get_imdb(name, data_dir)
         print(f'Loaded dataset `{db.name}` for {"training" if training else "testing"}')
-        db.set_proposal_method(cfg.TRAIN.PROPOSAL_METHOD)
         if training:
-            return db, get_training_roidb(db)
+            db.set_proposal_method(settings.proposal_method)
+            return db, get_training_roidb(db, settings.use_flipped)
         prepare_roidb(db)
         return db, db.roidb
 
@@ -89,10 +91,9 @@ def combined_roidb(imdb_names: str, training: bool = True) -> tuple[imdb, list[d
         db.roidb = roidb
     if training:
         total = len(roidb)
-        roidb = filter_roidb(roidb)
+        roidb = filter_roidb(roidb, settings.use_all_gt, settings.keep_background_images)
         if not roidb:
-            from ..utils.errors import DataError
-            reason = ('none has a box of its classes' if cfg.TRAIN.USE_ALL_GT else
+            reason = ('none has a box of its classes' if settings.use_all_gt else
                       'none has a box that is not marked difficult (TRAIN.USE_ALL_GT is False)')
             raise DataError(f'{imdb_names}: no image left to train on: of its {total} roidb entries {reason}; '
                             'check the annotations and the class names')

@@ -15,12 +15,11 @@ import os.path as osp
 
 import numpy as np
 
-from ..config import cfg
 from .cache import cached_entries, files_signature
 from .evaluation import EvalResult
-from ..utils.errors import MissingFileError
+from ..errors import AnnotationError, MissingFileError
+from ..paths import default_data_dir
 from .imdb import imdb, make_roidb_entry
-from .voc_xml import AnnotationError
 
 # The 80 categories of COCO 2014/2017 in id order (ids 1..90 with gaps), as the annotation files name them: the
 # classes of every published COCO detector, known without the files (factory.classes_of).
@@ -86,7 +85,7 @@ def _check_image_entry(im, where: str) -> None:
 class CocoDataset(imdb):
     """A COCO-format json ``ann_file`` whose ``file_name``s are relative to ``image_dir``."""
 
-    def __init__(self, name: str, ann_file: str, image_dir: str):
+    def __init__(self, name: str, ann_file: str, image_dir: str, data_dir: str | None = None):
         self._ann_file = ann_file
         self._image_dir = image_dir
         data = _load_json(ann_file)
@@ -99,7 +98,7 @@ class CocoDataset(imdb):
         names = [str(c['name']) for c in cats]
         if len(set(names)) != len(names) or len({c['id'] for c in cats}) != len(cats):
             raise AnnotationError(f'{ann_file}: duplicated category name or id in {names}')
-        super().__init__(name, ('__background__',) + tuple(names))
+        super().__init__(name, ('__background__',) + tuple(names), data_dir)
         self._cat_ids = [int(c['id']) for c in cats]
         self._cat_id_to_ind = {cid: i + 1 for i, cid in enumerate(self._cat_ids)}
         for k, im in enumerate(data['images']):
@@ -274,13 +273,14 @@ def print_per_category_ap(ev, names) -> None:
 
 
 class coco(CocoDataset):  # noqa: N801 (tf-faster-rcnn's name)
-    """``coco_<year>_<split>`` under ``<DATA_DIR>/coco/{annotations, images/<folder>}``."""
+    """``coco_<year>_<split>`` under ``<data_dir>/coco/{annotations, images/<folder>}``."""
 
-    def __init__(self, image_set: str, year: str, data_path: str | None = None):
+    def __init__(self, image_set: str, year: str, data_path: str | None = None, data_dir: str | None = None):
         if (year, image_set) not in _COCO_SPLITS:
             raise ValueError(f'unknown COCO split coco_{year}_{image_set}; known: '
                              f'{sorted(f"coco_{y}_{s}" for y, s in _COCO_SPLITS)}')
         stem, folder = _COCO_SPLITS[(year, image_set)]
-        root = data_path or osp.join(cfg.DATA_DIR, 'coco')
+        data_dir = data_dir or default_data_dir()
+        root = data_path or osp.join(data_dir, 'coco')
         super().__init__(f'coco_{year}_{image_set}', osp.join(root, 'annotations', stem + '.json'),
-                         osp.join(root, 'images', folder))
+                         osp.join(root, 'images', folder), data_dir=data_dir)

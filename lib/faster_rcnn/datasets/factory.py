@@ -12,45 +12,50 @@ from typing import Callable
 
 from .coco import COCO_CLASSES, coco
 from .custom import get_custom_imdb, is_custom_name
+from ..errors import UsageError
 from .imdb import imdb
 from .pascal_voc import VOC_CLASSES, pascal_voc
 from .shapes import CLASSES as SHAPES_CLASSES
 from .shapes import shapes_coco, shapes_subset_voc, shapes_voc
 
-__sets: dict[str, Callable[[], imdb]] = {}
+__sets: dict[str, Callable[[str | None], imdb]] = {}
 
 for _year in ('2007', '2012'):
     for _split in ('train', 'val', 'trainval', 'test'):
-        __sets[f'voc_{_year}_{_split}'] = (lambda split=_split, year=_year: pascal_voc(split, year))
-        __sets[f'voc_{_year}_{_split}_diff'] = (lambda split=_split, year=_year: pascal_voc(split, year, use_diff=True))
+        __sets[f'voc_{_year}_{_split}'] = (lambda d, split=_split, year=_year: pascal_voc(split, year, data_dir=d))
+        __sets[f'voc_{_year}_{_split}_diff'] = (lambda d, split=_split, year=_year: pascal_voc(split, year, use_diff=True,
+                                                                                          data_dir=d))
 
 for _year, _splits in (('2014', ('train', 'val', 'minival', 'valminusminival')), ('2015', ('test', 'test-dev')),
                        ('2017', ('train', 'val', 'test-dev'))):
     for _split in _splits:
-        __sets[f'coco_{_year}_{_split}'] = (lambda split=_split, year=_year: coco(split, year))
+        __sets[f'coco_{_year}_{_split}'] = (lambda d, split=_split, year=_year: coco(split, year, data_dir=d))
 
 for _split in ('trainval', 'test'):
-    __sets[f'shapes_{_split}'] = (lambda split=_split: shapes_voc(split))
-    __sets[f'shapes_coco_{_split}'] = (lambda split=_split: shapes_coco(split))
-    __sets[f'shapes_circle_square_{_split}'] = (lambda split=_split: shapes_subset_voc(split, ('circle', 'square')))
+    __sets[f'shapes_{_split}'] = (lambda d, split=_split: shapes_voc(split, data_dir=d))
+    __sets[f'shapes_coco_{_split}'] = (lambda d, split=_split: shapes_coco(split, data_dir=d))
+    __sets[f'shapes_circle_square_{_split}'] = (lambda d, split=_split: shapes_subset_voc(split, ('circle', 'square'),
+                                                                                        data_dir=d))
 
 
-def get_imdb(name: str) -> imdb:
-    """The imdb called ``name`` (a UsageError listing the known names when there is none)."""
+def get_imdb(name: str, data_dir: str | None = None) -> imdb:
+    """The imdb called ``name`` (a UsageError listing the known names when there is none).
+
+    ``data_dir``: where the datasets and caches live (the config's DATA_DIR; default FRCNN_DATA_DIR or the
+    checkout's data/)."""
     if is_custom_name(name):
-        return get_custom_imdb(name)
+        return get_custom_imdb(name, data_dir)
     if name not in __sets:
-        from ..utils.errors import UsageError
         raise UsageError(f'unknown dataset {name!r}; known: {", ".join(list_imdbs())}, or '
                          'coco_json:<ann.json>:<image_dir> / voc_dir:<root>:<split> for your own data')
-    return __sets[name]()
+    return __sets[name](data_dir)
 
 
 def list_imdbs() -> list[str]:
     return list(__sets.keys())
 
 
-def classes_of(name: str) -> tuple[str, ...]:
+def classes_of(name: str, data_dir: str | None = None) -> tuple[str, ...]:
     """The classes (background first) of the dataset ``name``; the built-in VOC, COCO and shapes sets need no
     files on disk, others (your own data, ``+`` joins) are read."""
     if name.startswith('voc_') and name in __sets:
@@ -61,4 +66,4 @@ def classes_of(name: str) -> tuple[str, ...]:
         return SHAPES_CLASSES[:3]
     if name.startswith('shapes_') and name in __sets:
         return SHAPES_CLASSES
-    return tuple(get_imdb(name.split('+')[0]).classes)
+    return tuple(get_imdb(name.split('+')[0], data_dir).classes)

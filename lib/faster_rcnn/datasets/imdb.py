@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..config import cfg
+from ..paths import default_data_dir
 
 
 def make_roidb_entry(image: str, width: int, height: int, boxes: np.ndarray, gt_classes: np.ndarray,
@@ -46,8 +46,10 @@ def add_max_fields(entry: dict) -> None:
 class imdb:  # noqa: N801 (tf-faster-rcnn's name)
     """Base class: a named list of images with their gt boxes and an evaluation."""
 
-    def __init__(self, name: str, classes: Sequence[str] = ()):
+    def __init__(self, name: str, classes: Sequence[str] = (), data_dir: str | None = None):
         self._name = name
+        # Where the roidb caches go (<data_dir>/cache).
+        self.data_dir = osp.abspath(data_dir or default_data_dir())
         self._classes = tuple(classes)
         self._image_index: list = []
         self._roidb: list[dict] | None = None
@@ -78,7 +80,7 @@ class imdb:  # noqa: N801 (tf-faster-rcnn's name)
 
     @property
     def cache_path(self) -> str:
-        path = osp.abspath(osp.join(cfg.DATA_DIR, 'cache'))
+        path = osp.join(self.data_dir, 'cache')
         os.makedirs(path, exist_ok=True)
         return path
 

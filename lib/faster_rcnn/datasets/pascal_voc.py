@@ -13,14 +13,15 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ..config import cfg
 from .cache import cached_entries, files_signature
 from .evaluation import EvalResult, save_pr_curves
-from ..utils.errors import DataError, MissingFileError
+from ..errors import DataError, MissingFileError
+from ..paths import default_data_dir
 from .imdb import imdb, make_roidb_entry
 from .validation import check_box
 from .voc_eval import voc_eval
-from .voc_xml import AnnotationError, parse_voc_annotation
+from ..errors import AnnotationError
+from .voc_xml import parse_voc_annotation
 
 VOC_CLASSES = ('__background__', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
                'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep',
@@ -56,8 +57,8 @@ class VocDataset(imdb):
 
     def __init__(self, name: str, root: str, image_set: str, classes: Sequence[str] | None = None,
                  use_diff: bool = False, use_07_metric: bool = True, year: str = '',
-                 ignored_classes: Sequence[str] = ()):
-        super().__init__(name, classes if classes is not None else classes_from_voc_folder(root))
+                 ignored_classes: Sequence[str] = (), data_dir: str | None = None):
+        super().__init__(name, classes if classes is not None else classes_from_voc_folder(root), data_dir)
         if self.classes[0] != '__background__':
             raise ValueError(f'{name}: the first class must be "__background__", got {self.classes[0]!r}')
         self._root = root
@@ -90,7 +91,6 @@ class VocDataset(imdb):
             # Lines may carry a second column (the per-class lists do); the id is the first word.
             ids = [x.split()[0] for x in f if x.strip()]
         if not ids:
-            from ..utils.errors import DataError
             raise DataError(f'{self.name}: image set file {path} lists no images; write one image id per line')
         return ids
 
@@ -219,11 +219,13 @@ class VocDataset(imdb):
 
 
 class pascal_voc(VocDataset):  # noqa: N801 (tf-faster-rcnn's name)
-    """``voc_<year>_<image_set>`` under ``<DATA_DIR>/VOCdevkit<year>/VOC<year>``."""
+    """``voc_<year>_<image_set>`` under ``<data_dir>/VOCdevkit<year>/VOC<year>``."""
 
-    def __init__(self, image_set: str, year: str, use_diff: bool = False, devkit_path: str | None = None):
+    def __init__(self, image_set: str, year: str, use_diff: bool = False, devkit_path: str | None = None,
+                 data_dir: str | None = None):
         name = f'voc_{year}_{image_set}' + ('_diff' if use_diff else '')
-        devkit = devkit_path or osp.join(cfg.DATA_DIR, f'VOCdevkit{year}')
+        data_dir = data_dir or default_data_dir()
+        devkit = devkit_path or osp.join(data_dir, f'VOCdevkit{year}')
         super().__init__(name, osp.join(devkit, f'VOC{year}'), image_set, classes=VOC_CLASSES,
-                         use_diff=use_diff, use_07_metric=int(year) < 2010, year=year)
+                         use_diff=use_diff, use_07_metric=int(year) < 2010, year=year, data_dir=data_dir)
         self._devkit_path = devkit

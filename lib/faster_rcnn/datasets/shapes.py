@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from ..config import cfg
+from ..paths import default_data_dir
 
 CLASSES = ('__background__', 'circle', 'square', 'triangle')
 
@@ -47,8 +47,9 @@ class ShapesSpec:
     version: int = GENERATOR_VERSION
 
 
-def default_root() -> str:
-    return osp.join(cfg.DATA_DIR, 'shapes')
+def default_root(data_dir: str | None = None) -> str:
+    """``<data_dir>/shapes`` (``data_dir`` default: FRCNN_DATA_DIR or the checkout's data/)."""
+    return osp.join(data_dir or default_data_dir(), 'shapes')
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -204,10 +205,10 @@ def is_complete(root: str, spec: ShapesSpec) -> bool:
     return True
 
 
-def ensure_shapes(root: str | None = None, spec: ShapesSpec | None = None) -> str:
-    """Return ``root`` (default ``<DATA_DIR>/shapes``) after generating the set there if it is missing,
+def ensure_shapes(root: str | None = None, spec: ShapesSpec | None = None, data_dir: str | None = None) -> str:
+    """Return ``root`` (default ``<data_dir>/shapes``) after generating the set there if it is missing,
     incomplete or made with another spec."""
-    root = osp.abspath(root or default_root())
+    root = osp.abspath(root or default_root(data_dir))
     spec = spec or ShapesSpec()
     if is_complete(root, spec):
         return root
@@ -235,30 +236,33 @@ def ensure_shapes(root: str | None = None, spec: ShapesSpec | None = None) -> st
     return root
 
 
-def shapes_voc(image_set: str, root: str | None = None, spec: ShapesSpec | None = None):
+def shapes_voc(image_set: str, root: str | None = None, spec: ShapesSpec | None = None,
+               data_dir: str | None = None):
     """``shapes_<image_set>``: the VOC reader over the generated set (07 metric, difficult ignored)."""
     from .pascal_voc import VocDataset
-    root = ensure_shapes(root, spec)
-    return VocDataset(f'shapes_{image_set}', root, image_set, classes=CLASSES, use_07_metric=True)
+    root = ensure_shapes(root, spec, data_dir)
+    return VocDataset(f'shapes_{image_set}', root, image_set, classes=CLASSES, use_07_metric=True,
+                      data_dir=data_dir)
 
 
 def shapes_subset_voc(image_set: str, classes: tuple[str, ...], root: str | None = None,
-                      spec: ShapesSpec | None = None):
+                      spec: ShapesSpec | None = None, data_dir: str | None = None):
     """``shapes_<class>_<class>_<image_set>``: the same images with only ``classes`` annotated (objects of the
     other classes are left out, as unlabelled objects): a detector to fine-tune to all of them."""
     from .pascal_voc import VocDataset
-    root = ensure_shapes(root, spec)
+    root = ensure_shapes(root, spec, data_dir)
     name = '_'.join(('shapes',) + classes + (image_set,))
     return VocDataset(name, root, image_set, classes=('__background__',) + classes, use_07_metric=True,
-                      ignored_classes=tuple(c for c in CLASSES[1:] if c not in classes))
+                      ignored_classes=tuple(c for c in CLASSES[1:] if c not in classes), data_dir=data_dir)
 
 
-def shapes_coco(image_set: str, root: str | None = None, spec: ShapesSpec | None = None):
+def shapes_coco(image_set: str, root: str | None = None, spec: ShapesSpec | None = None,
+                data_dir: str | None = None):
     """``shapes_coco_<image_set>``: the COCO reader over the same images."""
     from .coco import CocoDataset
-    root = ensure_shapes(root, spec)
+    root = ensure_shapes(root, spec, data_dir)
     return CocoDataset(f'shapes_coco_{image_set}', osp.join(root, 'annotations', f'instances_{image_set}.json'),
-                       osp.join(root, 'JPEGImages'))
+                       osp.join(root, 'JPEGImages'), data_dir=data_dir)
 
 
 def write_demo_images(out_dir: str, indices: tuple[int, ...] = (0, 1, 2, 3), spec: ShapesSpec | None = None) -> list[str]:

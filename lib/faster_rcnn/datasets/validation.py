@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .voc_xml import AnnotationError
+from ..errors import AnnotationError
 
 
 def check_box(box: tuple[float, float, float, float], width: int, height: int, where: str,

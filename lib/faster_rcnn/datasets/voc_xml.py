@@ -8,9 +8,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-
-class AnnotationError(ValueError):
-    """An annotation file is malformed or describes an impossible box; the message names file and object."""
+from ..errors import AnnotationError, MissingFileError
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,6 @@ def parse_voc_annotation(path: str) -> VocAnnotation:
     try:
         tree = ET.parse(path)
     except FileNotFoundError:
-        from ..utils.errors import MissingFileError
         raise MissingFileError(f'annotation file {path} does not exist: check the dataset folder and the '
                                 'image set list') from None
     except ET.ParseError as e:

@@ -56,7 +56,7 @@ def dist_timeout() -> datetime.timedelta:
     try:
         seconds = float(text)
     except ValueError:
-        from faster_rcnn.utils.errors import UsageError
+        from faster_rcnn.errors import UsageError
         raise UsageError(f'FRCNN_DIST_TIMEOUT={text!r}: expected a number of seconds') from None
     return datetime.timedelta(seconds=seconds)
 

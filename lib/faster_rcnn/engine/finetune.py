@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from faster_rcnn.engine.checkpoint import CheckpointError, model_state_from
+from faster_rcnn.errors import CheckpointError
+from faster_rcnn.model_file import model_state_from
 
 # The class-dependent tensors and how many rows each class owns.
 _PER_CLASS_ROWS = {'cls_score.weight': 1, 'cls_score.bias': 1, 'bbox_pred.weight': 4, 'bbox_pred.bias': 4}

@@ -5,7 +5,7 @@ sets, the precision / recall curves.
 It does not change the training: the network is put in eval mode and back, nothing is learnt, and every random
 generator (python, numpy, torch on every device) is put back as it was, so the weights after N iterations are
 the same with or without it. Under DDP every process tests its share of the images (``test_net``'s sharding)
-and rank 0 evaluates.
+and rank 0 evaluates. The images go through a ``Detector`` over the model being trained, with its settings.
 """
 from __future__ import annotations
 
@@ -13,29 +13,31 @@ import os.path as osp
 
 import torch
 
-from faster_rcnn.config import cfg
 from faster_rcnn.datasets.evaluation import EvalResult, render_pr_curves
 from faster_rcnn.engine.distributed import DistInfo, barrier
 from faster_rcnn.engine.rng import get_rng_states, set_rng_states
 from faster_rcnn.engine.tester import test_net
+from faster_rcnn.inference import Detector
+from faster_rcnn.settings import TestSettings
 
 
-def evaluation_due(iteration: int, max_iters: int) -> bool:
-    """Every TRAIN.EVAL_INTERVAL iterations, and at the end of training."""
-    interval = int(cfg.TRAIN.EVAL_INTERVAL)
+def evaluation_due(iteration: int, max_iters: int, interval: int) -> bool:
+    """Every ``interval`` (TRAIN.EVAL_INTERVAL) iterations, and at the end of training; never for 0."""
     return interval > 0 and (iteration % interval == 0 or iteration == max_iters)
 
 
 def evaluate_during_training(model: torch.nn.Module, imdb, iteration: int, output_dir: str, info: DistInfo,
-                             writer=None) -> EvalResult | None:
+                             test: TestSettings, writer=None) -> EvalResult | None:
     """Test ``model`` on ``imdb`` now; rank 0 returns the evaluation (and writes it to ``writer``)."""
     states = get_rng_states()
     was_training = model.training
     model.eval()
     try:
         folder = osp.join(output_dir, 'eval', f'iter_{iteration}')
-        _, result = test_net(model, imdb, folder, info.device, max_per_image=int(cfg.TEST.MAX_PER_IMAGE),
-                             rank=info.rank, world_size=info.world_size, progress=False)
+        detector = Detector.from_model(model, imdb.classes, device=info.device, amp=test.amp,
+                                       batch_size=test.ims_per_batch)
+        _, result = test_net(detector, imdb, folder, rank=info.rank, world_size=info.world_size,
+                             num_workers=test.num_workers, progress=False)
     finally:
         model.train(was_training)
         set_rng_states(states)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from faster_rcnn.settings import TrainSettings
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -46,13 +48,14 @@ def _count(value: int, factor: float, minimum: int = 1) -> int:
     return max(int(math.floor(value * factor + 0.5)), minimum)
 
 
-def given_schedule(cfg, iters: int, world_size: int) -> Schedule:
-    """The config's numbers as they are, for the run's global batch."""
-    tr = cfg.TRAIN
-    return Schedule(iters=int(iters), learning_rate=float(tr.LEARNING_RATE), stepsize=tuple(int(s) for s in tr.STEPSIZE),
-                    snapshot_iters=int(tr.SNAPSHOT_ITERS), display=int(tr.DISPLAY), eval_interval=int(tr.EVAL_INTERVAL),
-                    warmup_iters=int(tr.WARMUP_ITERS), warmup_factor=float(tr.WARMUP_FACTOR),
-                    global_batch=int(world_size) * int(tr.IMS_PER_BATCH), reference_batch=int(tr.REFERENCE_BATCH))
+def given_schedule(train: TrainSettings, iters: int, world_size: int, reference_batch: int) -> Schedule:
+    """The settings' numbers as they are, for the run's global batch (world size x TRAIN.IMS_PER_BATCH);
+    ``reference_batch``: TRAIN.REFERENCE_BATCH."""
+    return Schedule(iters=int(iters), learning_rate=float(train.optimizer.learning_rate),
+                    stepsize=tuple(int(s) for s in train.stepsize), snapshot_iters=int(train.snapshot_iters),
+                    display=int(train.display), eval_interval=int(train.eval_interval),
+                    warmup_iters=int(train.warmup_iters), warmup_factor=float(train.warmup_factor),
+                    global_batch=int(world_size) * int(train.ims_per_batch), reference_batch=int(reference_batch))
 
 
 def scale_schedule(given: Schedule, scaled_warmup_iters: int = 500) -> Schedule:
@@ -78,25 +81,21 @@ def scale_schedule(given: Schedule, scaled_warmup_iters: int = 500) -> Schedule:
                    warmup_iters=warmup_iters, warmup_factor=warmup_factor if warmup_iters > 0 else given.warmup_factor)
 
 
-def run_schedule(cfg, iters: int, world_size: int) -> tuple[Schedule, Schedule]:
-    """(given, used): the config's schedule and the one the run uses (scaled unless TRAIN.SCALE_SCHEDULE is
-    off)."""
-    given = given_schedule(cfg, iters, world_size)
-    if not cfg.TRAIN.SCALE_SCHEDULE:
+def run_schedule(train: TrainSettings, iters: int, world_size: int, *, reference_batch: int, scale: bool = True,
+                 scaled_warmup_iters: int = 500) -> tuple[Schedule, Schedule]:
+    """(given, used): the settings' schedule and the one the run uses (scaled unless ``scale`` is off:
+    TRAIN.SCALE_SCHEDULE / --keep-schedule)."""
+    given = given_schedule(train, iters, world_size, reference_batch)
+    if not scale:
         return given, given
-    return given, scale_schedule(given, int(cfg.TRAIN.SCALED_WARMUP_ITERS))
+    return given, scale_schedule(given, scaled_warmup_iters)
 
 
-def apply_schedule(cfg, used: Schedule) -> None:
-    """Write the used numbers into the config the trainer reads."""
-    tr = cfg.TRAIN
-    tr.LEARNING_RATE = used.learning_rate
-    tr.STEPSIZE = list(used.stepsize)
-    tr.SNAPSHOT_ITERS = used.snapshot_iters
-    tr.DISPLAY = used.display
-    tr.EVAL_INTERVAL = used.eval_interval
-    tr.WARMUP_ITERS = used.warmup_iters
-    tr.WARMUP_FACTOR = used.warmup_factor
+def apply_schedule(train: TrainSettings, used: Schedule) -> TrainSettings:
+    """``train`` with the used schedule's numbers (what the trainer reads)."""
+    return replace(train, optimizer=replace(train.optimizer, learning_rate=used.learning_rate),
+                   stepsize=tuple(used.stepsize), snapshot_iters=used.snapshot_iters, display=used.display,
+                   eval_interval=used.eval_interval, warmup_iters=used.warmup_iters, warmup_factor=used.warmup_factor)
 
 
 def describe(given: Schedule, used: Schedule, world_size: int, ims_per_batch: int, scaling: bool) -> str:

@@ -3,18 +3,20 @@ seconds the validation losses of one image, that image with its gt boxes and wit
 histograms of the RPN and R-CNN scores. Training goes to ``<tb_dir>``, validation to ``<tb_dir>_val``.
 
 Validation never disturbs training: it runs without gradients, with BatchNorm in eval mode, and inside
-``torch.random.fork_rng`` so the random stream (and so an exact resume) is the same with or without it.
+``torch.random.fork_rng`` so the random stream (and so an exact resume) is the same with or without it. The
+predicted boxes come from ``nets.postprocess`` with the model's own settings (score threshold 0.5 for the
+picture), on the network-input image.
 """
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import replace
+
 import torch
 from tensorboardX import SummaryWriter
 
-from faster_rcnn.boxes import bbox_transform_inv, clip_boxes
-from faster_rcnn.config import cfg
 from faster_rcnn.data.loader import build_train_loader
-from faster_rcnn.engine.tester import select_detections
+from faster_rcnn.nets.postprocess import postprocess
+from faster_rcnn.settings import InputSettings
 from faster_rcnn.utils.visualization import draw_boxes, unnormalize_blob
 
 # Predicted boxes drawn in the summary image need at least this score.
@@ -22,12 +24,18 @@ _SUMMARY_SCORE = 0.5
 
 
 class SummaryWriters:
-    """The train and val writers (only the main process writes)."""
+    """The train and val writers (only the main process writes).
 
-    def __init__(self, tb_dir: str, enabled: bool):
+    ``inputs`` / ``use_all_gt`` / ``seed``: how the validation images are loaded (as training images, unflipped;
+    their order depends on the seed only).
+    """
+
+    def __init__(self, tb_dir: str, enabled: bool, inputs: InputSettings | None = None, use_all_gt: bool = True,
+                 seed: int = 3):
         self.enabled = enabled
         self.train = SummaryWriter(tb_dir) if enabled else None
         self.val = SummaryWriter(tb_dir + '_val') if enabled else None
+        self._inputs, self._use_all_gt, self._seed = inputs or InputSettings(), use_all_gt, seed
         self._val_batches = None
 
     def scalars(self, values: dict[str, float], lr: float, iteration: int) -> None:
@@ -40,8 +48,8 @@ class SummaryWriters:
 
     def _next_val_batch(self, valroidb: list[dict]) -> dict:
         if self._val_batches is None:
-            loader = build_train_loader(valroidb, ims_per_batch=1, seed=cfg.RNG_SEED + 1, num_workers=0,
-                                        aspect_grouping=False)
+            loader = build_train_loader(valroidb, self._inputs, ims_per_batch=1, seed=self._seed + 1,
+                                        use_all_gt=self._use_all_gt, num_workers=0)
             self._val_batches = iter(loader)
         return next(self._val_batches)
 
@@ -64,23 +72,25 @@ class SummaryWriters:
                     self.val.add_scalar(f'loss/{name}', float(value), iteration)
                 self._histograms(self.val, model, iteration)
                 model.eval()
-                rois, cls_prob, bbox_pred = model(images[:1], im_info[:1])
+                outputs = model(images[:1], im_info[:1])
             finally:
                 model.train()
                 _restore_batchnorm(bn_modes)
-        image = unnormalize_blob(images[0].float().cpu().numpy(), cfg.PIXEL_MEANS, cfg.PIXEL_STDS,
-                                 cfg.CHANNEL_ORDER)
+        inputs = model.settings.input
+        image = unnormalize_blob(images[0].float().cpu().numpy(), inputs.pixel_means, inputs.pixel_stds,
+                                 inputs.channel_order)
         h, w = int(im_info[0, 0]), int(im_info[0, 1])
         image = image[:h, :w]
         gt = gt_boxes[0].cpu().numpy()
         gt_ids = gt[:, 4].astype(int).tolist()
         gt_im = draw_boxes(image, gt[:, :4], [classes[c] for c in gt_ids], gt_ids)
-        boxes = clip_boxes(bbox_transform_inv(rois[:, 1:5].float(), bbox_pred.float()), (h, w))
-        dets = select_detections(cls_prob.float(), boxes, score_thresh=_SUMMARY_SCORE, nms_thresh=cfg.TEST.NMS,
-                                 max_per_image=cfg.TEST.MAX_PER_IMAGE)
-        ids = [j for j in range(1, len(dets)) for _ in range(len(dets[j]))]
-        stacked = np.concatenate([dets[j] for j in range(1, len(dets))], axis=0) if ids else np.zeros((0, 5))
-        pred_im = draw_boxes(image, stacked[:, :4], [classes[j] for j in ids], ids, stacked[:, 4].tolist())
+        # Boxes on the network-input image: scale 1, clipped to its extent.
+        on_input = torch.tensor([[h, w, 1.0]], dtype=torch.float32, device=im_info.device)
+        dets = postprocess(outputs, on_input, [(h, w)],
+                           replace(model.settings.detection, score_thresh=_SUMMARY_SCORE))[0]
+        ids = dets.labels.cpu().tolist()
+        pred_im = draw_boxes(image, dets.boxes.cpu().numpy(), [classes[j] for j in ids], ids,
+                             dets.scores.cpu().tolist())
         # TensorBoard wants RGB, channels first.
         self.val.add_image('image/gt_boxes', gt_im[:, :, ::-1].transpose(2, 0, 1).copy(), iteration)
         self.val.add_image('image/predictions', pred_im[:, :, ::-1].transpose(2, 0, 1).copy(), iteration)

@@ -1,10 +1,12 @@
-"""Smooth L1 box loss of tf-faster-rcnn (``_smooth_l1_loss``)."""
+"""The losses of Faster R-CNN: tf-faster-rcnn's smooth L1 (``_smooth_l1_loss``), and the RPN and R-CNN losses built
+on it (cross entropy over the sampled anchors and rois, box regression).
+"""
 from typing import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["smooth_l1_loss"]
+__all__ = ["smooth_l1_loss", "rpn_losses", "rcnn_losses"]
 
 
 def smooth_l1_loss(
@@ -26,3 +28,36 @@ def smooth_l1_loss(
     beta = 1.0 / (sigma * sigma)
     loss = F.smooth_l1_loss(inside_w * pred, inside_w * targets, reduction="none", beta=beta)
     return (outside_w * loss).sum(dim=tuple(dim)).mean()
+
+
+def rpn_losses(scores: Tensor, deltas: Tensor, labels: Tensor, targets: Tensor, inside_w: Tensor,
+               outside_w: Tensor) -> tuple[Tensor, Tensor]:
+    """The RPN's (cross entropy, box loss) of a batch, as the mean of the per-image losses.
+
+    Args:
+        scores: (N, M, 2) fp32 logits (bg, fg) per anchor; deltas: (N, M, 4) fp32.
+        labels: (N, M) int64 1 fg, 0 bg, -1 not sampled; targets, inside_w: (N, M, 4); outside_w: (N, M, 1) or
+            (N, M, 4), 1/N_sampled of each image (``layers.anchor_target``).
+    Cross entropy: the mean over each image's sampled anchors, then over images. Box loss: smooth L1 with
+    sigma 3; the outside weights make the sum over an image's anchors its loss.
+    """
+    valid = labels >= 0
+    ce = F.cross_entropy(scores.reshape(-1, 2), labels.clamp(min=0).reshape(-1), reduction="none").view_as(labels)
+    cross_entropy = ((ce * valid).sum(1) / valid.sum(1).clamp(min=1)).mean()
+    loss_box = smooth_l1_loss(deltas, targets, inside_w, outside_w, sigma=3.0, dim=[1, 2])
+    return cross_entropy, loss_box
+
+
+def rcnn_losses(cls_score: Tensor, bbox_pred: Tensor, labels: Tensor, targets: Tensor, inside_w: Tensor,
+                outside_w: Tensor) -> tuple[Tensor, Tensor]:
+    """The R-CNN head's (cross entropy, box loss) over the sampled rois of a batch.
+
+    Args:
+        cls_score: (B, K) fp32 logits; bbox_pred: (B, 4K); labels: (B,) int64; targets and weights: (B, 4K)
+            class-specific (``layers.proposal_target``).
+    Every image has exactly TRAIN.BATCH_SIZE rois, so the mean over all rois is the mean of the image means.
+    Box loss: smooth L1 with sigma 1, summed over the 4K columns and averaged over the rois.
+    """
+    cross_entropy = F.cross_entropy(cls_score, labels)
+    loss_box = smooth_l1_loss(bbox_pred, targets, inside_w, outside_w, sigma=1.0, dim=[1])
+    return cross_entropy, loss_box

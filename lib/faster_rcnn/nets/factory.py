@@ -1,51 +1,59 @@
-"""``build_network(name, num_classes)``: the one place that maps a network name to its backbone."""
+"""``build_network(name, num_classes, settings)``: a Faster R-CNN from the network table (``nets.registry``)."""
 from __future__ import annotations
-
-from faster_rcnn.config import ConfigError, cfg as global_cfg
 
 from typing import TYPE_CHECKING
 
+import torch
+
+from ..model_file import DetectorFile, load_model_weights
+from ..errors import CheckpointError
+from ..settings import BackboneSettings, ModelSettings
 from .backbone import Backbone
+from .registry import NETWORKS, spec
 
 if TYPE_CHECKING:
     from .network import FasterRCNN
 
-NETWORKS = ('vgg16', 'res50', 'res101', 'res152', 'mobile', 'tiny')
+__all__ = ['NETWORKS', 'build_backbone', 'build_network', 'build_from_file']
 
 
-def build_backbone(name: str, *, cfg=global_cfg) -> Backbone:
-    """The backbone ``name`` configured from ``cfg`` (VGG16.*, RESNET.*, MOBILENET.*, TINY.*, POOLING_SIZE)."""
-    if name == 'vgg16':
-        from .vgg16 import VGG16
-        return VGG16(ceil_mode=bool(cfg.VGG16.CEIL_MODE))
-    if name in ('res50', 'res101', 'res152'):
-        from .resnet import ResNet
-        return ResNet(name, fixed_blocks=int(cfg.RESNET.FIXED_BLOCKS), max_pool=bool(cfg.RESNET.MAX_POOL),
-                      layout=str(cfg.RESNET.LAYOUT))
-    if name == 'mobile':
-        version = int(cfg.MOBILENET.VERSION)
-        if version == 1:
-            from .mobilenet_v1 import MobileNetV1
-            return MobileNetV1(fixed_layers=int(cfg.MOBILENET.FIXED_LAYERS),
-                               depth_multiplier=float(cfg.MOBILENET.DEPTH_MULTIPLIER))
-        if version != 2:
-            raise ConfigError(f'config key MOBILENET.VERSION: expected 1 (MobileNetV1) or 2 (MobileNetV2), got {version}')
-        from .mobilenet import MobileNetV2
-        return MobileNetV2(fixed_layers=int(cfg.MOBILENET.FIXED_LAYERS),
-                           depth_multiplier=float(cfg.MOBILENET.DEPTH_MULTIPLIER))
-    if name == 'tiny':
-        from .tiny import Tiny
-        return Tiny(channels=list(cfg.TINY.CHANNELS), fc_dim=int(cfg.TINY.FC_DIM),
-                    pooling_size=int(cfg.POOLING_SIZE))
-    raise ConfigError(f'--net {name}: unknown network; expected one of {list(NETWORKS)}')
+def build_backbone(name: str, settings: BackboneSettings | None = None) -> Backbone:
+    """The backbone ``name`` with ``settings`` (default: the default config's VGG16.*, RESNET.*, MOBILENET.*,
+    TINY.* and POOLING_SIZE)."""
+    return spec(name).build(settings or BackboneSettings())
 
 
-def build_network(name: str, num_classes: int, *, cfg=global_cfg) -> 'FasterRCNN':
+def build_network(name: str, num_classes: int, settings: ModelSettings | None = None) -> 'FasterRCNN':
     """A Faster R-CNN with backbone ``name`` for ``num_classes`` classes (background included).
 
-    The config is read here, once: later changes of ``cfg`` do not affect the module. POOLING_MODE and
-    TEST.MODE are checked before anything is built.
+    ``settings`` default to ``ModelSettings.defaults(name)`` (tf-faster-rcnn's defaults); the module keeps them:
+    nothing read later from a config changes it.
     """
-    from .network import FasterRCNN, NetworkSettings  # the layers are only needed for the whole network
-    settings = NetworkSettings.from_cfg(cfg)
-    return FasterRCNN(build_backbone(name, cfg=cfg), num_classes, settings, net_name=name)
+    from .network import FasterRCNN  # the layers are only needed for the whole network
+    spec(name)
+    if settings is None:
+        settings = ModelSettings.defaults(name)
+    elif settings.net != name:
+        raise ValueError(f'settings are for {settings.net!r}, not {name!r}')
+    return FasterRCNN(build_backbone(name, settings.backbone), num_classes, settings)
+
+
+def build_from_file(detector: DetectorFile, settings: ModelSettings, device: torch.device | str = 'cpu',
+                    num_classes: int | None = None) -> 'FasterRCNN':
+    """The network of a detector file with its weights (strictly), in eval mode on ``device``.
+
+    ``settings``: the file's (its recorded config, and whatever the caller changed at test time).
+    ``num_classes`` defaults to the file's class count; a mismatch with it is an error naming the file.
+    """
+    if num_classes is None:
+        if detector.classes is None:
+            raise CheckpointError(f'{detector.path} does not list its classes: pass the dataset (--imdb)')
+        num_classes = len(detector.classes)
+    elif detector.classes is not None and len(detector.classes) != num_classes:
+        raise CheckpointError(f'{detector.path} detects {len(detector.classes) - 1} classes '
+                              f'{list(detector.classes[1:])}, but the dataset has {num_classes - 1}: test with the '
+                              'dataset it was trained on')
+    model = build_network(detector.net, num_classes, settings)
+    load_model_weights(model, detector.contents, detector.path, net=detector.net)
+    model.place(device).eval()
+    return model

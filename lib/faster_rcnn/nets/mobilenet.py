@@ -10,7 +10,7 @@ from torch import nn
 from torchvision.models import mobilenet_v2
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from faster_rcnn.config import ConfigError
+from faster_rcnn.errors import ConfigError
 
 from .backbone import Backbone, freeze
 from .folded_norm import fold_frozen_norms

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from faster_rcnn.config import ConfigError
+from faster_rcnn.errors import ConfigError
 
 from .backbone import Backbone, freeze
 from .folded_norm import fold_frozen_norms

@@ -14,95 +14,29 @@ one NMS needs inside the proposal layer.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from faster_rcnn.config import ConfigError
-
 from faster_rcnn.layers.anchor_target import anchor_targets
 from faster_rcnn.layers.anchors import anchors_for
 from faster_rcnn.layers.gt_batch import pad_gt_boxes
-from faster_rcnn.layers.losses import smooth_l1_loss
+from faster_rcnn.layers.losses import rcnn_losses, rpn_losses
 from faster_rcnn.layers.proposal import Proposals, proposals, top_scoring
 from faster_rcnn.layers.proposal_target import proposal_targets
 from faster_rcnn.layers.random_keys import seed_terms, seeds_from_generator
-from faster_rcnn.layers.roi_pool import POOLING_MODES, roi_features
+from faster_rcnn.layers.roi_pool import roi_features
+from faster_rcnn.settings import ModelSettings
 
+from .amp import autocast
 from .backbone import Backbone
 from .padding_mask import PaddingMask, padded_extent_is_uniform
+from .postprocess import Detections, HeadOutputs, postprocess
 
-TEST_MODES = ('nms', 'top')
-CHANNELS_LAST_MODES = ('cpu', 'always', 'never')
 FEAT_STRIDE = 16
-
-
-@dataclass(frozen=True)
-class NetworkSettings:
-    """The configuration values the module reads, captured once at construction (see ``from_cfg``)."""
-
-    anchor_scales: tuple[float, ...]
-    anchor_ratios: tuple[float, ...]
-    rpn_channels: int
-    pooling_mode: str
-    pooling_size: int
-    truncated_init: bool
-    anchor_target_kwargs: dict
-    proposal_target_kwargs: dict
-    train_proposal_kwargs: dict
-    test_proposal_kwargs: dict
-    test_mode: str
-    test_rpn_top_n: int
-    bbox_means: tuple[float, ...]
-    bbox_stds: tuple[float, ...]
-    denormalize_bbox: bool
-    channels_last: str = 'cpu'
-
-    @classmethod
-    def from_cfg(cls, cfg) -> 'NetworkSettings':
-        if cfg.POOLING_MODE not in POOLING_MODES:
-            raise ConfigError(f'config key POOLING_MODE: unknown mode {cfg.POOLING_MODE!r}, '
-                             f'expected one of {list(POOLING_MODES)}')
-        if cfg.TEST.MODE not in TEST_MODES:
-            raise ConfigError(f'config key TEST.MODE: unknown mode {cfg.TEST.MODE!r}, expected one of {list(TEST_MODES)}')
-        if cfg.CHANNELS_LAST not in CHANNELS_LAST_MODES:
-            raise ConfigError(f'config key CHANNELS_LAST: unknown mode {cfg.CHANNELS_LAST!r}, '
-                             f'expected one of {list(CHANNELS_LAST_MODES)}')
-        tr = cfg.TRAIN
-        return cls(
-            anchor_scales=tuple(float(s) for s in cfg.ANCHOR_SCALES),
-            anchor_ratios=tuple(float(r) for r in cfg.ANCHOR_RATIOS),
-            rpn_channels=int(cfg.RPN_CHANNELS),
-            pooling_mode=cfg.POOLING_MODE,
-            pooling_size=int(cfg.POOLING_SIZE),
-            truncated_init=bool(tr.TRUNCATED),
-            anchor_target_kwargs=dict(
-                rpn_positive_overlap=tr.RPN_POSITIVE_OVERLAP, rpn_negative_overlap=tr.RPN_NEGATIVE_OVERLAP,
-                rpn_clobber_positives=tr.RPN_CLOBBER_POSITIVES, rpn_batchsize=tr.RPN_BATCHSIZE,
-                rpn_fg_fraction=tr.RPN_FG_FRACTION, rpn_positive_weight=tr.RPN_POSITIVE_WEIGHT,
-                rpn_bbox_inside_weights=tuple(tr.RPN_BBOX_INSIDE_WEIGHTS), allowed_border=0),
-            proposal_target_kwargs=dict(
-                batch_size=tr.BATCH_SIZE, fg_fraction=tr.FG_FRACTION, fg_thresh=tr.FG_THRESH,
-                bg_thresh_hi=tr.BG_THRESH_HI, bg_thresh_lo=tr.BG_THRESH_LO,
-                bbox_normalize_targets_precomputed=tr.BBOX_NORMALIZE_TARGETS_PRECOMPUTED,
-                bbox_normalize_means=tuple(tr.BBOX_NORMALIZE_MEANS),
-                bbox_normalize_stds=tuple(tr.BBOX_NORMALIZE_STDS),
-                bbox_inside_weights=tuple(tr.BBOX_INSIDE_WEIGHTS), use_gt=bool(tr.USE_GT)),
-            train_proposal_kwargs=dict(pre_nms_top_n=tr.RPN_PRE_NMS_TOP_N, post_nms_top_n=tr.RPN_POST_NMS_TOP_N,
-                                       nms_thresh=tr.RPN_NMS_THRESH),
-            test_proposal_kwargs=dict(pre_nms_top_n=cfg.TEST.RPN_PRE_NMS_TOP_N,
-                                      post_nms_top_n=cfg.TEST.RPN_POST_NMS_TOP_N,
-                                      nms_thresh=cfg.TEST.RPN_NMS_THRESH),
-            test_mode=cfg.TEST.MODE,
-            test_rpn_top_n=int(cfg.TEST.RPN_TOP_N),
-            bbox_means=tuple(float(v) for v in tr.BBOX_NORMALIZE_MEANS),
-            bbox_stds=tuple(float(v) for v in tr.BBOX_NORMALIZE_STDS),
-            denormalize_bbox=bool(tr.BBOX_NORMALIZE_TARGETS_PRECOMPUTED),
-            channels_last=cfg.CHANNELS_LAST,
-        )
+LOSS_NAMES = ('rpn_cross_entropy', 'rpn_loss_box', 'cross_entropy', 'loss_box', 'total_loss')
 
 
 def _init_new_layer(layer: nn.Conv2d | nn.Linear, std: float, truncated: bool) -> None:
@@ -115,38 +49,42 @@ def _init_new_layer(layer: nn.Conv2d | nn.Linear, std: float, truncated: bool) -
 
 
 class FasterRCNN(nn.Module):
-    """Faster R-CNN on a ``Backbone``.
+    """Faster R-CNN on a ``Backbone``; it holds every setting that decides its outputs (``settings``).
 
     Args:
         backbone: the head/tail pair (see ``faster_rcnn.nets.backbone``).
         num_classes: K, background included.
-        settings: ``NetworkSettings.from_cfg(cfg)``.
-        net_name: 'vgg16', 'res101', ... (used by the optimizer and checkpoints).
+        settings: ``ModelSettings``: the network's (anchors, RPN, targets, proposals, pooling), its input's
+            (normalisation, channel order, test scale) and its post-processing (box regression, NMS, caps).
+
+    ``forward`` returns the training losses or the raw test outputs (``HeadOutputs``); ``detect`` the detections
+    of each image (``nets.postprocess``).
     """
 
-    def __init__(self, backbone: Backbone, num_classes: int, settings: NetworkSettings, net_name: str = '') -> None:
+    def __init__(self, backbone: Backbone, num_classes: int, settings: ModelSettings) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f'num_classes must count the background and at least one class, got {num_classes}')
         self.backbone = backbone
         self.num_classes = num_classes
         self.settings = settings
-        self.net_name = net_name
-        self.num_anchors = len(settings.anchor_scales) * len(settings.anchor_ratios)
+        self.net_name = settings.net
+        net = settings.network
+        self.num_anchors = net.num_anchors
         a = self.num_anchors
-        self.rpn_conv = nn.Conv2d(backbone.head_channels, settings.rpn_channels, 3, padding=1)
+        self.rpn_conv = nn.Conv2d(backbone.head_channels, net.rpn_channels, 3, padding=1)
         # rpn_cls_score channels are (2, A): the A background scores, then the A foreground scores.
-        self.rpn_cls_score = nn.Conv2d(settings.rpn_channels, 2 * a, 1)
+        self.rpn_cls_score = nn.Conv2d(net.rpn_channels, 2 * a, 1)
         # rpn_bbox_pred channels are (A, 4).
-        self.rpn_bbox_pred = nn.Conv2d(settings.rpn_channels, 4 * a, 1)
+        self.rpn_bbox_pred = nn.Conv2d(net.rpn_channels, 4 * a, 1)
         self.cls_score = nn.Linear(backbone.tail_channels, num_classes)
         self.bbox_pred = nn.Linear(backbone.tail_channels, 4 * num_classes)
         for layer, std in ((self.rpn_conv, 0.01), (self.rpn_cls_score, 0.01), (self.rpn_bbox_pred, 0.01),
                            (self.cls_score, 0.01), (self.bbox_pred, 0.001)):
-            _init_new_layer(layer, std, settings.truncated_init)
-        self.register_buffer('_bbox_stds', torch.tensor(settings.bbox_stds, dtype=torch.float32).repeat(num_classes),
+            _init_new_layer(layer, std, net.truncated_init)
+        self.register_buffer('_bbox_stds', torch.tensor(net.bbox_stds, dtype=torch.float32).repeat(num_classes),
                              persistent=False)
-        self.register_buffer('_bbox_means', torch.tensor(settings.bbox_means, dtype=torch.float32).repeat(num_classes),
+        self.register_buffer('_bbox_means', torch.tensor(net.bbox_means, dtype=torch.float32).repeat(num_classes),
                              persistent=False)
         self.summary_tensors: dict[str, Tensor] = {}
         self.input_memory_format = torch.contiguous_format
@@ -158,7 +96,7 @@ class FasterRCNN(nn.Module):
         Channels-last converts the convolution weights once here; ``forward`` converts the images.
         """
         device = torch.device(device)
-        mode = self.settings.channels_last
+        mode = self.settings.network.channels_last
         channels_last = mode == 'always' or (mode == 'cpu' and device.type == 'cpu')
         self.input_memory_format = torch.channels_last if channels_last else torch.contiguous_format
         return self.to(device=device, memory_format=self.input_memory_format)
@@ -185,7 +123,7 @@ class FasterRCNN(nn.Module):
         batch. Its anchors there are the batch map's anchors at rows y < h_i, x < w_i, in the same relative
         order, so masking the others gives exactly the proposals of the image alone.
         """
-        s = self.settings
+        s = self.settings.network
         valid, counts = None, None
         if extents is not None and any(e != map_size for e in extents):
             valid, counts = self._anchor_mask(map_size, extents, fg_prob.device)
@@ -218,7 +156,7 @@ class FasterRCNN(nn.Module):
         With ``extents`` (a padded test batch; ``counts`` rois per image, in image order) each image's rois
         are pooled from its own feature map, whose edges are where the map of the image alone ends.
         """
-        s = self.settings
+        s = self.settings.network
 
         def pool(f: Tensor, r: Tensor) -> Tensor:
             return roi_features(f, r, mode=s.pooling_mode, pooling_size=s.pooling_size,
@@ -238,7 +176,7 @@ class FasterRCNN(nn.Module):
 
     # -- forward -----------------------------------------------------------------------------------------
     def forward(self, images: Tensor, im_info: Tensor, gt_boxes: Sequence[Tensor] | Tensor | None = None,
-                gt_valid: Tensor | None = None, seeds: Tensor | None = None):
+                gt_valid: Tensor | None = None, seeds: Tensor | None = None) -> dict[str, Tensor] | HeadOutputs:
         """Args:
             images: (N, 3, H, W) normalised, padded batch.
             im_info: (N, 3) rows (h, w, scale): each image's extent inside the padding and its scale.
@@ -248,72 +186,82 @@ class FasterRCNN(nn.Module):
                 place in the run); by default drawn from the global RNG.
 
         Returns:
-            training (``self.training`` and gt_boxes given): dict of scalar losses ``rpn_cross_entropy``,
-            ``rpn_loss_box``, ``cross_entropy``, ``loss_box``, ``total_loss``;
-            otherwise: rois (R, 5) [batch index, x1, y1, x2, y2], cls_prob (R, K), bbox_pred (R, 4K) with
-            deltas de-normalised (x stds + means), ready for ``bbox_transform_inv``.
+            training (``self.training`` and ``gt_boxes`` given): a dict of the scalar losses named ``LOSS_NAMES``
+            (``rpn_cross_entropy``, ``rpn_loss_box``, ``cross_entropy``, ``loss_box``, ``total_loss``);
+            otherwise ``HeadOutputs`` (rois, class probabilities, de-normalised deltas), which
+            ``nets.postprocess.postprocess`` turns into detections (``detect`` does both).
         """
         if images.dim() != 4 or im_info.shape != (images.shape[0], 3):
             raise ValueError(f'expected images (N, 3, H, W) and im_info (N, 3), got {tuple(images.shape)} '
                              f'and {tuple(im_info.shape)}')
-        training = self.training and gt_boxes is not None
-        n = images.shape[0]
-        if training:
-            if isinstance(gt_boxes, Tensor):
-                if gt_valid is None or gt_boxes.dim() != 3 or gt_valid.shape != gt_boxes.shape[:2]:
-                    raise ValueError('a padded gt_boxes tensor (N, G, 5) needs gt_valid (N, G)')
-            else:
-                gt_boxes, gt_valid = pad_gt_boxes(gt_boxes, images.device)
-            if gt_boxes.shape[0] != n:
-                raise ValueError(f'gt_boxes has {gt_boxes.shape[0]} entries for {n} images')
-            if seeds is None:
-                seeds = seeds_from_generator(n, None, images.device)
         if im_info.dtype != torch.float32:
             im_info = im_info.float()
-        features, extents = self._head(images, im_info, training)
+        if self.training and gt_boxes is not None:
+            return self._losses(images, im_info, gt_boxes, gt_valid, seeds)
+        return self._test_outputs(images, im_info)
+
+    @torch.no_grad()
+    def detect(self, images: Tensor, im_info: Tensor, sizes: Sequence[tuple[int, int]],
+               amp: str = '') -> list[Detections]:
+        """The detections of each image of a padded batch (see ``forward`` for ``images`` / ``im_info``); ``sizes``
+        are the original (H_i, W_i). ``amp`` ('', 'bf16', 'fp16') runs the network under autocast; decoding and
+        NMS stay in fp32."""
+        with autocast(images.device, amp, 'TEST.AMP'):
+            outputs = self.forward(images, im_info)
+        return postprocess(outputs, im_info, sizes, self.settings.detection)
+
+    def _test_outputs(self, images: Tensor, im_info: Tensor) -> HeadOutputs:
+        n = images.shape[0]
+        features, extents = self._head(images, im_info, False)
         _, _, h, w = features.shape
-        anchors = anchors_for(h, w, features.device, self.settings.anchor_scales, self.settings.anchor_ratios,
-                              stride=FEAT_STRIDE)
+        net = self.settings.network
+        anchors = anchors_for(h, w, features.device, net.anchor_scales, net.anchor_ratios, stride=FEAT_STRIDE)
+        _, fg_prob, rpn_deltas = self._rpn(features)
+        props = self._proposals(fg_prob.detach(), rpn_deltas.detach(), anchors, im_info, False, (h, w), extents)
+        image_index = torch.arange(n, dtype=torch.float32, device=features.device)[:, None, None]
+        rois = torch.cat((image_index.expand(n, props.boxes.shape[1], 1), props.boxes), 2)[props.valid]
+        cls_score, bbox_pred = self._box_head(features, rois, extents, props.counts)
+        cls_prob = F.softmax(cls_score, dim=1)
+        if net.denormalize_bbox:
+            bbox_pred = bbox_pred * self._bbox_stds + self._bbox_means
+        self._store_summaries(fg_prob, rois, cls_prob=cls_prob)
+        return HeadOutputs(rois, cls_prob, bbox_pred)
+
+    def _losses(self, images: Tensor, im_info: Tensor, gt_boxes: Sequence[Tensor] | Tensor, gt_valid: Tensor | None,
+                seeds: Tensor | None) -> dict[str, Tensor]:
+        n = images.shape[0]
+        if isinstance(gt_boxes, Tensor):
+            if gt_valid is None or gt_boxes.dim() != 3 or gt_valid.shape != gt_boxes.shape[:2]:
+                raise ValueError('a padded gt_boxes tensor (N, G, 5) needs gt_valid (N, G)')
+        else:
+            gt_boxes, gt_valid = pad_gt_boxes(gt_boxes, images.device)
+        if gt_boxes.shape[0] != n:
+            raise ValueError(f'gt_boxes has {gt_boxes.shape[0]} entries for {n} images')
+        if seeds is None:
+            seeds = seeds_from_generator(n, None, images.device)
+        features, _ = self._head(images, im_info, True)
+        _, _, h, w = features.shape
+        net = self.settings.network
+        anchors = anchors_for(h, w, features.device, net.anchor_scales, net.anchor_ratios, stride=FEAT_STRIDE)
         rpn_scores, fg_prob, rpn_deltas = self._rpn(features)
-        props = self._proposals(fg_prob.detach(), rpn_deltas.detach(), anchors, im_info, training, (h, w), extents)
-
-        if not training:
-            image_index = torch.arange(n, dtype=torch.float32, device=features.device)[:, None, None]
-            rois = torch.cat((image_index.expand(n, props.boxes.shape[1], 1), props.boxes), 2)[props.valid]
-            cls_score, bbox_pred = self._box_head(features, rois, extents, props.counts)
-            cls_prob = F.softmax(cls_score, dim=1)
-            if self.settings.denormalize_bbox:
-                bbox_pred = bbox_pred * self._bbox_stds + self._bbox_means
-            self._store_summaries(fg_prob, rois, cls_prob=cls_prob)
-            return rois, cls_prob, bbox_pred
-
+        props = self._proposals(fg_prob.detach(), rpn_deltas.detach(), anchors, im_info, True, (h, w))
         if gt_boxes.dtype != torch.float32 or gt_boxes.device != features.device:
             gt_boxes = gt_boxes.to(features.device, torch.float32)
         terms = seed_terms(seeds)  # once for both layers
         # Every image lies inside the padded blob: anchors beyond it are never inside an image.
         rpn = anchor_targets(anchors, gt_boxes, gt_valid, im_info, seeds, terms=terms,
-                             extent=(images.shape[2], images.shape[3]), **self.settings.anchor_target_kwargs)
+                             extent=(images.shape[2], images.shape[3]), **net.anchor_target_kwargs)
         # Rois are keyed by their anchor, not their rank: a sample then does not hang on the order of near-equal
         # scores (which float noise, e.g. another world size's gradient sums, can swap).
         sampled = proposal_targets(props.boxes, props.scores, props.valid, gt_boxes, gt_valid, seeds,
                                    self.num_classes, terms=terms, positions=props.anchors,
-                                   **self.settings.proposal_target_kwargs)
+                                   **net.proposal_target_kwargs)
         cls_score, bbox_pred = self._box_head(features, sampled.rois)
         self._store_summaries(fg_prob, sampled.rois, cls_score=cls_score)
-
-        # RPN classification: mean over each image's sampled anchors, then over images.
-        valid = (rpn.labels >= 0)
-        ce = F.cross_entropy(rpn_scores.reshape(-1, 2), rpn.labels.clamp(min=0).reshape(-1),
-                             reduction='none').view_as(rpn.labels)
-        per_image = (ce * valid).sum(1) / valid.sum(1).clamp(min=1)
-        rpn_cross_entropy = per_image.mean()
-        # Outside weights are 1/N_sampled of each image: the sum over an image's anchors is its loss.
-        rpn_loss_box = smooth_l1_loss(rpn_deltas, rpn.targets, rpn.inside_weights, rpn.outside_weights,
-                                      sigma=3.0, dim=[1, 2])
-        # Every image has exactly BATCH_SIZE rois, so the mean over all rois is the mean of image means.
-        cross_entropy = F.cross_entropy(cls_score, sampled.labels)
-        loss_box = smooth_l1_loss(bbox_pred, sampled.bbox_targets, sampled.bbox_inside_weights,
-                                  sampled.bbox_outside_weights, sigma=1.0, dim=[1])
+        rpn_cross_entropy, rpn_loss_box = rpn_losses(rpn_scores, rpn_deltas, rpn.labels, rpn.targets,
+                                                     rpn.inside_weights, rpn.outside_weights)
+        cross_entropy, loss_box = rcnn_losses(cls_score, bbox_pred, sampled.labels, sampled.bbox_targets,
+                                              sampled.bbox_inside_weights, sampled.bbox_outside_weights)
         total = rpn_cross_entropy + rpn_loss_box + cross_entropy + loss_box
         return {'rpn_cross_entropy': rpn_cross_entropy, 'rpn_loss_box': rpn_loss_box,
                 'cross_entropy': cross_entropy, 'loss_box': loss_box, 'total_loss': total}

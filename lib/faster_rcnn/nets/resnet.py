@@ -22,7 +22,7 @@ from torchvision.models import resnet50, resnet101, resnet152
 from torchvision.models.resnet import Bottleneck
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from faster_rcnn.config import ConfigError
+from faster_rcnn.errors import ConfigError
 
 from .backbone import Backbone, freeze
 from .folded_norm import fold_frozen_norms

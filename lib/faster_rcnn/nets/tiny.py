@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from faster_rcnn.config import ConfigError
+from faster_rcnn.errors import ConfigError
 
 from .backbone import Backbone
 

@@ -16,31 +16,28 @@ import os.path as osp
 import torch
 from torch import nn
 
-# torchvision weight enums (module attribute name, member) per network name. IMAGENET1K_V1 throughout:
-# the classic recipes, the ones torchvision's own detection models start from.
-_TORCHVISION_WEIGHTS = {
-    'vgg16': ('VGG16_Weights', 'IMAGENET1K_V1'),
-    'res50': ('ResNet50_Weights', 'IMAGENET1K_V1'),
-    'res101': ('ResNet101_Weights', 'IMAGENET1K_V1'),
-    'res152': ('ResNet152_Weights', 'IMAGENET1K_V1'),
-    'mobile': ('MobileNet_V2_Weights', 'IMAGENET1K_V1'),
-}
-IMAGENET_NETS = tuple(_TORCHVISION_WEIGHTS)
+from ..errors import CheckpointError, ModelFileError, UsageError
+from ..model_file import load_model_file
+from ..paths import default_data_dir
+from .registry import TABLE
+
+IMAGENET_NETS = tuple(name for name, s in TABLE.items() if s.imagenet is not None)
 
 
-def default_weights_dir() -> str:
-    from faster_rcnn.config import cfg
-    return osp.join(cfg.DATA_DIR, 'imagenet_weights')
+def default_weights_dir(data_dir: str | None = None) -> str:
+    """``<data dir>/imagenet_weights`` (``data_dir`` default: FRCNN_DATA_DIR or the checkout's data/)."""
+    return osp.join(data_dir or default_data_dir(), 'imagenet_weights')
 
 
 def imagenet_url(net: str) -> str:
     """URL of torchvision's published ImageNet weights for ``net`` (its file name carries a hash prefix)."""
-    if net not in _TORCHVISION_WEIGHTS:
-        if net == 'tiny':
-            raise ValueError("the 'tiny' network has no ImageNet weights: it is trained from scratch")
+    if net not in IMAGENET_NETS:
+        if net in TABLE:
+            raise ValueError(f'the {net!r} network has no ImageNet weights: it is trained from scratch or from a '
+                             'detector')
         raise ValueError(f'no ImageNet weights known for network {net!r}: expected one of {list(IMAGENET_NETS)}')
     import torchvision.models as tvm
-    enum_name, member = _TORCHVISION_WEIGHTS[net]
+    enum_name, member = TABLE[net].imagenet
     return getattr(getattr(tvm, enum_name), member).url
 
 
@@ -52,12 +49,11 @@ def candidate_paths(net: str, weights_dir: str | None = None) -> list[str]:
 
 
 def find_imagenet_weights(net: str, weights_dir: str | None = None) -> str:
-    """Path of an ImageNet weight file for ``net``; FileNotFoundError saying how to get one if none exists."""
+    """Path of an ImageNet weight file for ``net``; a ModelFileError saying how to get one if none exists."""
     paths = candidate_paths(net, weights_dir)
     for p in paths:
         if osp.isfile(p):
             return p
-    from faster_rcnn.utils.errors import ModelFileError
     raise ModelFileError(
         f'no ImageNet weights for {net}: looked for {" and ".join(paths)}. Run '
         f'`python data/scripts/fetch_imagenet_weights.py --net {net}`, or download {imagenet_url(net)} by hand '
@@ -76,8 +72,6 @@ def load_imagenet_weights(model: nn.Module, path: str) -> None:
     classifier) are dropped; any other mismatch raises ValueError listing the missing and unexpected keys
     and the file. New layers (RPN, R-CNN predictors) keep their initialisation.
     """
-    from faster_rcnn.engine.checkpoint import CheckpointError, load_snapshot
-    from faster_rcnn.utils.errors import ModelFileError, UsageError
     backbone = _backbone_of(model)
     net = getattr(backbone, 'imagenet_name', None)
     if net is None:
@@ -87,7 +81,7 @@ def load_imagenet_weights(model: nn.Module, path: str) -> None:
         raise ModelFileError(f'ImageNet weight file {path} does not exist: run `python '
                              f'data/scripts/fetch_imagenet_weights.py --net {net}` (see data/imagenet_weights/README.md)')
     try:
-        state = load_snapshot(path)
+        state = load_model_file(path)
     except CheckpointError as e:
         raise ModelFileError(f'ImageNet weight file {str(e).split("checkpoint ", 1)[-1]}') from None
     if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -14,7 +14,7 @@ import tempfile
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 # (module, name) pairs an array pickle may name: numpy 1 and 2 module paths, protocols 2 to 5.
 _ALLOWED = {

@@ -9,6 +9,8 @@ import contextlib
 
 import torch
 
+from ..errors import ConfigError
+
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
@@ -17,6 +19,5 @@ def autocast(device: torch.device, mode: str, key: str = 'TRAIN.AMP'):
     if not mode:
         return contextlib.nullcontext()
     if mode not in AMP_DTYPES:
-        from faster_rcnn.config import ConfigError
         raise ConfigError(f"config key {key}: unknown precision {mode!r}; use '' (fp32), 'bf16' or 'fp16'")
     return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[mode])
