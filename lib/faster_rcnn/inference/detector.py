@@ -99,7 +99,7 @@ class Detector:
                                            scales=scales, max_size=max_size).items() if v is not None}
         if str(path).endswith('.onnx'):
             from ..export.runtime import OnnxBackend
-            backend = OnnxBackend(str(path), overrides=overrides, amp=amp)
+            backend = OnnxBackend(str(path), overrides=overrides, amp=amp, device=device)
             return cls(backend, backend.classes, batch_size=batch_size or 1, source=str(path))
         detector_file = open_detector(str(path), net)
         c = new_config()
@@ -125,6 +125,11 @@ class Detector:
     def model(self) -> torch.nn.Module | None:
         """The ``FasterRCNN`` (None for an ONNX graph)."""
         return getattr(self._backend, 'model', None)
+
+    @property
+    def metadata(self) -> dict:
+        """An exported graph's metadata (classes, channel_order, net, config, settings); {} for a network."""
+        return dict(getattr(self._backend, 'metadata', {}) or {})
 
     @property
     def settings(self) -> ModelSettings | None:
