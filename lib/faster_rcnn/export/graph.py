@@ -190,15 +190,21 @@ class DetectorGraph(nn.Module):
         out_w = torch.round(w * scale).to(torch.int64).item()
         torch._check(out_h > 0)
         torch._check(out_w > 0)
-        x = image.to(torch.float32) - self.means
-        if self.divide:
-            x = x / self.stds
         inv = 1.0 / scale
         x0, x1, fx = _resize_taps(w, out_w, inv)
         y0, y1, fy = _resize_taps(h, out_h, inv)
-        rows = x.index_select(1, x0) * (1.0 - fx)[None, :, None] + x.index_select(1, x1) * fx[None, :, None]
-        out = rows.index_select(0, y0) * (1.0 - fy)[:, None, None] + rows.index_select(0, y1) * fy[:, None, None]
-        blob = out.permute(2, 0, 1).unsqueeze(0).contiguous()
+        # The four source pixels of every output pixel, gathered from the uint8 image first (gathers copy, so
+        # normalising after them gives the same values), then one small transpose to channels first, where the
+        # elementwise steps run along rows (a broadcast over a last dimension of 3 is slow in ONNX Runtime).
+        rows = torch.stack([image.index_select(0, y0), image.index_select(0, y1)])  # (2, h, W, 3)
+        taps = torch.stack([rows.index_select(2, x0), rows.index_select(2, x1)])  # (2 x, 2 y, h, w, 3)
+        x = taps.permute(0, 1, 4, 2, 3).to(torch.float32) - self.means.view(3, 1, 1)
+        if self.divide:
+            x = x / self.stds.view(3, 1, 1)
+        # OpenCV's order: along x within each source row, then along y.
+        top = x[0, 0] * (1.0 - fx) + x[1, 0] * fx
+        bottom = x[0, 1] * (1.0 - fx) + x[1, 1] * fx
+        blob = (top * (1.0 - fy)[:, None] + bottom * fy[:, None]).unsqueeze(0)
         im_info = torch.stack([torch.scalar_tensor(out_h, dtype=torch.float32),
                                torch.scalar_tensor(out_w, dtype=torch.float32), scale.to(torch.float32)])[None]
         return blob, im_info
@@ -341,6 +347,6 @@ class DetectorGraph(nn.Module):
         else:
             class_boxes = original.repeat(1, m.num_classes)
         out = self.select(cls_prob, class_boxes)
-        if self.raw_outputs:
-            return out.boxes, out.scores, out.labels, rois, cls_prob, class_boxes
-        return out.boxes, out.scores, out.labels
+        # Detached: a loaded .pt2 program's parameters require gradients, its results should not.
+        results = (out.boxes, out.scores, out.labels) + ((rois, cls_prob, class_boxes) if self.raw_outputs else ())
+        return tuple(t.detach() for t in results)

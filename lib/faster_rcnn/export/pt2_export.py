@@ -32,7 +32,7 @@ def export_pt2(model: torch.nn.Module, classes: Sequence[str], out: str, *, net:
     meta = graph_metadata(model.settings, classes, net=net, record=record)
     folder = osp.dirname(osp.abspath(out))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(out) + '.', suffix='.tmp', dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(out) + '.', suffix='.tmp.pt2', dir=folder)  # torch wants .pt2
     os.close(fd)
     try:
         torch.export.save(program, tmp, extra_files={META_FILE: json.dumps(meta)})
