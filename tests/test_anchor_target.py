@@ -124,7 +124,7 @@ def test_im_info_tensor_equals_tuple(device):
 
 
 def reference_rule(anchors, gt, height, width, negative_overlap=0.3, positive_overlap=0.7):
-    """Straightforward float64 numpy version of the assignment rule (DESIGN 2.3, with the zero-IoU fix):
+    """Straightforward float64 numpy version of the assignment rule (docs/design.md §2.3, with the zero-IoU fix):
     labels (-1 / 0 / 1) before subsampling and each anchor's best gt, written as the reference does."""
     anchors = anchors.cpu().numpy().astype(np.float64)
     boxes = gt[:, :4].cpu().numpy().astype(np.float64)

@@ -1,4 +1,4 @@
-"""Bad data gets an error naming the file and the object at fault (DESIGN 2.9, 5)."""
+"""Bad data gets an error naming the file and the object at fault (docs/design.md §2.9, §5)."""
 import json
 
 import cv2

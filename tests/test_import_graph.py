@@ -1,19 +1,20 @@
 """The import graph of lib/faster_rcnn: no circle between files, none between the package's units (its folders and
-top-level modules), and every import points down the floors of docs/design.md section 1.
+top-level modules), and every import points down the floors of docs/design.md §1.
 
 Every import statement counts, also those inside functions (a lazy import is still a dependency).
 """
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / 'lib' / 'faster_rcnn'
 
-# The floors, lowest first: a unit may import only from units below it (docs/design.md section 1).
+# The floors, lowest first: a unit may import only from units below it (docs/design.md §1).
 FLOORS = ['errors', 'paths', 'config', 'settings', 'utils', 'boxes', 'model_file', 'ops', 'layers', 'nets',
-          'datasets', 'data', 'analysis', 'export', 'inference', 'convert', 'engine', 'cli', 'bench']
+          'datasets', 'data', 'export', 'inference', 'analysis', 'convert', 'engine', 'cli', 'bench']
 
 
 def _modules() -> dict[str, Path]:
@@ -104,6 +105,12 @@ def _unit_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
             if unit_of(a) != unit_of(b):
                 units[unit_of(a)].add(unit_of(b))
     return units
+
+
+def test_the_design_document_lists_the_same_floors():
+    text = (PACKAGE.parents[1] / 'docs' / 'design.md').read_text(encoding='utf-8')
+    rows = re.findall(r'^\| *\d+ *\| `([a-z_]+)(?:\.py|/)` \|', text, flags=re.M)
+    assert rows == FLOORS
 
 
 def test_cycle_finder_finds_a_planted_circle():

@@ -1,4 +1,4 @@
-"""VOC evaluation on hand-built cases with hand-computed APs (DESIGN 2.10)."""
+"""VOC evaluation on hand-built cases with hand-computed APs (docs/design.md §2.10)."""
 import os
 
 import numpy as np

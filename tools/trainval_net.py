@@ -12,16 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dataclasses import replace
-
-from faster_rcnn.cli import (ToolParser, add_config_args, apply_config, apply_detector_config, model_settings,
-                             resolve_device, roidb_settings, run_record, run_tool, train_settings)
-from faster_rcnn.config import cfg, get_output_dir, get_output_tb_dir
-from faster_rcnn.data.roidb import combined_roidb
-from faster_rcnn.datasets.factory import get_imdb
+from faster_rcnn.cli import ToolParser, add_config_args, apply_config, apply_detector_config, resolve_device, run_tool
+from faster_rcnn.config import cfg
 from faster_rcnn.engine.distributed import cleanup, init_distributed
-from faster_rcnn.engine.schedule import apply_schedule, describe, run_schedule
-from faster_rcnn.engine.trainer import TrainRun, train_net
+from faster_rcnn.engine.run import build_run
+from faster_rcnn.engine.trainer import train_net
 from faster_rcnn.errors import StoppedBySignal, UsageError
 from faster_rcnn.model_file import open_detector
 from faster_rcnn.nets.registry import describe_networks
@@ -69,44 +64,9 @@ def train(args: argparse.Namespace, info) -> str:
     net = args.net or (detector.net if detector is not None else 'res50')
     if args.keep_schedule:
         cfg.TRAIN.SCALE_SCHEDULE = False
-    settings = train_settings(args.workers)
-    given, used = run_schedule(settings, args.max_iters, info.world_size, reference_batch=int(cfg.TRAIN.REFERENCE_BATCH),
-                               scale=bool(cfg.TRAIN.SCALE_SCHEDULE),
-                               scaled_warmup_iters=int(cfg.TRAIN.SCALED_WARMUP_ITERS))
-    settings = apply_schedule(settings, used)
-    if info.is_main:
-        print(describe(given, used, info.world_size, settings.ims_per_batch, bool(cfg.TRAIN.SCALE_SCHEDULE)),
-              flush=True)
-
-    roidb_opts = roidb_settings()
-    imdb, roidb = combined_roidb(args.imdb_name, roidb_opts, data_dir=cfg.DATA_DIR)
-    print(f'{len(roidb)} roidb entries')
-    output_dir = get_output_dir(imdb.name, tag=args.tag)
-    tb_dir = get_output_tb_dir(imdb.name, tag=args.tag)
-    print(f'Output will be saved to `{output_dir}`')
-    print(f'TensorFlow summaries will be saved to `{tb_dir}`')
-
-    eval_imdb = None
-    if cfg.TRAIN.EVAL_INTERVAL > 0:
-        if not args.imdbval_name or '+' in args.imdbval_name:
-            raise UsageError(f'TRAIN.EVAL_INTERVAL {cfg.TRAIN.EVAL_INTERVAL} evaluates on --imdbval, which must name '
-                             f'one dataset (got {args.imdbval_name!r})')
-        eval_imdb = get_imdb(args.imdbval_name, cfg.DATA_DIR)
-        eval_imdb.limit(int(cfg.TRAIN.EVAL_IMAGES))
-        if info.is_main:
-            print(f'Evaluating on {eval_imdb.name} ({eval_imdb.num_images} images) every '
-                  f'{cfg.TRAIN.EVAL_INTERVAL} iterations')
-
-    valroidb = None
-    if args.imdbval_name:
-        # The validation images are never flipped.
-        _, valroidb = combined_roidb(args.imdbval_name, replace(roidb_opts, use_flipped=False), data_dir=cfg.DATA_DIR)
-        print(f'{len(valroidb)} validation roidb entries')
-
-    run = TrainRun(net=net, model=model_settings(net), train=settings, classes=list(imdb.classes), roidb=roidb,
-                   output_dir=output_dir, tb_dir=tb_dir, max_iters=used.iters, record=run_record(net),
-                   imdb_name=imdb.name, valroidb=valroidb, imagenet_weights=args.weight, finetune=detector,
-                   fresh=args.fresh, eval_imdb=eval_imdb)
+    run = build_run(cfg, net=net, imdb=args.imdb_name, iters=args.max_iters, world_size=info.world_size,
+                    imdbval=args.imdbval_name, tag=args.tag, weight=args.weight, finetune=detector, fresh=args.fresh,
+                    workers=args.workers, verbose=info.is_main)
     return train_net(run, info)
 
 

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .config import cfg, cfg_from_file, cfg_from_list, check_record_keys, config_record, record_keys, set_key
+from .config import cfg, cfg_from_file, cfg_from_list, check_record_keys, record_keys, set_key
 from .errors import (DISK_ERRNOS, EXIT_BUG, EXIT_DISK, EXIT_DISTRIBUTED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError,
                      UserError)
 from .model_file import DetectorFile
@@ -112,12 +112,6 @@ def test_settings(num_workers: int | None = None) -> TestSettings:
 
 def roidb_settings() -> RoidbSettings:
     return RoidbSettings.from_config(cfg)
-
-
-def run_record(net: str) -> dict:
-    """What a detector file of ``net`` records of the global cfg (its model keys, TEST keys, EXP_DIR)."""
-    from .nets.registry import model_keys
-    return config_record(cfg, model_keys(net))
 
 
 def resolve_device(name: str | None) -> str:

@@ -3,7 +3,7 @@
 ``cfg`` is one process-wide EasyDict, as in tf-faster-rcnn, and it belongs to the edge: the tools and
 ``faster_rcnn.cli`` merge ``--cfg`` files (``yaml.safe_load``) and ``--set KEY VALUE`` pairs into it, then turn
 it into settings objects (``faster_rcnn.settings``) that everything below them receives as arguments. No
-library module reads or writes ``cfg`` (docs/design.md section 3).
+library module reads or writes ``cfg`` (docs/design.md §3).
 
 Every function that reads or changes a config takes the config object as an argument, so a library caller
 (``Detector.load``, the converters, the benchmarks) works on its own copy: ``new_config()`` is a fresh one with

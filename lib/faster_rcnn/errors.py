@@ -122,6 +122,8 @@ class DistributedError(UserError, RuntimeError):
 class StoppedBySignal(UserError):
     """Training stopped on SIGINT / SIGTERM after writing a snapshot; the same command resumes it."""
 
+    exit_code = EXIT_INTERRUPTED  # 143 for SIGTERM, set per instance
+
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message, EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED)
         self.signum = signum

@@ -5,8 +5,8 @@
 3. ``TensorBoard``: those scalars; every TRAIN.SUMMARY_INTERVAL seconds the validation summaries.
 4. ``PeriodicEval``: the mAP of ``--imdbval`` every TRAIN.EVAL_INTERVAL iterations and at the end.
 5. ``StopSignals``: SIGINT / SIGTERM set ``trainer.stop_signal`` (agreed by every process under torchrun).
-6. ``Snapshots``: every TRAIN.SNAPSHOT_ITERS iterations, when a stop was asked, and at the end, after the NaN
-   checks of losses and weights, pruned to TRAIN.SNAPSHOT_KEPT.
+6. ``Snapshots``: every TRAIN.SNAPSHOT_ITERS iterations, at the end, and when a stop was asked (by a signal or
+   any hook: ``before_stop``), after the NaN checks of losses and weights, pruned to TRAIN.SNAPSHOT_KEPT.
 
 The order is part of the behaviour: a NaN is reported before a line logs it, a stop request is known before
 the snapshot that it asks for, and the snapshot comes last, after everything that reads the model.
@@ -122,7 +122,9 @@ class StopSignals(HookBase):
     def after_step(self) -> None:
         t = self.trainer
         if t.state.iteration < t.max_iters:
-            t.stop_signal = self._signals.requested(t.info, t.state.iteration, t.settings.display)
+            signum = self._signals.requested(t.info, t.state.iteration, t.settings.display)
+            if signum is not None:
+                t.stop_signal = signum
 
     def close(self) -> None:
         self._signals.__exit__(None, None, None)
@@ -147,8 +149,12 @@ class Snapshots(HookBase):
 
     def after_step(self) -> None:
         t = self.trainer
-        periodic = t.state.iteration % t.settings.snapshot_iters == 0 and t.state.iteration < t.max_iters
-        if periodic or t.stop_signal is not None:
+        if t.state.iteration % t.settings.snapshot_iters == 0 and t.state.iteration < t.max_iters:
+            self._write(final=False)
+            self._written = t.state.iteration
+
+    def before_stop(self) -> None:
+        if getattr(self, '_written', None) != self.trainer.state.iteration:
             self._write(final=False)
 
     def after_train(self) -> None:

@@ -68,6 +68,9 @@ class HookBase:
     def after_train(self) -> None:
         """After the last step of a run that finished (not after an error or a stop signal)."""
 
+    def before_stop(self) -> None:
+        """When a hook asked the run to stop (``trainer.stop_signal``), after every hook's ``after_step``."""
+
     def close(self) -> None:
         """Always, last (files to close, handlers to restore)."""
 
@@ -135,7 +138,8 @@ class Trainer:
         self.losses: dict[str, torch.Tensor] = {}
         self.last_log: dict[str, float] = {}
         self.lr = 0.0
-        self.stop_signal: int | None = None  # set by a hook: the loop stops after this iteration's hooks
+        # Set by a hook (a signal number): the loop stops after this iteration's hooks and their before_stop.
+        self.stop_signal: int | None = None
 
     def register_hooks(self, hooks: Sequence[HookBase]) -> None:
         """Add hooks; they run in the order given (after those registered before)."""
@@ -195,6 +199,8 @@ class Trainer:
                 for h in self.hooks:
                     h.after_step()
                 if self.stop_signal is not None:
+                    for h in self.hooks:
+                        h.before_stop()
                     raise StoppedBySignal(self._stop_message(), self.stop_signal)
                 if self.state.iteration < self.max_iters:
                     self._batch = next(self._batches)

@@ -69,7 +69,7 @@ class MobileNetV1(Backbone):
         self.head_channels = max(int(512 * depth_multiplier), 8)
         self.tail_channels = c_in
         freeze(self.features[:fixed_layers])
-        # Frozen norms (DESIGN 2.7), applied inside their convolutions.
+        # Frozen norms (docs/design.md §2.7), applied inside their convolutions.
         fold_frozen_norms(self)
         self.train()
 

@@ -1,6 +1,6 @@
 """The Faster R-CNN module: backbone head -> RPN -> proposals -> RoI features -> backbone tail -> predictors.
 
-Semantics are tf-faster-rcnn's (DESIGN section 2). A batch holds N images padded to one size; each image
+Semantics are tf-faster-rcnn's (docs/design.md §2). A batch holds N images padded to one size; each image
 keeps its own extent ``im_info[i] = (h, w, scale)``, so anchor targets only use anchors inside that image
 and its proposals are clipped to it. Every per-image loss is the reference's single-image loss, and the
 batch loss is their mean.
@@ -105,7 +105,7 @@ class FasterRCNN(nn.Module):
     def _rpn(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(N, C, H, W) -> scores (N, H*W*A, 2) fp32, fg probabilities (N, H*W*A) fp32, deltas (N, H*W*A, 4).
 
-        Rows follow the anchor order of DESIGN 2.2: (y, x, a), anchor fastest.
+        Rows follow the anchor order of docs/design.md §2.2: (y, x, a), anchor fastest.
         """
         n, _, h, w = features.shape
         a = self.num_anchors

@@ -98,7 +98,7 @@ class ResNet(Backbone):
         self.imagenet_name = _IMAGENET_NAMES[depth_name]
         self.crop_max_pool = bool(max_pool)
         self.layout = layout
-        # Every BatchNorm is frozen (DESIGN 2.7): FrozenBatchNorm2d is the same affine map with the ImageNet
+        # Every BatchNorm is frozen (docs/design.md §2.7): FrozenBatchNorm2d is the same affine map with the ImageNet
         # statistics as buffers. Unlike an eval-mode BatchNorm2d it saves no input for backward, which is
         # most of the activation memory of the ResNet head and a third of its backward time.
         tv = _BUILDERS[depth_name](weights=None, norm_layer=FrozenBatchNorm2d)
