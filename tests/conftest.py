@@ -43,6 +43,16 @@ def root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope='session')
+def working(root) -> Path:
+    """A detector that works: the quick-start recipe (experiments/cfgs/shapes.yml, its own scales and proposal counts)
+    for 300 iterations, about a minute on 2 CPU cores; shared by the tests that need a real mean AP."""
+    from tool_runs import SHAPES_CFG, _dirs, run_tool, snapshot
+    run_tool(['tools/trainval_net.py', '--net', 'tiny', '--imdb', 'shapes_trainval', '--imdbval', '', '--iters', '300',
+              '--tag', 'working', '--cfg', SHAPES_CFG, '--device', 'cpu', '--set', *_dirs(root)])
+    return snapshot(root, 'working', 300)
+
+
+@pytest.fixture(scope='session')
 def trained(root) -> Path:
     """A 40-iteration shapes run with a validation summary at every iteration (SUMMARY_INTERVAL 0)."""
     from tool_runs import run_tool, snapshot, train_args

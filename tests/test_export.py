@@ -140,7 +140,8 @@ def _mean_ap(stdout: str) -> float:
 
 
 @pytest.mark.slow
-def test_the_trained_model_under_onnx_runtime_keeps_its_mean_ap_and_detections(root, trained, tmp_path):
+def test_the_quick_start_model_under_onnx_runtime_keeps_its_mean_ap_and_detections(root, working, tmp_path):
+    trained = working
     onnx_path = tmp_path / 'tiny.onnx'
     proc = run_tool(['tools/export.py', '--model', str(trained), '--format', 'onnx', '--out', str(onnx_path)])
     assert 'tiny.onnx' in proc.stdout and onnx_path.is_file()

@@ -149,12 +149,9 @@ def test_map_during_distributed_training_is_sharded(root):
 
 
 @pytest.mark.slow
-def test_mixed_precision_inference_keeps_the_mean_ap(root):
+def test_mixed_precision_inference_keeps_the_mean_ap(root, working):
     """A detector that works (300 iterations of the quick-start recipe): bf16 autocast within 0.005 mean AP."""
-    train = ['tools/trainval_net.py', '--net', 'tiny', '--imdb', 'shapes_trainval', '--imdbval', '', '--iters', '300',
-             '--tag', 'amp300', '--cfg', SHAPES_CFG, '--device', 'cpu', '--set', *_dirs(root)]
-    run_tool(train)
-    model = snapshot(root, 'amp300', 300)
+    model = working
     fp32 = _mean_ap(run_tool(['tools/test_net.py', '--imdb', 'shapes_test', '--model', str(model), '--tag', 'fp32',
                               '--device', 'cpu', '--set', *_dirs(root)]).stdout)
     bf16 = run_tool(['tools/test_net.py', '--imdb', 'shapes_test', '--model', str(model), '--tag', 'bf16',
