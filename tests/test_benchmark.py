@@ -7,8 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tool_runs import REPO, _env
 
+
+# Tools run as a user runs them (subprocesses): the full tier (run_tests.sh --all).
+pytestmark = pytest.mark.slow
 
 def _benchmark(args: list[str], out: Path) -> dict:
     proc = subprocess.run([sys.executable, 'tools/benchmark.py', *args, '--json', str(out)], cwd=REPO, env=_env(),

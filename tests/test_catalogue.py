@@ -27,6 +27,9 @@ from tool_runs import REPO, SHAPES_CFG, _env
 USAGE, DATA, MODEL = 2, 4, 5
 
 
+# Tools run as a user runs them (subprocesses): the full tier (run_tests.sh --all).
+pytestmark = pytest.mark.slow
+
 def _noisy_jpeg(path: Path, h: int = 48, w: int = 64) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), np.random.default_rng(len(str(path))).integers(0, 255, (h, w, 3), dtype=np.uint8))

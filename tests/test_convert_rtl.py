@@ -63,6 +63,7 @@ def test_converted_rtl_model_reproduces_rtl(tmp_path, net, ds, mode):
     assert relative_error(ours['bbox_pred'], fx['out_bbox_pred']) < 1e-4
 
 
+@pytest.mark.slow
 def test_cli_records_rtl_layout_with_crop_pooling_by_default(tmp_path):
     src = _rtl_file(tmp_path, 'res50', 'voc')
     out = tmp_path / 'out' / 'res50.pth'
@@ -120,6 +121,7 @@ def test_a_pickle_payload_is_refused_and_never_runs(tmp_path):
     assert not (tmp_path / 'PWNED_BY_PICKLE').exists() and not (tmp_path / 'o.pth').exists()
 
 
+@pytest.mark.slow
 def test_wrong_net_wrong_classes_and_truncated_files_are_named(tmp_path):
     src = _rtl_file(tmp_path, 'res101', 'voc')
 

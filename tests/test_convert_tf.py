@@ -72,6 +72,7 @@ def test_converted_model_reproduces_the_tensorflow_network(tmp_path, net, ds):
     assert absolute_error(ours["proposals"], theirs) < 1e-2  # pixels: exp(dw) amplifies the deltas' 1e-6
 
 
+@pytest.mark.slow
 def test_cli_converts_and_records_the_tensorflow_layout(tmp_path):
     prefix = _checkpoint(tmp_path, 'res50', 'voc')
     out = tmp_path / 'model' / 'res50.pth'
@@ -91,6 +92,7 @@ def test_cli_converts_and_records_the_tensorflow_layout(tmp_path):
     assert f['source']['format'] == 'tf-faster-rcnn' and 'optimizer' not in f
 
 
+@pytest.mark.slow
 def test_classes_from_a_file_and_the_folder_as_checkpoint(tmp_path):
     prefix = _checkpoint(tmp_path, 'mobile', 'voc')
     names = tmp_path / 'classes.txt'
@@ -125,6 +127,7 @@ def test_missing_unmapped_and_misshapen_tensors_are_listed(tmp_path):
     assert not (tmp_path / 'out.pth').exists()
 
 
+@pytest.mark.slow
 def test_wrong_dataset_forgotten_coco_anchors_and_wrong_net_are_explained(tmp_path):
     voc = _checkpoint(tmp_path, 'res101', 'voc')
     wrong_classes = _convert(tmp_path, voc, '--net', 'res101', '--imdb', 'coco_2014_minival', '--anchors', '4,8,16,32')
@@ -143,6 +146,7 @@ def test_wrong_dataset_forgotten_coco_anchors_and_wrong_net_are_explained(tmp_pa
         assert 'Traceback' not in proc.stderr and proc.stderr.count('\n') == 1
 
 
+@pytest.mark.slow
 def test_truncated_and_foreign_checkpoints_are_named(tmp_path):
     prefix = _checkpoint(tmp_path, 'mobile', 'voc')
     data = Path(prefix + '.data-00000-of-00001')

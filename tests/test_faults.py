@@ -29,6 +29,9 @@ import torch
 from tool_runs import REPO, _env, run_tool, snapshot, train_args
 
 
+# Tools run as a user runs them (subprocesses): the full tier (run_tests.sh --all).
+pytestmark = pytest.mark.slow
+
 def _same_training_state(a_path: Path, b_path: Path) -> int:
     """Assert two snapshots hold bitwise the same weights and optimizer state; returns how many tensors."""
     a = torch.load(a_path, map_location='cpu', weights_only=True)

@@ -24,6 +24,9 @@ from rtl_seeded import read_key_list, rtl_state_dict
 from tensorbundle_writer import write_bundle
 from tf_seeded import read_variable_list, tf_variables
 
+# Tools run as a user runs them (subprocesses): the full tier (run_tests.sh --all).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / 'tests' / 'data'
 FETCH = 'data/scripts/fetch_faster_rcnn_models.py'

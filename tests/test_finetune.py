@@ -97,6 +97,7 @@ def test_fine_tuning_a_two_class_detector_beats_training_from_scratch(tmp_path):
     assert aps['ft'] >= 0.3 and aps['ft'] > aps['scratch'] + 0.2, aps
 
 
+@pytest.mark.slow
 def test_finetune_and_weight_together_are_refused(tmp_path):
     proc = subprocess.run([sys.executable, 'tools/trainval_net.py', '--finetune', 'a.pth', '--weight', 'b.pth'],
                           cwd=REPO, capture_output=True, text=True, env={'PYTHONPATH': str(REPO / 'lib'),

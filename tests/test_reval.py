@@ -9,6 +9,9 @@ import pytest
 
 from faster_rcnn.datasets.shapes import ShapesSpec, ensure_shapes
 
+# Tools run as a user runs them (subprocesses): the full tier (run_tests.sh --all).
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = ShapesSpec(seed=2, num_trainval=4, num_test=5)
 

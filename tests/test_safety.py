@@ -21,6 +21,9 @@ import torch
 from tool_runs import REPO, _env
 
 
+# Tools run as a user runs them (subprocesses): the full tier (run_tests.sh --all).
+pytestmark = pytest.mark.slow
+
 class Payload:
     def __init__(self, marker: Path) -> None:
         self.marker = marker

@@ -18,6 +18,9 @@ import torch
 from tool_runs import REPO, SHAPES_CFG, _dirs, _env, run_tool, snapshot, train_args
 
 
+# Tools run as a user runs them (subprocesses): the full tier (run_tests.sh --all).
+pytestmark = pytest.mark.slow
+
 def _test(root: Path, model: Path, tag: str, *extra: str, env: dict | None = None, launcher: list[str] | None = None):
     args = ['tools/test_net.py', '--imdb', 'shapes_test', '--model', str(model), '--tag', tag, '--device', 'cpu',
             '--set', *_dirs(root), 'TEST.SCALES', '[160]', *extra]

@@ -20,6 +20,9 @@ import torch
 from tool_runs import FAST, REPO, SHAPES_CFG, _dirs, _env, run_tool, snapshot, train_args  # noqa: F401
 
 
+# Tools run as a user runs them (subprocesses): the full tier (run_tests.sh --all).
+pytestmark = pytest.mark.slow
+
 def _read_events(folder: Path) -> set[str]:
     """Tags in the TensorBoard event files of ``folder`` (TFRecord framing, parsed by hand)."""
     from tensorboardX.proto import event_pb2

@@ -46,6 +46,7 @@ def test_smaller_batches_and_kept_numbers():
     assert used == given and used.iters == 70000 and used.learning_rate == 0.001
 
 
+@pytest.mark.slow
 def test_two_processes_of_one_image_train_the_weights_of_one_process_of_two(tmp_path):
     """Same-size images (no padding), MobileNet (frozen BatchNorm, no dropout): the global batch, its images,
     scales and sampling seeds are the same, and DDP's mean of two gradients is the gradient of the batch's
@@ -82,6 +83,7 @@ def test_two_processes_of_one_image_train_the_weights_of_one_process_of_two(tmp_
     assert moved > 10  # the steps did change the trained layers
 
 
+@pytest.mark.slow
 def test_background_only_images_are_kept_on_request_and_train(root):
     """shapes_circle_square leaves triangles unannotated: images holding only triangles have no gt box. The
     reference drops them; TRAIN.KEEP_BACKGROUND_IMAGES keeps them as background-only images."""

