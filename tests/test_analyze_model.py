@@ -185,8 +185,8 @@ def test_peak_memory_counts_live_tensor_bytes():
         del b, c
     assert m['bytes'] == 2 * 4_000_000
     with peak_memory(torch.device('cpu')) as m:
-        y = x.view(-1)[:10]  # a view: no new storage
-        y = torch.empty(0)
+        views = [x.view(-1)[:10], torch.empty(0)]  # a view and an empty tensor: no new storage
+        del views
     assert m['bytes'] == 0
 
 

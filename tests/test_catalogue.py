@@ -227,7 +227,7 @@ CASES = [
     _voc_case('voc-inverted-box', _voc_object('cat', (50, 8, 10, 40)), DATA, 'inverted box'),
     _voc_case('voc-infinite', _voc_object('cat', ('inf', 8, 50, 40)), DATA, 'is not finite'),
     # -- COCO json -----------------------------------------------------------------------------------------
-    _coco_case('coco-image-without-width', lambda d: d['images'][1].pop('width'), 'images[1] has no "width"'),
+    _coco_case('coco-image-without-width', lambda d: d['images'][1].pop('width'), 'image id 2, file_name "2.jpg" (images[1]) has no "width"'),
     _coco_case('coco-image-id-string', lambda d: d['images'][0].update(id='one'), '"id" must be an integer'),
     _coco_case('coco-empty-file-name', lambda d: d['images'][0].update(file_name=''), '"file_name" must be a non-empty'),
     _coco_case('coco-height-negative', lambda d: d['images'][0].update(height=-3), '"height" must be a positive integer'),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -25,7 +24,7 @@ from faster_rcnn.nets.postprocess import decode_boxes
 from faster_rcnn.utils.detections_file import read_detections
 
 from settings_helpers import settings_for
-from tool_runs import REPO, _dirs, _env, run_tool
+from tool_runs import _dirs, _env, run_tool
 
 H, W = 100, 140  # test scale 1: the image enters the network as it is
 

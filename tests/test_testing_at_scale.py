@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from tool_runs import REPO, SHAPES_CFG, _dirs, _env, run_tool, snapshot, train_args
+from tool_runs import REPO, _dirs, _env, run_tool, snapshot, train_args
 
 
 # Tools run as a user runs them (subprocesses): the full tier (run_tests.sh --all).

@@ -8,7 +8,8 @@ A model file of this project (a snapshot or a converted model) records its norma
 and test settings, so ``--cfg`` and ``--net`` are only needed for older snapshots and bare state_dicts. An
 exported ``--model X.onnx`` runs under ONNX Runtime with the settings in its graph.
 Under torchrun each process tests every N-th image; rank 0 gathers the detections in image order, writes one
-detections.pkl and evaluates: the result is the single-process one.
+detections.pkl and evaluates: the result is the single-process one. The numbers and the TEST keys used go to
+eval.json next to detections.pkl (read by tools/compare_runs.py).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from faster_rcnn.inference import Detector, is_graph_file
 from faster_rcnn.model_file import open_detector
 from faster_rcnn.nets.factory import build_from_file
 from faster_rcnn.nets.registry import describe_networks
+from faster_rcnn.utils.eval_summary import write_eval_summary
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -105,11 +107,27 @@ def main(argv: list[str] | None = None) -> int:
         _, result = test_net(detector, imdb, output_dir, rank=info.rank, world_size=info.world_size,
                              num_workers=test.num_workers, progress=info.is_main)
         if result is not None:
+            summary = write_eval_summary(output_dir, imdb=imdb.name, num_images=imdb.num_images,
+                                         metric=result.metric, mean_ap=result.mean_ap, per_class=result.per_class,
+                                         coco_stats=result.stats, test_config=tested_with(args, detector))
+            print(f'Wrote {summary}')
             write_tensorboard(result, get_output_tb_dir(imdb.name, tag=tag, weights_filename=filename), step)
         finished = True
     finally:
         cleanup(info, finished)
     return 0
+
+
+def tested_with(args: argparse.Namespace, detector: Detector) -> dict:
+    """The TEST keys the run was tested with: a graph's recorded ones (its settings are baked in), else the
+    config's after the detector file's record and --cfg / --set, with --num_dets."""
+    if detector.model is None:
+        keys = dict(detector.metadata.get('config', {}).get('test', {}))
+    else:
+        keys = {k: v for k, v in cfg.TEST.items()}
+    if args.max_per_image is not None:
+        keys['MAX_PER_IMAGE'] = args.max_per_image
+    return keys
 
 
 def graph_detector(args: argparse.Namespace) -> Detector:

@@ -1,6 +1,6 @@
 """Image blobs: resizing and normalising images for the network, as tf-faster-rcnn's blob.py.
 
-Pixel means and standard deviations are in BGR order on the 0-255 scale (cfg.PIXEL_MEANS / PIXEL_STDS);
+Pixel means and standard deviations are in BGR order on the 0-255 scale (the PIXEL_MEANS / PIXEL_STDS keys);
 the channel order of the result is chosen afterwards ('BGR' for Caffe-style weights, 'RGB' for torchvision's).
 """
 from __future__ import annotations

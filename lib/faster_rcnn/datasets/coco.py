@@ -66,10 +66,25 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _image_entry_name(im: dict, where: str) -> str:
+    """The entry as a user finds it in the file: by its id and file_name (searchable), with the list position
+    ``where`` after them; the position alone only when the entry has neither."""
+    known = []
+    for field in ('id', 'file_name'):
+        if field in im:
+            text = json.dumps(im[field], default=str)  # as the file writes it, so that it can be searched for
+            known.append(f'{field} {text if len(text) <= 60 else text[:57] + "..."}')
+    if not known:
+        return where
+    return f'image {", ".join(known)} ({where})'
+
+
 def _check_image_entry(im, where: str) -> None:
-    """An entry of "images" needs an integer id, a file name and positive integer width and height."""
+    """An entry of "images" needs an integer id, a file name and positive integer width and height; errors name
+    the entry by its position, id and file_name."""
     if not isinstance(im, dict):
         raise AnnotationError(f'{where}: expected an object with "id", "file_name", "width", "height", got {im!r}')
+    where = _image_entry_name(im, where)
     for field in ('id', 'file_name', 'width', 'height'):
         if field not in im:
             raise AnnotationError(f'{where} has no "{field}"; every image needs id, file_name, width and height')
@@ -248,7 +263,7 @@ class CocoDataset(imdb):
         with open(stats_file, 'w', encoding='utf-8') as f:
             json.dump({'stats': [float(s) for s in ev.stats]}, f)
         per_class = dict(zip(self.classes[1:], (float(a) for a in per_category_ap(ev, self.num_classes - 1))))
-        return EvalResult(float(ev.stats[0]), per_class, metric='COCO AP')
+        return EvalResult(float(ev.stats[0]), per_class, metric='COCO AP', stats=[float(s) for s in ev.stats])
 
 
 def per_category_ap(ev, num_categories: int) -> np.ndarray:

@@ -22,6 +22,7 @@ class EvalResult:
     per_class: dict[str, float] = field(default_factory=dict)
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     metric: str = 'mAP'
+    stats: list[float] | None = None  # COCO's 12 summary numbers (COCOeval.stats), None for VOC
 
 
 def render_pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], aps: dict[str, float],
