@@ -172,6 +172,12 @@ def test_the_quick_start_model_under_onnx_runtime_keeps_its_mean_ap_and_detectio
     assert d_big.boxes[:, 2].max() > im.shape[1]  # in the big image's pixels
     with pytest.raises(ExportError, match='nms=0.1: .*tiny.onnx was exported with nms = 0.3'):
         Detector.load(str(onnx_path), nms=0.1)
+    # OpenVINO on the same file: fp32 keeps the eager mean AP, bf16 (its CPU plugin's reduced precision) too.
+    for tag, extra in (('ov_fp32', []), ('ov_bf16', ['TEST.AMP', 'bf16'])):
+        out = run_tool(['tools/test_net.py', '--imdb', 'shapes_test', '--model', str(onnx_path), '--runtime',
+                        'openvino', '--device', 'cpu', '--workers', '0', '--tag', tag, '--set', *_dirs(root),
+                        *extra]).stdout
+        assert abs(_mean_ap(eager) - _mean_ap(out)) <= (0.002 if tag == 'ov_fp32' else 0.01), (tag, out[-500:])
 
 
 def test_settings_without_an_exported_form_are_errors_naming_the_key(root, trained, tmp_path):
@@ -188,3 +194,41 @@ def test_settings_without_an_exported_form_are_errors_naming_the_key(root, train
     proc = run_tool(['tools/export.py', '--model', str(trained), '--format', 'onnx', '--out', str(tmp_path / 'y.onnx'),
                      '--scales', '0'], check=False)
     assert proc.returncode == 2 and 'SCALES' in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def _graph(tmp_path, net: str = 'tiny', **keys):
+    model = _model(net, **keys)
+    path = tmp_path / f'{net}.onnx'
+    export_onnx(model, ['__background__', 'a', 'b', 'c', 'd'], str(path), net=net, record=None)
+    return path
+
+
+def test_openvino_runs_the_graph_as_onnx_runtime_does(tmp_path):
+    """The same .onnx under OpenVINO (fp32) gives ONNX Runtime's detections; bf16 runs; its wrong uses are errors."""
+    path = _graph(tmp_path, TEST__MAX_PER_IMAGE=0)  # no cap: near-equal scores of seeded weights cannot swap at it
+    im = _image()
+    ort_det = Detector.load(str(path))(im)
+    ov_det = Detector.load(str(path), runtime='openvino')(im)
+    # Seeded weights give many low-score boxes of near-equal overlap, where a few NMS decisions differ at float
+    # rounding: the confident ones must match one to one (the trained model's test asks for 99% of all).
+    assert len(ort_det) > 10 and abs(len(ov_det) - len(ort_det)) <= len(ort_det) // 10
+    confident = ort_det.scores >= 0.3
+    matched = 0
+    for c in np.unique(ort_det.labels[confident]):
+        a, b = confident & (ort_det.labels == c), ov_det.labels == c
+        assert b.any(), c
+        iou = _iou(ort_det.boxes[a], ov_det.boxes[b])
+        best = iou.argmax(1)
+        ok = (iou.max(1) >= 0.99) & (np.abs(ort_det.scores[a] - ov_det.scores[b][best]) <= 1e-4)
+        matched += len(set(best[ok].tolist()))
+    assert confident.sum() >= 5 and matched == confident.sum(), (matched, confident.sum())
+    bf16 = Detector.load(str(path), runtime='openvino', amp='bf16')(im)
+    assert bf16.boxes.dtype == np.float32 and bf16.labels.dtype == np.int64 and len(bf16) > 0
+    with pytest.raises(ExportError, match="amp='fp16': runtime openvino runs fp32"):
+        Detector.load(str(path), runtime='openvino', amp='fp16')
+    with pytest.raises(ExportError, match='device cuda: runtime openvino runs on the CPU'):
+        Detector.load(str(path), runtime='openvino', device='cuda')
+    with pytest.raises(ExportError, match="runtime 'tensorrt': not one of onnxruntime, openvino"):
+        Detector.load(str(path), runtime='tensorrt')
+    with pytest.raises(ExportError, match='nms=0.1: .* was exported with nms'):
+        Detector.load(str(path), runtime='openvino', nms=0.1)

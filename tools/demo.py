@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              'fetch_faster_rcnn_models.py) to use (default: pascal_voc_0712)')
     parser.add_argument('--model', default=None,
                         help='a model file (<prefix>_iter_<N>.pth), or a graph from tools/export.py (.onnx)')
+    parser.add_argument('--runtime', choices=('onnxruntime', 'openvino'), default='onnxruntime',
+                        help='what runs an .onnx graph (default onnxruntime)')
     source = parser.add_mutually_exclusive_group()
     source.add_argument('--images', default=None, help='an image file or a folder of images (default: data/demo)')
     source.add_argument('--video', default=None, help='a video file: writes <output>/<name>_detections.mp4')
@@ -187,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(resolve_device(args.device))
     if is_graph_file(model_path):
         apply_config(args, verbose=False)
-        detector = Detector.load(model_path, **({} if args.nms is None else {'nms': args.nms}))
+        detector = Detector.load(model_path, runtime=args.runtime, **({} if args.nms is None else {'nms': args.nms}))
         net = detector.metadata.get('net', 'graph')
     else:
         detector_file = open_detector(model_path, args.net)

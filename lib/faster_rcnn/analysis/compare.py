@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..datasets.imdb import imdb as Imdb
-from ..errors import DataError
 from ..model_file import open_detector
 from ..utils.eval_summary import read_eval_summary
 from .results import read_all_boxes

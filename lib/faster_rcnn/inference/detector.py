@@ -1,7 +1,7 @@
 """``faster_rcnn.Detector``: a trained or converted detector as a Python object.
 
     from faster_rcnn import Detector
-    det = Detector.load('output/tiny/shapes_trainval/default/tiny_faster_rcnn_iter_2000.pth')
+    det = Detector.load('output/tiny/shapes_trainval/default/tiny_faster_rcnn_iter_1600.pth')
     d = det('data/demo/test_000000.jpg')            # a path, a BGR uint8 array, a PIL image, a uint8 tensor
     d.boxes, d.scores, d.labels, d.class_names       # (D, 4) float32 in input pixels, (D,), (D,) int64
     cv2.imwrite('out.jpg', d.draw(image, score=0.5)); json.dump(d.to_coco(image_id=1), f)
@@ -10,8 +10,8 @@
 A detector holds its own settings (``ModelSettings``: normalisation, channel order, test scale, NMS, caps) taken
 from its file's recorded config when loaded, with the keyword arguments of ``load`` on top; nothing is read
 from the global config, so detectors of different files live side by side in one process. ``amp`` and
-``batch_size`` are the detector's own run-time choices. An ``.onnx`` file runs under ONNX Runtime
-(``faster_rcnn.export.runtime``) with the settings baked into its graph.
+``batch_size`` are the detector's own run-time choices. An ``.onnx`` file runs under ONNX Runtime, or OpenVINO
+with ``runtime='openvino'`` (``faster_rcnn.export.runtime``), with the settings baked into its graph.
 
 ``tools/test_net.py``, ``tools/demo.py``, the evaluation during training and the TensorBoard detections run
 through the same functions: ``data.test_loader.prepare_test_image``, ``FasterRCNN.detect`` and
@@ -88,19 +88,24 @@ class Detector:
     def load(cls, path: str, device: torch.device | str = 'cpu', *, net: str | None = None,
              config: str | Config | None = None, score_thresh: float | None = None, nms: float | None = None,
              max_per_image: int | None = None, scales: int | Sequence[int] | None = None,
-             max_size: int | None = None, amp: str | None = None, batch_size: int | None = None) -> 'Detector':
+             max_size: int | None = None, amp: str | None = None, batch_size: int | None = None,
+             runtime: str = 'onnxruntime') -> 'Detector':
         """Load a detector file (``.pth``: a snapshot or converted model) or an exported ``.onnx`` graph.
 
         The file's recorded config decides the network and its settings; the keyword arguments override the
         test-time ones (default: the recorded TEST.* values). ``config`` (a yml path or a config object) is
-        only for files from before the record, which need the config they were trained with.
+        only for files from before the record, which need the config they were trained with. ``runtime``
+        ('onnxruntime' or 'openvino') runs an ``.onnx`` file; OpenVINO takes ``amp='bf16'``.
         """
         overrides = {k: v for k, v in dict(score_thresh=score_thresh, nms=nms, max_per_image=max_per_image,
                                            scales=scales, max_size=max_size).items() if v is not None}
         if str(path).endswith('.onnx'):
-            from ..export.runtime import OnnxBackend
-            backend = OnnxBackend(str(path), overrides=overrides, amp=amp, device=device)
+            from ..export.runtime import graph_backend
+            backend = graph_backend(str(path), runtime, overrides=overrides, amp=amp, device=device)
             return cls(backend, backend.classes, batch_size=batch_size or 1, source=str(path))
+        if runtime != 'onnxruntime':
+            raise UsageError(f'runtime={runtime!r}: a runtime is chosen for an exported .onnx file; {path} is a '
+                             'network file, which runs in PyTorch')
         detector_file = open_detector(str(path), net)
         c = new_config()
         if isinstance(config, str):
@@ -143,7 +148,8 @@ class Detector:
         return self._backend.inputs
 
     def __repr__(self) -> str:
-        kind = type(self._backend).__name__.strip('_').replace('Backend', '').lower()
+        kind = getattr(self._backend, 'runtime', None) or type(self._backend).__name__.strip('_').replace(
+            'Backend', '').lower()
         return f'Detector({self.source or kind!r}, {len(self.classes) - 1} classes, batch_size={self.batch_size})'
 
     # -- detecting ---------------------------------------------------------------------------------------
