@@ -64,6 +64,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from .matching import greedy_match
+
 __all__ = ["ImageGroundTruth", "ImageDetections", "ImageErrors", "ClassBreakdown", "TideResult", "tide",
            "UNEVALUATED", "TRUE_POSITIVE", "CLS", "LOC", "BOTH", "DUPE", "BKG", "ERROR_NAMES",
            "MAIN_ERRORS", "SPECIAL_ERRORS"]
@@ -317,19 +319,10 @@ def _greedy_match(pair_det: np.ndarray, pair_gt: np.ndarray, iou: np.ndarray, sa
 
     Returns det_match (num_dets,) gt index or -1 and gt_used (num_gt,) bool.
     """
-    det_match = np.full(num_dets, -1, dtype=np.int64)
-    gt_used = np.zeros(num_gt, dtype=bool)
     cand = np.flatnonzero(same_class & (iou >= pos_thresh))
-    cand = cand[np.lexsort((pair_gt[cand], -iou[cand], pair_det[cand]))]
-    c_det, c_gt = pair_det[cand], pair_gt[cand]
-    while c_det.size:
-        c_img = det_image[c_det]
-        first = np.ones(c_det.size, dtype=bool)
-        first[1:] = c_img[1:] != c_img[:-1]
-        det_match[c_det[first]] = c_gt[first]
-        gt_used[c_gt[first]] = True
-        keep = (det_match[c_det] < 0) & ~gt_used[c_gt]
-        c_det, c_gt = c_det[keep], c_gt[keep]
+    det_match = greedy_match(pair_det[cand], pair_gt[cand], (-iou[cand], pair_gt[cand]), det_image, num_dets, num_gt)
+    gt_used = np.zeros(num_gt, dtype=bool)
+    gt_used[det_match[det_match >= 0]] = True
     return det_match, gt_used
 
 
