@@ -67,8 +67,8 @@ def _is_int(v) -> bool:
 
 
 def _image_entry_name(im: dict, where: str) -> str:
-    """The entry as a user finds it in the file: by its id and file_name (searchable), with the list position
-    ``where`` after them; the position alone only when the entry has neither."""
+    """``<file>: images[k]`` as a user finds the entry in the file: by its id and file_name (searchable), the list
+    position after them; the position alone only when the entry has neither."""
     known = []
     for field in ('id', 'file_name'):
         if field in im:
@@ -76,7 +76,8 @@ def _image_entry_name(im: dict, where: str) -> str:
             known.append(f'{field} {text if len(text) <= 60 else text[:57] + "..."}')
     if not known:
         return where
-    return f'image {", ".join(known)} ({where})'
+    source, _, position = where.rpartition(': ')
+    return f'{source + ": " if source else ""}image {", ".join(known)} ({position})'
 
 
 def _check_image_entry(im, where: str) -> None:
