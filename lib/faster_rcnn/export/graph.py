@@ -12,8 +12,8 @@ in operators that ``torch.export`` keeps and ONNX has:
 3. **Proposals.** The top TEST.RPN_PRE_NMS_TOP_N anchors by foreground score (equal scores: lower index first),
    decoded and clipped as ``layers.proposal`` does, NMS at TEST.RPN_NMS_THRESH with the +1 rule, the first
    TEST.RPN_POST_NMS_TOP_N kept (TEST.MODE 'top': the top TEST.RPN_TOP_N, no NMS).
-4. **RoI features.** 'crop': TensorFlow's crop_and_resize geometry (``layers.roi_pool``) sampled with GridSample
-   (align_corners, zero outside the map as TensorFlow), then the 2x2 max-pool where the backbone asks for it;
+4. **RoI features.** 'crop': TensorFlow's crop_and_resize geometry (``layers.roi_pool``), sampled by RoIAlign on
+   moved boxes (one sample per bin at each crop point; zero outside the map as TensorFlow), then the 2x2 max-pool where the backbone asks for it;
    'align' / 'pool': torchvision's RoIAlign / RoIPool (ONNX RoiAlign / MaxRoiPool).
 5. **Tail and predictors**, class probabilities, the de-normalised deltas.
 6. **Post-processing** (``nets.postprocess``): decoding onto the rois in original pixels, clipping, candidates
@@ -272,8 +272,15 @@ class DetectorGraph(nn.Module):
     def _crop(features: Tensor, rois: Tensor, size: int) -> Tensor:
         """TensorFlow's crop_and_resize of (R, 4) boxes to (R, C, size, size): the sample coordinates of
         ``layers.roi_pool._neighbours`` (box edges / ((extent - 1) * stride), first and last samples on the
-        edges), bilinear blending by GridSample, samples outside the map set to 0."""
-        _, c, h, w = features.shape
+        edges), bilinear blending, samples outside the map set to 0.
+
+        The blending is RoIAlign's (ONNX ``RoiAlign``, half-pixel, one sample per bin) on boxes moved so that bin
+        j's centre is crop sample j: RoIAlign samples ``x1 - 0.5 + (j + 0.5) * (x2 - x1) / S``, so
+        ``x1 = a + 0.5 - step / 2`` and ``x2 = x1 + S * step`` give ``a + j * step``. Inside the map its bilinear
+        rule is crop_and_resize's; outside it clamps where crop_and_resize gives 0, so those samples are masked.
+        ONNX Runtime runs RoiAlign about three times faster than the equivalent GridSample.
+        """
+        _, _, h, w = features.shape
         r = rois.shape[0]
         extent = torch.stack([torch.scalar_tensor(w - 1, dtype=torch.float32),
                               torch.scalar_tensor(h - 1, dtype=torch.float32)])  # (2,): x, y
@@ -282,18 +289,16 @@ class DetectorGraph(nn.Module):
         lo, hi = corners[:, 0], corners[:, 1]  # (R, 2)
         steps = torch.arange(size, dtype=torch.float32)
         if size == 1:
-            pos = ((lo + hi) * 0.5 * extent).unsqueeze(2)
+            first = (lo + hi) * 0.5 * extent
+            step = torch.zeros_like(first)
         else:
+            first = lo * extent
             step = (hi - lo) * extent / float(size - 1)
-            pos = (lo * extent).unsqueeze(2) + steps * step.unsqueeze(2)  # (R, 2, S)
+        pos = first.unsqueeze(2) + steps * step.unsqueeze(2)  # (R, 2, S)
         inside = (pos >= 0) & (pos <= extent.view(1, 2, 1))
-        # GridSample with align_corners maps -1..1 onto cell centres 0..extent.
-        grid_axes = pos / extent.clamp(min=1.0).view(1, 2, 1) * 2.0 - 1.0
-        gx = grid_axes[:, 0].unsqueeze(1).expand(r, size, size)  # (R, S_y, S_x): x varies along the last axis
-        gy = grid_axes[:, 1].unsqueeze(2).expand(r, size, size)
-        grid = torch.stack([gx, gy], dim=-1).reshape(1, r * size, size, 2)
-        sampled = F.grid_sample(features, grid, mode='bilinear', padding_mode='zeros', align_corners=True)
-        crops = sampled.view(c, r, size, size).permute(1, 0, 2, 3)
+        start = first + 0.5 - 0.5 * step  # (R, 2): x, y
+        boxes = torch.cat([rois.new_zeros((r, 1)), start, start + float(size) * step], dim=1)  # (R, 5)
+        crops = torchvision.ops.roi_align(features, boxes, (size, size), 1.0, 1, True)
         mask = (inside[:, 1].unsqueeze(2) & inside[:, 0].unsqueeze(1)).to(crops.dtype)  # (R, S_y, S_x)
         return crops * mask.unsqueeze(1)
 

@@ -23,6 +23,7 @@ import tempfile
 import warnings
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from ..errors import DiskError, ExportError
@@ -91,6 +92,7 @@ def export_onnx(model: torch.nn.Module, classes: Sequence[str], out: str, *, net
                               output_names=names, opset_version=OPSET, external_data=False, verbose=False,
                               custom_translation_table={torch.ops.torchvision.roi_pool.default: _roi_pool})
         proto = onnx.load(tmp)
+        fold_even_pads(proto.graph)
         onnx.helper.set_model_props(proto, {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
         onnx.checker.check_model(proto)
         onnx.save(proto, tmp)
@@ -102,6 +104,74 @@ def export_onnx(model: torch.nn.Module, classes: Sequence[str], out: str, *, net
         if osp.exists(tmp):
             os.unlink(tmp)
     return meta
+
+
+def _is_minus_inf(graph, name: str) -> bool:
+    from onnx import numpy_helper
+    for init in graph.initializer:
+        if init.name == name:
+            value = numpy_helper.to_array(init)
+            return value.size == 1 and bool(np.isneginf(value).all())
+    return False
+
+
+def fold_even_pads(graph) -> int:
+    """``EvenPadMaxPool`` (a -inf Pad to even sizes, then a 2x2 stride-2 floor max-pool) back into one ONNX
+    ``MaxPool`` with ``ceil_mode`` 1: the same values (ONNX's ceil-mode rule skips the window cells past the edge),
+    without copying the feature map or breaking ONNX Runtime's blocked layout. torch.export needs the padded form
+    (it cannot decide ceil mode's shape guard on a dynamic size); the ONNX graph does not. Returns how many
+    pools were folded; the Pad nodes and their shape arithmetic are then unused and removed."""
+    from onnx import helper
+    producer = {out: node for node in graph.node for out in node.output}
+    folded = 0
+    for node in graph.node:
+        if node.op_type != 'MaxPool':
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        pad = producer.get(node.input[0])
+        if (pad is None or pad.op_type != 'Pad' or list(attrs.get('kernel_shape', [])) != [2, 2]
+                or list(attrs.get('strides', [])) != [2, 2] or any(attrs.get('pads', [0])) or attrs.get('ceil_mode', 0)
+                or any(d != 1 for d in attrs.get('dilations', [1, 1]))):
+            continue
+        mode = next((helper.get_attribute_value(a) for a in pad.attribute if a.name == 'mode'), b'constant')
+        if mode != b'constant' or len(pad.input) < 3 or not _is_minus_inf(graph, pad.input[2]):
+            continue
+        node.input[0] = pad.input[0]
+        for a in node.attribute:
+            if a.name == 'ceil_mode':
+                a.i = 1
+        folded += 1
+    _remove_unused(graph)
+    return folded
+
+
+def _inputs_read(graph) -> set:
+    """Every name a node of ``graph`` reads, subgraphs (If / Loop bodies, which may read outer names) included."""
+    from onnx import AttributeProto
+    names = set()
+    for node in graph.node:
+        names.update(node.input)
+        for a in node.attribute:
+            if a.type == AttributeProto.GRAPH:
+                names |= _inputs_read(a.g)
+            elif a.type == AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    names |= _inputs_read(g)
+    return names
+
+
+def _remove_unused(graph) -> None:
+    """Drop the nodes whose outputs nothing reads (repeatedly) and the initializers no node reads."""
+    while True:
+        used = _inputs_read(graph) | {o.name for o in graph.output}
+        dead = [node for node in graph.node if not any(out in used for out in node.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    used = _inputs_read(graph)
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
 
 
 def _umask() -> int:
