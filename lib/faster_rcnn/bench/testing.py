@@ -173,7 +173,14 @@ def _worker(spec: dict) -> int:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.worker:
-        return _worker(json.loads(args.worker))
+        code = _worker(json.loads(args.worker))
+        # A rank that has printed its numbers and left the process group ends here, without the interpreter's
+        # teardown: there a gloo thread still being joined can abort the process ("terminate called without an
+        # active exception", seen once on 2 cores) after all its work is done. Errors never
+        # reach this line; they leave through run_tool with their own exit code.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     nets = [n for n in args.nets.split(',') if n]
     batches = [int(b) for b in args.batches.split(',')]
