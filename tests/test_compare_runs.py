@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from faster_rcnn.analysis.compare import (RunResults, comparison_tables, differing_keys, find_model_file,
-                                          flatten_record, format_table, read_eval_json)
+                                          flatten_record, format_table)
 from faster_rcnn.errors import DataError
+from faster_rcnn.utils.eval_summary import read_eval_summary
 from tool_runs import REPO, _dirs, run_tool
 
 
@@ -88,12 +89,12 @@ def _detections(folder: Path, classes: int = 4, images: int = 2) -> None:
 def test_eval_json_is_used_only_for_its_own_detections(tmp_path):
     _detections(tmp_path)
     _write_eval_json(tmp_path, 0.5, {'circle': 0.5})
-    assert read_eval_json(str(tmp_path))['mean_ap'] == 0.5
+    assert read_eval_summary(str(tmp_path))['mean_ap'] == 0.5
     _write_eval_json(tmp_path, 0.5, {'circle': 0.5}, sha='0' * 64)  # written for other detections
-    assert read_eval_json(str(tmp_path)) is None
+    assert read_eval_summary(str(tmp_path)) is None
     (tmp_path / 'eval.json').write_text('{"format": 1, "mean_ap": "high"}')
     with pytest.raises(DataError, match='eval.json: not an evaluation summary'):
-        read_eval_json(str(tmp_path))
+        read_eval_summary(str(tmp_path))
 
 
 def test_tables_show_the_difference_to_the_first_run():

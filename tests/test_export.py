@@ -238,3 +238,12 @@ def test_openvino_runs_the_graph_as_onnx_runtime_does(tmp_path):
         Detector.load(str(path), runtime='tensorrt')
     with pytest.raises(ExportError, match='nms=0.1: .* was exported with nms'):
         Detector.load(str(path), runtime='openvino', nms=0.1)
+
+
+@pytest.mark.parametrize('runtime, name', [('onnxruntime', 'ONNX Runtime'), ('openvino', 'OpenVINO')])
+def test_a_damaged_onnx_file_is_one_error_naming_it(tmp_path, runtime, name):
+    from faster_rcnn.errors import ModelFileError
+    bad = tmp_path / 'damaged.onnx'
+    bad.write_bytes(b'not a protobuf \x00\x01\x02' * 10)
+    with pytest.raises(ModelFileError, match=f'damaged.onnx cannot be loaded by {name} .*is it an exported detector'):
+        Detector.load(str(bad), runtime=runtime)

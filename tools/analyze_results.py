@@ -19,11 +19,12 @@ import sys
 
 from faster_rcnn.analysis.gallery import write_gallery
 from faster_rcnn.analysis.results import (analyze, confusion_summary, dataset_from_path, dataset_metric, ground_truth,
-                                          read_results, size_table, tide_table, write_analysis, write_json)
+                                          read_results, size_table, tide_table, write_analysis)
 from faster_rcnn.cli import ToolParser, apply_config, run_tool
 from faster_rcnn.config import cfg
 from faster_rcnn.datasets.factory import get_imdb
 from faster_rcnn.errors import UsageError
+from faster_rcnn.utils.json_file import write_json_atomic
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     print(size_table(analysis.sizes, db.classes))
     written = write_analysis(folder, analysis, normalize=args.normalize)
     if args.json_file:
-        write_json(args.json_file, analysis.tide.to_json())
+        write_json_atomic(args.json_file, analysis.tide.to_json())
         written['json'] = args.json_file
     if args.gallery:
         pictures = write_gallery(osp.join(folder, 'gallery'), analysis.tide, gt, dets, db.classes, db.image_path_at,

@@ -131,7 +131,7 @@ def tested_with(args: argparse.Namespace, detector: Detector) -> dict:
     if detector.model is None:
         keys = dict(detector.metadata.get('config', {}).get('test', {}))
     else:
-        keys = {k: v for k, v in cfg.TEST.items()}
+        keys = dict(cfg.TEST)
     if args.max_per_image is not None:
         keys['MAX_PER_IMAGE'] = args.max_per_image
     return keys

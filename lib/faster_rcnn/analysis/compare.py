@@ -31,7 +31,7 @@ from ..model_file import open_detector
 from ..utils.eval_summary import read_eval_summary
 from .results import read_all_boxes
 
-__all__ = ['COCO_STAT_NAMES', 'RunResults', 'find_model_file', 'flatten_record', 'differing_keys', 'read_eval_json',
+__all__ = ['COCO_STAT_NAMES', 'RunResults', 'find_model_file', 'flatten_record', 'differing_keys',
            'evaluate_folder', 'load_run', 'attach_model', 'comparison_tables', 'format_table']
 
 COCO_STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl')
@@ -116,12 +116,6 @@ def attach_model(run: RunResults, model: Optional[str]) -> None:
 
 
 # -- the numbers ------------------------------------------------------------------------------------------
-def read_eval_json(folder: str) -> Optional[dict]:
-    """``folder/eval.json`` (utils/eval_summary.py) when it belongs to the detections.pkl now in the folder, else
-    None (and the caller evaluates again); a malformed one is a DataError naming it."""
-    return read_eval_summary(folder)
-
-
 def evaluate_folder(folder: str, db: Imdb) -> Tuple[str, float, Dict[str, float], Optional[List[float]]]:
     """(metric, mean AP, per-class AP, COCO's 12 numbers or None) of the dataset's evaluation of
     ``folder/detections.pkl``, run in a temporary folder (the result folder is left as it is); the evaluation's
@@ -135,7 +129,7 @@ def evaluate_folder(folder: str, db: Imdb) -> Tuple[str, float, Dict[str, float]
 def load_run(folder: str, dataset: Callable[[], Imdb], imdb_name: Optional[str] = None) -> RunResults:
     """A folder's numbers from its eval.json, else from evaluating it on ``dataset()`` (called only then; module
     docstring). imdb_name: the dataset the user named; an eval.json of another dataset is not used."""
-    summary = read_eval_json(folder)
+    summary = read_eval_summary(folder)
     if summary is not None and (imdb_name is None or summary.get('imdb') == imdb_name):
         return RunResults(folder=folder, metric=summary['metric'], mean_ap=float(summary['mean_ap']),
                           per_class={k: float('nan') if v is None else float(v)

@@ -31,13 +31,14 @@ from ..datasets.pascal_voc import VocDataset
 from ..datasets.voc_eval import load_annotations
 from ..errors import DataError, UsageError
 from ..utils.detections_file import read_detections
+from ..utils.json_file import write_json_atomic
 from .confusion import ConfusionMatrix, confusion_matrix, plot_confusion, top_confusions, write_confusion_csv
 from .sizes import SizeAP, size_aps
 from .tide import MAIN_ERRORS, SPECIAL_ERRORS, ImageDetections, ImageGroundTruth, TideResult, tide
 
 __all__ = ['Analysis', 'dataset_metric', 'ground_truth', 'detections_per_image', 'read_results_folder',
            'read_coco_results', 'read_results', 'read_all_boxes', 'dataset_from_path', 'analyze', 'tide_table',
-           'confusion_summary', 'size_table', 'write_analysis', 'write_json']
+           'confusion_summary', 'size_table', 'write_analysis']
 
 
 # -- ground truth -----------------------------------------------------------------------------------------
@@ -329,22 +330,14 @@ def size_table(sizes: SizeAP, classes: Sequence[str]) -> str:
     return '\n'.join(lines)
 
 
-def write_json(path: str, obj: dict) -> None:
-    """Write ``obj`` to ``path`` through a temporary file (a crash leaves the old file or the new one)."""
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(obj, f, indent=1, sort_keys=False)
-    os.replace(tmp, path)
-
-
 def write_analysis(folder: str, analysis: Analysis, normalize: bool = False) -> Dict[str, str]:
     """tide.json (TideResult.to_json), confusion.csv / confusion.png and sizes.json into ``folder``; returns
     {what: path}."""
     os.makedirs(folder, exist_ok=True)
     paths = {'tide': osp.join(folder, 'tide.json'), 'confusion_csv': osp.join(folder, 'confusion.csv'),
              'confusion_png': osp.join(folder, 'confusion.png'), 'sizes': osp.join(folder, 'sizes.json')}
-    write_json(paths['tide'], analysis.tide.to_json())
+    write_json_atomic(paths['tide'], analysis.tide.to_json())
     write_confusion_csv(paths['confusion_csv'], analysis.confusion)
     plot_confusion(paths['confusion_png'], analysis.confusion, normalize=normalize)
-    write_json(paths['sizes'], analysis.sizes.to_json())
+    write_json_atomic(paths['sizes'], analysis.sizes.to_json())
     return paths

@@ -92,6 +92,13 @@ class _GraphBackend:
         return [self.run_image(im) for im in batch['images']]
 
 
+def _unreadable(path: str, runtime: str, e: Exception) -> ModelFileError:
+    """The one-line error for a file a runtime cannot load (each raises its own types for damaged or foreign
+    files)."""
+    return ModelFileError(f'{path} cannot be loaded by {runtime} ({type(e).__name__}: '
+                          f'{str(e).splitlines()[0][:200] if str(e) else ""}); is it an exported detector?')
+
+
 def _check_file(path: str) -> None:
     if not osp.isfile(path):
         raise ModelFileError(f'{path} does not exist: export one with tools/export.py')
@@ -120,9 +127,8 @@ class OnnxBackend(_GraphBackend):
             providers.insert(0, 'CUDAExecutionProvider')
         try:
             self.session = ort.InferenceSession(path, options, providers=providers)
-        except Exception as e:  # ORT raises its own types for damaged or foreign files
-            raise ModelFileError(f'{path} cannot be loaded by ONNX Runtime ({type(e).__name__}: '
-                                 f'{str(e).splitlines()[0][:200]}); is it an exported detector?') from None
+        except Exception as e:
+            raise _unreadable(path, 'ONNX Runtime', e) from None
         self.metadata = read_metadata(self.session)
         self._configure(path, overrides, amp)
         self.input_name = self.session.get_inputs()[0].name
@@ -155,9 +161,8 @@ class OpenVinoBackend(_GraphBackend):
         try:
             model = core.read_model(path)
             self.metadata = decode_metadata({k: v.astype(str) for k, v in model.get_rt_info()['framework'].items()})
-        except Exception as e:  # OpenVINO raises its own types for damaged or foreign files
-            raise ModelFileError(f'{path} cannot be read by OpenVINO ({type(e).__name__}: '
-                                 f'{str(e).splitlines()[0][:200]}); is it an exported detector?') from None
+        except Exception as e:
+            raise _unreadable(path, 'OpenVINO', e) from None
         self._configure(path, overrides, None)
         self.precision = 'bf16' if amp == 'bf16' else 'f32'
         self.compiled = core.compile_model(model, 'CPU', {'INFERENCE_NUM_THREADS': int(threads or torch.get_num_threads()),

@@ -16,11 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import os.path as osp
 from typing import Any, Optional, Sequence
 
 from ..errors import DataError
+from .json_file import write_json_atomic
 
 EVAL_SUMMARY_FORMAT = 1
 EVAL_SUMMARY_FILE = 'eval.json'
@@ -57,10 +57,7 @@ def write_eval_summary(folder: str, *, imdb: str, num_images: int, metric: str, 
                'detections': {'file': detections, 'sha256': file_sha256(det_file)},
                'test_config': None if test_config is None else _plain(dict(test_config))}
     path = osp.join(folder, EVAL_SUMMARY_FILE)
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(summary, f, indent=1)
-    os.replace(tmp, path)
+    write_json_atomic(path, summary)
     return path
 
 
