@@ -18,7 +18,7 @@ import numpy as np
 CACHE_VERSION = 1
 
 # Keys of a roidb entry stored in the cache, with their dtypes.
-_ARRAY_KEYS = {'boxes': np.float32, 'gt_classes': np.int32, 'gt_ishard': np.bool_}
+_ARRAY_KEYS = {'boxes': np.float32, 'gt_classes': np.int32, 'gt_ishard': np.bool_, 'gt_attributes': np.int32}
 
 
 def files_signature(paths: Iterable[str], options: Any = None) -> str:
@@ -46,6 +46,9 @@ def _from_json(entry: dict) -> dict:
             out[k] = np.asarray(out[k], dtype=dt)
     if 'boxes' in out:
         out['boxes'] = out['boxes'].reshape(-1, 4)
+        if 'gt_attributes' in out:  # (G, A): one row per box; JSON keeps no width for G = 0 (A = 16 as BUTD's)
+            g = out['boxes'].shape[0]
+            out['gt_attributes'] = out['gt_attributes'].reshape(g, -1) if g else out['gt_attributes'].reshape(0, 16)
     return out
 
 
@@ -64,6 +67,10 @@ def _check_entry(e: dict) -> None:
     hard = e.get('gt_ishard')
     if hard is not None and (not isinstance(hard, np.ndarray) or hard.shape != classes.shape):
         raise ValueError('an entry whose difficult flags do not match its boxes')
+    attributes = e.get('gt_attributes')
+    if attributes is not None and (not isinstance(attributes, np.ndarray) or attributes.ndim != 2
+                                   or attributes.shape[0] != classes.shape[0]):
+        raise ValueError('an entry whose attributes do not match its boxes')
 
 
 def cached_entries(cache_file: str, key: str, build: Callable[[], list[dict]]) -> list[dict]:

@@ -4,6 +4,7 @@
     coco_2014_<train|val|minival|valminusminival>, coco_2015_<test|test-dev>, coco_2017_<train|val|test-dev>
     shapes_<trainval|test>, shapes_coco_<trainval|test>  the generated set (VOC and COCO readers)
     shapes_circle_square_<trainval|test>                 the same images with the triangles left unlabelled
+    vg_1600-400-20_<train|val|test|minitrain|minival>     Visual Genome, objects and attributes (BUTD's splits)
     coco_json:<ann.json>:<image_dir>, voc_dir:<root>:<split>[:diff]   your own data (see custom.py)
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .imdb import imdb
 from .pascal_voc import VOC_CLASSES, pascal_voc
 from .shapes import CLASSES as SHAPES_CLASSES
 from .shapes import shapes_coco, shapes_subset_voc, shapes_voc
+from .vg import VG_SPLITS, VG_VERSION, vg, vg_classes, vg_root
 
 __sets: dict[str, Callable[[str | None], imdb]] = {}
 
@@ -36,6 +38,9 @@ for _split in ('trainval', 'test'):
     __sets[f'shapes_coco_{_split}'] = (lambda d, split=_split: shapes_coco(split, data_dir=d))
     __sets[f'shapes_circle_square_{_split}'] = (lambda d, split=_split: shapes_subset_voc(split, ('circle', 'square'),
                                                                                         data_dir=d))
+
+for _split in VG_SPLITS:
+    __sets[f'vg_{VG_VERSION}_{_split}'] = (lambda d, split=_split: vg(VG_VERSION, split, data_dir=d))
 
 
 def get_imdb(name: str, data_dir: str | None = None) -> imdb:
@@ -66,4 +71,6 @@ def classes_of(name: str, data_dir: str | None = None) -> tuple[str, ...]:
         return SHAPES_CLASSES[:3]
     if name.startswith('shapes_') and name in __sets:
         return SHAPES_CLASSES
+    if name.startswith('vg_') and name in __sets:
+        return vg_classes(vg_root(data_dir))  # the vocabulary file alone, without the annotations
     return tuple(get_imdb(name.split('+')[0], data_dir).classes)

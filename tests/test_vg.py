@@ -1,0 +1,182 @@
+"""The Visual Genome reader on a generated set (tests/vg_data.py): BUTD's cleaning rules, synonyms, the
+vocabulary filter, clipping, dropped boxes and images, attributes, split names, errors, the cache and the
+evaluation."""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from faster_rcnn.datasets import vg as vg_module
+from faster_rcnn.datasets.factory import classes_of, get_imdb, list_imdbs
+from faster_rcnn.datasets.vg_vocab import read_vocabulary, split_attribute, split_object_name
+from faster_rcnn.errors import AnnotationError, MissingFileError
+
+from vg_data import (BLACK_AND_WHITE, BLUE, CAR, DOG, GRAY, RED, SHIRT, STOP_SIGN, WHITE, default_attributes,
+                     default_objects, obj, write_vg)
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    write_vg(tmp_path)
+    return tmp_path
+
+
+def test_cleaning_rules():
+    assert split_object_name(' White Dog. ') == ('dog', ['white'])
+    assert split_object_name('tall dark tree') == ('tree', ['tall', 'dark'])
+    assert split_object_name('hot dog') == ('hot dog', [])  # "hot" is no common attribute: the name stays whole
+    assert split_object_name('white') == ('white', [])
+    assert split_attribute('Red and Blue.') == ['red', 'blue']
+    assert split_attribute('black and white') == ['black and white']
+
+
+def test_vocabulary_synonyms_and_duplicates(tmp_path):
+    path = tmp_path / 'v.txt'
+    path.write_text('television,tv\nStop Sign , stopsign\n\n')
+    v = read_vocabulary(str(path), '__background__')
+    assert v.names == ('__background__', 'television', 'stop sign')
+    assert v.index['tv'] == 1 and v.index['stopsign'] == 2 and v.index['__background__'] == 0
+    path.write_text('tv\ntelevision,tv')
+    with pytest.raises(AnnotationError, match=r"v.txt, line 2: 'tv' is already the name of class 1"):
+        read_vocabulary(str(path), '__background__')
+
+
+def test_split_names_are_registered():
+    names = set(list_imdbs())
+    assert {f'vg_1600-400-20_{s}' for s in ('train', 'val', 'test', 'minitrain', 'minival')} <= names
+
+
+def test_val_roidb(data_dir, caplog):
+    with caplog.at_level(logging.INFO, logger='faster_rcnn.datasets.vg'):
+        db = get_imdb('vg_1600-400-20_val', str(data_dir))
+    assert db.classes == ('__background__', 'dog', 'stop sign', 'shirt', 'car')
+    assert db.attributes[:6] == ('__no_attribute__', 'white', 'gray', 'red', 'blue', 'black and white')
+    assert db.image_index == [1, 3]  # image 2 has no object of the vocabulary
+    assert db.image_path_at(0) == str(data_dir / 'vg' / 'VG_100K' / '1.jpg')
+    first, third = db.roidb
+    assert (first['width'], first['height'], first['image_id']) == (60, 40, 1)
+    # x2 = x + w, y2 = y + h (no -1), clipped to [0, W-1] x [0, H-1]; the unicorn and the car outside are dropped.
+    np.testing.assert_array_equal(first['boxes'], [[5, 5, 25, 15], [50, 30, 59, 39], [0, 0, 10, 10]])
+    assert first['boxes'].dtype == np.float32
+    np.testing.assert_array_equal(first['gt_classes'], [DOG, STOP_SIGN, SHIRT])
+    attrs = first['gt_attributes']
+    assert attrs.shape == (3, 16) and attrs.dtype == np.int32
+    # "white" from the name, then attributes.json's, "red and blue" split; each index once.
+    assert attrs[0].tolist() == [WHITE, GRAY, RED, BLUE] + [0] * 12
+    # "grey" and "gray" are one attribute; "black and white" stays whole.
+    assert attrs[1].tolist() == [GRAY, BLACK_AND_WHITE] + [0] * 14
+    # 17 attributes in the vocabulary: the first 16 are kept.
+    assert attrs[2].tolist() == [WHITE, RED] + list(range(6, 20))
+    np.testing.assert_array_equal(third['boxes'], [[10, 10, 40, 30]])
+    assert third['gt_classes'].tolist() == [CAR] and third['gt_attributes'][0].tolist() == [RED] + [0] * 15
+    messages = caplog.text
+    assert '2 objects outside the vocabulary dropped; 1 images without an object of the vocabulary' in messages
+    assert '1 boxes lying wholly outside their image dropped (image 1 object 14)' in messages
+
+
+def test_flipped_copies_keep_attributes(data_dir):
+    db = get_imdb('vg_1600-400-20_val', str(data_dir))
+    db.append_flipped_images()
+    flipped = db.roidb[2]
+    assert flipped['flipped'] and flipped['boxes'][0].tolist() == [60 - 25 - 1, 5, 60 - 5 - 1, 15]
+    np.testing.assert_array_equal(flipped['gt_attributes'], db.roidb[0]['gt_attributes'])
+
+
+def test_mini_splits_take_the_first_lines(data_dir):
+    assert get_imdb('vg_1600-400-20_train', str(data_dir)).image_index == [3, 1]
+    assert get_imdb('vg_1600-400-20_minitrain', str(data_dir)).image_index == [3]
+    assert get_imdb('vg_1600-400-20_minival', str(data_dir)).image_index == [1, 3]
+    assert classes_of('vg_1600-400-20_test', str(data_dir)) == ('__background__', 'dog', 'stop sign', 'shirt', 'car')
+
+
+def _bad(data_dir, **fields):
+    objects = default_objects()
+    objects[3] = [obj(31, 'car', 10, 10, 30, 20) | fields]
+    write_vg(data_dir, objects=objects)
+
+
+@pytest.mark.parametrize('fields, message', [
+    ({'x': None}, '"x" must be a finite number, got None'),
+    ({'h': 'ten'}, '"h" must be a finite number, got \'ten\''),
+    ({'w': -3}, 'negative width or height (x=10, y=10, w=-3, h=20)'),
+    ({'names': []}, 'no name ("names" must be a non-empty list of strings, got [])'),
+])
+def test_bad_object_names_file_image_and_object(tmp_path, fields, message):
+    _bad(tmp_path, **fields)
+    with pytest.raises(AnnotationError) as e:
+        get_imdb('vg_1600-400-20_test', str(tmp_path))
+    text = str(e.value)
+    assert text.startswith(f'{tmp_path / "vg" / "objects.json"}: image 3, object 31')
+    assert message in text and '\n' not in text
+
+
+def test_bad_attributes_and_files(tmp_path):
+    attributes = default_attributes()
+    attributes[3] = [{'object_id': 31, 'attributes': 'red'}]
+    write_vg(tmp_path, attributes=attributes)
+    with pytest.raises(AnnotationError, match=r'attributes.json: image 3, object 31: "attributes" must be a list'):
+        get_imdb('vg_1600-400-20_test', str(tmp_path))
+    (tmp_path / 'vg' / 'attributes.json').write_text('[{"image_id": 3, "attributes": [')
+    with pytest.raises(AnnotationError, match='attributes.json: malformed JSON'):
+        get_imdb('vg_1600-400-20_test', str(tmp_path))
+    (tmp_path / 'vg' / 'attributes.json').unlink()
+    with pytest.raises(MissingFileError, match='attributes.json does not exist; run data/scripts/fetch_vg.py'):
+        get_imdb('vg_1600-400-20_test', str(tmp_path))
+
+
+def test_missing_image_and_split_file(data_dir):
+    (data_dir / 'vg' / 'VG_100K' / '3.jpg').unlink()
+    with pytest.raises(MissingFileError, match=r'VG_100K/3.jpg does not exist \(listed in .*test.txt\)'):
+        get_imdb('vg_1600-400-20_test', str(data_dir))
+    (data_dir / 'vg' / 'genome' / 'val.txt').write_text('VG_100K/1.jpg\n')
+    with pytest.raises(AnnotationError, match=r'val.txt, line 1: expected "<folder>/<image id>.jpg'):
+        get_imdb('vg_1600-400-20_val', str(data_dir))
+
+
+def test_cache_is_reused_and_rebuilt_when_annotations_change(data_dir, monkeypatch):
+    first = get_imdb('vg_1600-400-20_val', str(data_dir)).roidb
+
+    def fail(self):
+        raise AssertionError('rebuilt although nothing changed')
+    monkeypatch.setattr(vg_module.vg, '_build_roidb', fail)
+    cached = get_imdb('vg_1600-400-20_val', str(data_dir)).roidb
+    for a, b in zip(first, cached):
+        for key in ('boxes', 'gt_classes', 'gt_attributes'):
+            assert b[key].dtype == a[key].dtype
+            np.testing.assert_array_equal(b[key], a[key])
+    monkeypatch.undo()
+    objects = default_objects()
+    objects[3] = [obj(31, 'dog', 1, 2, 3, 4)]
+    path = data_dir / 'vg' / 'objects.json'
+    path.write_text(json.dumps([{'image_id': i, 'objects': o} for i, o in objects.items()]) + ' ')
+    rebuilt = get_imdb('vg_1600-400-20_val', str(data_dir)).roidb
+    assert rebuilt[1]['gt_classes'].tolist() == [DOG] and rebuilt[1]['boxes'].tolist() == [[1, 2, 4, 6]]
+
+
+def test_evaluation_by_hand(data_dir, capsys):
+    db = get_imdb('vg_1600-400-20_val', str(data_dir))
+    empty = np.zeros((0, 5), np.float32)
+    all_boxes = [[empty, empty] for _ in range(db.num_classes)]
+    all_boxes[DOG][0] = np.array([[5, 5, 25, 15, 0.9]], np.float32)  # exact: AP 1
+    # stop sign: a false positive above the true one: precision [0, 1/2] at recall [0, 1] -> AP 0.5
+    all_boxes[STOP_SIGN][0] = np.array([[0, 0, 5, 5, 0.9], [50, 30, 59, 39, 0.8]], np.float32)
+    # car (image 3): the detection overlaps its gt box with IoU = 11*21 / (31*21) = 0.35 < 0.5 -> AP 0
+    all_boxes[CAR][1] = np.array([[10, 10, 20, 30, 0.7]], np.float32)
+    result = db.evaluate_detections(all_boxes, str(data_dir / 'out'))
+    assert result.per_class == {'dog': 1.0, 'stop sign': 0.5, 'shirt': 0.0, 'car': 0.0}
+    assert result.mean_ap == pytest.approx(1.5 / 4)
+    assert result.stats == pytest.approx([1.5 / 4, 1.5 / 4])  # one gt box per class: equal weights
+    assert 'Mean AP = 0.3750' in capsys.readouterr().out
+
+
+def test_classes_without_gt_are_left_out_of_the_means(data_dir):
+    db = get_imdb('vg_1600-400-20_test', str(data_dir))  # image 3 only: a car
+    empty = np.zeros((0, 5), np.float32)
+    all_boxes = [[empty] for _ in range(db.num_classes)]
+    all_boxes[CAR][0] = np.array([[10, 10, 40, 30, 0.5]], np.float32)
+    all_boxes[DOG][0] = np.array([[10, 10, 40, 30, 0.4]], np.float32)
+    result = db.evaluate_detections(all_boxes, str(data_dir / 'out'))
+    assert result.mean_ap == 1.0 and np.isnan(result.per_class['dog'])
