@@ -3,19 +3,33 @@ vocabulary filter, clipping, dropped boxes and images, attributes, split names, 
 evaluation."""
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
+import subprocess
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from faster_rcnn.config import load_config
 from faster_rcnn.datasets import vg as vg_module
 from faster_rcnn.datasets.factory import classes_of, get_imdb, list_imdbs
 from faster_rcnn.datasets.vg_vocab import read_vocabulary, split_attribute, split_object_name
+from faster_rcnn.engine.distributed import init_distributed
+from faster_rcnn.engine.run import build_run
+from faster_rcnn.engine.schedule import run_schedule
+from faster_rcnn.engine.trainer import train_net
 from faster_rcnn.errors import AnnotationError, MissingFileError
+from faster_rcnn.settings import TrainSettings
 
 from vg_data import (BLACK_AND_WHITE, BLUE, CAR, DOG, GRAY, RED, SHIRT, STOP_SIGN, WHITE, default_attributes,
                      default_objects, obj, write_vg)
+from tool_runs import FAST, REPO, SHAPES_CFG, _dirs
 
 
 @pytest.fixture
@@ -180,3 +194,50 @@ def test_classes_without_gt_are_left_out_of_the_means(data_dir):
     all_boxes[DOG][0] = np.array([[10, 10, 40, 30, 0.4]], np.float32)
     result = db.evaluate_detections(all_boxes, str(data_dir / 'out'))
     assert result.mean_ap == 1.0 and np.isnan(result.per_class['dog'])
+
+
+def _recipe(gpu_id: str) -> list[str]:
+    """dataset_table.sh's variables for ``<gpu_id> vg res101``: TRAIN_IMDB, TEST_IMDB, ITERS, STEPSIZE, NET_FINAL,
+    then the --set pairs."""
+    env = {**os.environ, 'PATH': f'{Path(sys.executable).parent}{os.pathsep}{os.environ.get("PATH", "")}',
+           'PYTHONPATH': f'{REPO / "lib"}{os.pathsep}{os.environ.get("PYTHONPATH", "")}'}
+    script = ('set -euo pipefail; source experiments/scripts/dataset_table.sh "$@"; '
+              'printf "%s\\n" "$TRAIN_IMDB" "$TEST_IMDB" "$ITERS" "$STEPSIZE" "$NET_FINAL" "${ANCHOR_SET[@]}"')
+    proc = subprocess.run(['bash', '-c', script, '_', gpu_id, 'vg', 'res101'], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+def test_the_scripts_vg_recipe_is_butds_at_eight_gpus_and_scaled_below():
+    train, test, iters, stepsize, final, *pairs = _recipe('0,1,2,3,4,5,6,7')
+    assert (train, test) == ('vg_1600-400-20_train', 'vg_1600-400-20_val')
+    # The 8-process run is BUTD's: its final snapshot at 380000 (dataset_table.sh asks tools/schedule.py).
+    assert final.endswith('output/res101/vg_1600-400-20_train/default/res101_faster_rcnn_iter_380000.pth')
+    # Every pair is a config key with BUTD's value.
+    config = load_config(str(REPO / 'experiments' / 'cfgs' / 'res101.yml'), [*pairs, 'TRAIN.STEPSIZE', stepsize])
+    assert config.TRAIN.BATCH_SIZE == 64 and config.TRAIN.FG_FRACTION == 0.5 and config.TRAIN.RPN_BATCHSIZE == 64
+    assert config.TRAIN.BG_THRESH_LO == 0.0 and list(config.TRAIN.SCALES) == [600] and config.TRAIN.MAX_SIZE == 1000
+    assert config.TRAIN.WEIGHT_DECAY == 0.0005 and list(config.ANCHOR_SCALES) == [4, 8, 16, 32]
+    assert list(config.TEST.SCALES) == [600] and config.TEST.MAX_PER_IMAGE == 400
+    settings = TrainSettings.from_config(config)
+    for world, (its, lr, steps) in ((8, (380000, 0.001, (350000,))), (1, (3040000, 0.000125, (2800000,)))):
+        _, used = run_schedule(settings, int(iters), world, reference_batch=int(config.TRAIN.REFERENCE_BATCH),
+                               scale=True, scaled_warmup_iters=int(config.TRAIN.SCALED_WARMUP_ITERS))
+        assert (used.iters, used.stepsize) == (its, steps) and used.learning_rate == pytest.approx(lr)
+
+
+def test_tiny_trains_on_the_generated_vg_set(tmp_path):
+    write_vg(tmp_path / 'data')
+    config = load_config(SHAPES_CFG, [*_dirs(tmp_path), *FAST, 'DATA_LOADER.NUM_WORKERS', '0',
+                                      'TRAIN.BATCH_SIZE', '64', 'TRAIN.FG_FRACTION', '0.5', 'TRAIN.RPN_BATCHSIZE',
+                                      '64', 'TRAIN.BG_THRESH_LO', '0.0'])
+    with redirect_stdout(io.StringIO()):
+        run = build_run(config, net='tiny', imdb='vg_1600-400-20_train', iters=2, tag='vg', fresh=True,
+                        verbose=False)
+        assert run.classes == ['__background__', 'dog', 'stop sign', 'shirt', 'car']
+        assert len(run.roidb) == 4 and all(e['gt_attributes'].shape == (len(e['boxes']), 16) for e in run.roidb)
+        final = train_net(run, init_distributed('cpu'))
+    state = torch.load(final, map_location='cpu', weights_only=True)
+    assert Path(final).name == 'tiny_faster_rcnn_iter_2.pth'
+    assert all(torch.isfinite(v).all() for v in state['model'].values() if v.is_floating_point())

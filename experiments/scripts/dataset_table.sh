@@ -19,6 +19,8 @@ if [[ "${NET}" != "tiny" && ! -f "${CFG_FILE}" ]]; then
 fi
 ANCHORS=""
 RATIOS="[0.5,1,2]"
+# A dataset's own training recipe (KEY VALUE pairs, before the user's, which override them).
+RECIPE_SET=()
 case ${DATASET} in
   pascal_voc)
     TRAIN_IMDB="voc_2007_trainval"; TEST_IMDB="voc_2007_test"
@@ -37,8 +39,17 @@ case ${DATASET} in
     TRAIN_IMDB="shapes_trainval"; TEST_IMDB="shapes_test"
     STEPSIZE="[100000]"; ITERS=${ITERS:-${SHAPES_ITERS:-1600}}
     CFG_FILE="experiments/cfgs/shapes.yml" ;;
+  vg)
+    # bottom-up-attention's recipe: 380k iterations on 8 GPUs of one image each, LR 0.001 stepped at 350k. Counted
+    # at a reference batch of 8, the schedule scales to any world size (1 GPU: 3.04M iterations at LR 1.25e-4).
+    TRAIN_IMDB="vg_1600-400-20_train"; TEST_IMDB="vg_1600-400-20_val"
+    STEPSIZE="[350000]"; ITERS=${ITERS:-380000}; ANCHORS="[4,8,16,32]"
+    RECIPE_SET=(TRAIN.REFERENCE_BATCH 8 TRAIN.LEARNING_RATE 0.001 TRAIN.WEIGHT_DECAY 0.0005
+                TRAIN.BATCH_SIZE 64 TRAIN.FG_FRACTION 0.5 TRAIN.RPN_BATCHSIZE 64 TRAIN.BG_THRESH_LO 0.0
+                TRAIN.SCALES "[600]" TRAIN.MAX_SIZE 1000 TEST.SCALES "[600]" TEST.MAX_SIZE 1000
+                TEST.MAX_PER_IMAGE 400) ;;
   *)
-    echo "error: DATASET ${DATASET}: unknown; use pascal_voc, pascal_voc_0712, coco, coco_2017 or shapes" >&2
+    echo "error: DATASET ${DATASET}: unknown; use pascal_voc, pascal_voc_0712, coco, coco_2017, vg or shapes" >&2
     exit 2 ;;
 esac
 # res101-lg and the like use the base network with their own config.
@@ -47,6 +58,7 @@ ANCHOR_SET=()
 if [[ -n "${ANCHORS}" ]]; then
   ANCHOR_SET=(ANCHOR_SCALES "${ANCHORS}" ANCHOR_RATIOS "${RATIOS}")
 fi
+ANCHOR_SET+=("${RECIPE_SET[@]}")
 if [[ ! -f "${CFG_FILE}" ]]; then
   echo "error: NET ${NET}: no config ${CFG_FILE}; use vgg16, res50, res101, res101-lg, res152, mobile (or tiny with shapes)" >&2
   exit 2

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Train, then test, a Faster R-CNN network (tf-faster-rcnn's script, same arguments):
 #   ./experiments/scripts/train_faster_rcnn.sh GPU_ID DATASET NET [KEY VALUE ...]
-#   GPU_ID: 0, 0,1,2,3 (multi-GPU via torchrun) or cpu; DATASET: pascal_voc, pascal_voc_0712, coco, coco_2017, shapes
-#   NET: vgg16, res50, res101, res101-lg, res152, mobile (tiny for shapes); trailing pairs go to --set.
+#   GPU_ID: 0, 0,1,2,3 (multi-GPU via torchrun) or cpu; DATASET: pascal_voc, pascal_voc_0712, coco, coco_2017, vg,
+#   shapes; NET: vgg16, res50, res101, res101-lg, res152, mobile, res101_butd (tiny for shapes); trailing pairs go to
+#   --set.
 # Training is skipped when the final snapshot exists; the log goes to experiments/logs/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
