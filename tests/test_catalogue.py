@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from tool_runs import REPO, SHAPES_CFG, _env
+from vg_data import default_objects, write_vg
 
 USAGE, DATA, MODEL = 2, 4, 5
 
@@ -113,6 +114,16 @@ def _coco_case(name: str, edit, *must: str, raw: str | None = None) -> Case:
         make_coco(root, edit, raw)
         return train(coco_name(root))
     return Case(name, setup, DATA, lambda root: [str(root / 'coco' / 'ann.json'), *must])
+
+
+def _vg_case(name: str, edit: Callable[[dict], None], *must: str) -> Case:
+    """The generated Visual Genome set (tests/vg_data.py) with ``edit`` applied to its objects."""
+    def setup(root, _):
+        objects = default_objects()
+        edit(objects)
+        write_vg(root / 'data', objects=objects)
+        return train('vg_1600-400-20_minitrain')
+    return Case(name, setup, DATA, lambda root: [str(root / 'data' / 'vg'), *must])
 
 
 def _image_case(name: str, spoil: Callable[[Path], None], *must: str) -> Case:
@@ -241,6 +252,14 @@ CASES = [
     _coco_case('coco-category-without-name', lambda d: d['categories'][0].pop('name'), 'categories[0] needs'),
     _coco_case('coco-malformed-json', None, 'malformed JSON', raw='{"images": [}'),
     _coco_case('coco-not-coco', None, 'not a COCO-format file', raw='[1, 2, 3]'),
+    # -- Visual Genome json ----------------------------------------------------------------------------------
+    _vg_case('vg-object-without-x', lambda objs: objs[3][0].pop('x'), 'objects.json: image 3, object 31',
+             '"x" must be a finite number'),
+    _vg_case('vg-object-without-name', lambda objs: objs[3][0].update(names=[]), 'objects.json: image 3, object 31',
+             'no name'),
+    Case('vg-no-annotations', lambda root, t: (write_vg(root / 'data'), (root / 'data/vg/objects.json').unlink(),
+                                               train('vg_1600-400-20_minitrain'))[-1], DATA,
+         lambda root: [str(root / 'data' / 'vg' / 'objects.json'), 'does not exist', 'fetch_vg.py']),
     # -- image files ---------------------------------------------------------------------------------------
     Case('image-missing', lambda root, t: (make_voc(root), (root / 'voc/JPEGImages/b.jpg').unlink(),
                                            train(voc_name(root)))[-1], DATA,
