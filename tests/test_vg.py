@@ -19,6 +19,7 @@ import torch
 from faster_rcnn.config import load_config
 from faster_rcnn.datasets import vg as vg_module
 from faster_rcnn.datasets.factory import classes_of, get_imdb, list_imdbs
+from faster_rcnn.datasets.vg_eval import attribute_ground_truth, class_ap
 from faster_rcnn.datasets.vg_vocab import read_vocabulary, split_attribute, split_object_name
 from faster_rcnn.engine.distributed import init_distributed
 from faster_rcnn.engine.run import build_run
@@ -241,3 +242,30 @@ def test_tiny_trains_on_the_generated_vg_set(tmp_path):
     state = torch.load(final, map_location='cpu', weights_only=True)
     assert Path(final).name == 'tiny_faster_rcnn_iter_2.pth'
     assert all(torch.isfinite(v).all() for v in state['model'].values() if v.is_floating_point())
+
+
+def test_attribute_ground_truth_scores_like_the_objects(data_dir):
+    """The hook for the attribute mAP: a gt box counts for each of its attributes (BUTD's eval_attributes)."""
+    db = get_imdb('vg_1600-400-20_val', str(data_dir))
+    gt = attribute_ground_truth(db.roidb, db.image_index, len(db.attributes))
+    assert list(gt[GRAY]) == [1] and gt[GRAY][1].tolist() == [[5, 5, 25, 15], [50, 30, 59, 39]]
+    assert gt[RED][1].tolist() == [[5, 5, 25, 15], [0, 0, 10, 10]] and gt[RED][3].tolist() == [[10, 10, 40, 30]]
+    assert gt[0] == {}
+    # gray: the dog box found (TP), then a miss (FP); one of two gt boxes found: recall 0.5 at precision 1.
+    ap = class_ap(gt[GRAY], [(1, 0.9, [5, 5, 25, 15]), (1, 0.8, [0, 0, 5, 5])])
+    assert ap.npos == 2 and ap.ap == pytest.approx(0.5)
+    np.testing.assert_allclose(ap.prec, [1.0, 0.5])
+
+
+def test_blank_names_and_non_string_attributes_are_left_out_and_counted(tmp_path, caplog):
+    objects = default_objects()
+    objects[3].append(obj(32, ' ', 1, 1, 5, 5))
+    attributes = default_attributes()
+    attributes[3] = [{'object_id': 31, 'attributes': [None, 'white', 7]}]
+    write_vg(tmp_path, objects=objects, attributes=attributes)
+    with caplog.at_level(logging.INFO, logger='faster_rcnn.datasets.vg'):
+        db = get_imdb('vg_1600-400-20_test', str(tmp_path))
+    (entry,) = db.roidb
+    assert entry['gt_classes'].tolist() == [CAR] and entry['gt_attributes'][0, :2].tolist() == [WHITE, 0]
+    assert '1 objects outside the vocabulary dropped' in caplog.text
+    assert '2 attribute values of' in caplog.text and 'are not strings: skipped' in caplog.text

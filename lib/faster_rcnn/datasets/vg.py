@@ -15,6 +15,9 @@ and so are images left without an object. Corrections of BUTD's rules (docs/diff
 wholly outside its image is dropped (BUTD made it the whole image, with y2 = W - 1); boxes are float32, not uint16;
 an object's attributes keep their first-seen order and appear once each.
 
+Evaluation: ``evaluate_detections`` (vg_eval.py: AP at IoU 0.5 per class). The attribute mAP scores
+``vg_eval.attribute_ground_truth(roidb, image_index, len(attributes))`` with ``vg_eval.class_ap`` per attribute.
+
 A roidb entry carries, besides the usual fields (imdb.py), ``gt_attributes``: int32 (G, 16), attribute indices
 1..400 padded with 0 (BUTD's layout; beyond 16 attributes the rest are dropped).
 """
@@ -87,6 +90,17 @@ def read_split_file(path: str, count: int = 0) -> list[tuple[int, str]]:
     return out
 
 
+class VgReport:
+    """Counts of what the reader left out, reported once per build."""
+
+    def __init__(self) -> None:
+        self.out_of_vocab = 0
+        self.outside: list[str] = []
+        self.truncated = 0
+        self.empty_images = 0
+        self.not_strings = 0
+
+
 def _load_json_list(path: str) -> list:
     try:
         with open(path, encoding='utf-8') as f:
@@ -135,28 +149,30 @@ def _object_id_of(obj: Any, where: str) -> int:
     return object_id
 
 
-def _raw_attributes(path: str, wanted: set[int]) -> dict[int, list[str]]:
-    """object id -> its raw attribute strings (every entry of the object in attributes.json, in file order)."""
+def _raw_attributes(path: str, wanted: set[int], report: VgReport) -> dict[int, list[str]]:
+    """object id -> its raw attribute strings (every entry of the object in attributes.json, in file order); a
+    value that is not a string is skipped and counted (BUTD's reader skipped such entries too)."""
     out: dict[int, list[str]] = {}
     for image_id, objs in _entries_for(path, 'attributes', wanted).items():
         for obj in objs:
             where = f'{path}: image {image_id}'
             object_id = _object_id_of(obj, where)
             attrs = obj.get('attributes') or []
-            if not isinstance(attrs, list) or not all(isinstance(a, str) for a in attrs):
+            if not isinstance(attrs, list):
                 raise AnnotationError(f'{where}, object {object_id}: "attributes" must be a list of strings, got '
                                       f'{attrs!r}; fix the entry or re-download attributes.json')
-            out.setdefault(object_id, []).extend(attrs)
+            report.not_strings += sum(1 for a in attrs if not isinstance(a, str))
+            out.setdefault(object_id, []).extend(a for a in attrs if isinstance(a, str))
     return out
 
 
 def _object_name(obj: dict, where: str) -> str:
     """The first name of an object (``names`` list, or ``name`` in older releases)."""
     names = obj.get('names', [obj['name']] if 'name' in obj else None)
-    if not isinstance(names, list) or not names or not isinstance(names[0], str) or not names[0].strip():
+    if not isinstance(names, list) or not names or not isinstance(names[0], str):
         raise AnnotationError(f'{where}: no name ("names" must be a non-empty list of strings, got {names!r}); '
                               'fix the entry or re-download objects.json')
-    return names[0]
+    return names[0]  # a blank name is simply outside the vocabulary
 
 
 def _object_box(obj: dict, where: str) -> tuple[float, float, float, float]:
@@ -184,16 +200,6 @@ def image_size(path: str, split_file: str) -> tuple[int, int]:
         raise MissingFileError(f'{path} does not exist (listed in {split_file}); {_FETCH_HINT}') from None
     except OSError as e:
         raise DataError(f'{path}: unreadable image ({e}); re-download it with data/scripts/fetch_vg.py') from None
-
-
-class VgReport:
-    """Counts of what the reader left out, reported once per build."""
-
-    def __init__(self) -> None:
-        self.out_of_vocab = 0
-        self.outside: list[str] = []
-        self.truncated = 0
-        self.empty_images = 0
 
 
 class vg(imdb):  # noqa: N801 (tf-faster-rcnn's name)
@@ -253,8 +259,8 @@ class vg(imdb):  # noqa: N801 (tf-faster-rcnn's name)
     def _build_roidb(self) -> list[dict]:
         wanted = {i for i, _ in self._split}
         objects = _entries_for(self._objects_json, 'objects', wanted)
-        raw_attributes = _raw_attributes(self._attributes_json, wanted)
         report = VgReport()
+        raw_attributes = _raw_attributes(self._attributes_json, wanted, report)
         roidb = []
         for image_id, rel_path in self._split:
             entry = self._entry(image_id, rel_path, objects.get(image_id, []), raw_attributes, report)
@@ -319,6 +325,9 @@ class vg(imdb):  # noqa: N801 (tf-faster-rcnn's name)
             shown = ', '.join(report.outside[:5]) + (' ...' if len(report.outside) > 5 else '')
             logger.warning('%s: %d boxes lying wholly outside their image dropped (%s)', self.name,
                            len(report.outside), shown)
+        if report.not_strings:
+            logger.warning('%s: %d attribute values of %s are not strings: skipped', self.name, report.not_strings,
+                           self._attributes_json)
         if report.truncated:
             logger.info('%s: %d objects have more than %d attributes; the first %d are kept', self.name,
                         report.truncated, MAX_ATTRIBUTES, MAX_ATTRIBUTES)
