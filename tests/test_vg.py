@@ -77,6 +77,7 @@ def test_val_roidb(data_dir, caplog):
     np.testing.assert_array_equal(first['boxes'], [[5, 5, 25, 15], [50, 30, 59, 39], [0, 0, 10, 10]])
     assert first['boxes'].dtype == np.float32
     np.testing.assert_array_equal(first['gt_classes'], [DOG, STOP_SIGN, SHIRT])
+    assert 'gt_overlaps' not in first and first['max_classes'].tolist() == [DOG, STOP_SIGN, SHIRT]
     attrs = first['gt_attributes']
     assert attrs.shape == (3, 16) and attrs.dtype == np.int32
     # "white" from the name, then attributes.json's, "red and blue" split; each index once.

@@ -19,7 +19,8 @@ Evaluation: ``evaluate_detections`` (vg_eval.py: AP at IoU 0.5 per class). The a
 ``vg_eval.attribute_ground_truth(roidb, image_index, len(attributes))`` with ``vg_eval.class_ap`` per attribute.
 
 A roidb entry carries, besides the usual fields (imdb.py), ``gt_attributes``: int32 (G, 16), attribute indices
-1..400 padded with 0 (BUTD's layout; beyond 16 attributes the rest are dropped).
+1..400 padded with 0 (BUTD's layout; beyond 16 attributes the rest are dropped); it has no ``gt_overlaps``
+(1601 columns per box: ``max_classes`` / ``max_overlaps`` carry the same).
 """
 from __future__ import annotations
 
@@ -307,8 +308,12 @@ class vg(imdb):  # noqa: N801 (tf-faster-rcnn's name)
         if not boxes:
             report.empty_images += 1
             return None
-        return make_roidb_entry(path, width, height, np.array(boxes, np.float32), np.array(classes, np.int32),
-                                self.num_classes, image_id=image_id, gt_attributes=attributes[:len(boxes)])
+        entry = make_roidb_entry(path, width, height, np.array(boxes, np.float32), np.array(classes, np.int32),
+                                 self.num_classes, image_id=image_id, gt_attributes=attributes[:len(boxes)])
+        # A dense (G, 1601) one-hot per image would take ~12 GB over the train split (BUTD kept it sparse); nothing
+        # reads it, and max_classes / max_overlaps say the same.
+        del entry['gt_overlaps']
+        return entry
 
     def _attribute_indices(self, name_attributes: list[str], raw: list[str]) -> list[int]:
         """Vocabulary indices of an object's attributes: the adjectives split off its name, then those of
