@@ -147,9 +147,10 @@ def test_missing_image_and_split_file(data_dir):
     (data_dir / 'vg' / 'VG_100K' / '3.jpg').unlink()
     with pytest.raises(MissingFileError, match=r'VG_100K/3.jpg does not exist \(listed in .*test.txt\)'):
         get_imdb('vg_1600-400-20_test', str(data_dir))
-    (data_dir / 'vg' / 'genome' / 'val.txt').write_text('VG_100K/1.jpg\n')
-    with pytest.raises(AnnotationError, match=r'val.txt, line 1: expected "<folder>/<image id>.jpg'):
-        get_imdb('vg_1600-400-20_val', str(data_dir))
+    for line in ('VG_100K/1.jpg', 'VG_100K/1.jpg xml/2.xml'):
+        (data_dir / 'vg' / 'genome' / 'val.txt').write_text(f'VG_100K/3.jpg xml/3.xml\n{line}\n')
+        with pytest.raises(AnnotationError, match=r'val.txt, line 2: expected "<folder>/<image id>.jpg'):
+            get_imdb('vg_1600-400-20_val', str(data_dir))
 
 
 def test_cache_is_reused_and_rebuilt_when_annotations_change(data_dir, monkeypatch):

@@ -81,8 +81,10 @@ def read_split_file(path: str, count: int = 0) -> list[tuple[int, str]]:
     out = []
     for lineno, line in enumerate(lines, 1):
         parts = line.split()
+        # BUTD takes the id from the annotation column and the folder from the image column: both must agree.
+        stems = {osp.splitext(osp.basename(p))[0] for p in parts}
         stem = osp.splitext(osp.basename(parts[0]))[0]
-        if len(parts) != 2 or not stem.isdigit():
+        if len(parts) != 2 or len(stems) != 1 or not stem.isdigit():
             raise AnnotationError(f'{path}, line {lineno}: expected "<folder>/<image id>.jpg xml/<image id>.xml", '
                                   f'got {line!r}')
         out.append((int(stem), parts[0]))
