@@ -1,0 +1,153 @@
+"""The attribute head (BUTD's): its module, its place in FasterRCNN, its loss, its targets and its files."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from faster_rcnn.data.dataset import collate_batch
+from faster_rcnn.layers.losses import attribute_loss
+from faster_rcnn.layers.proposal_target import proposal_targets
+from faster_rcnn.model_file import detector_payload, open_detector, save_atomic
+from faster_rcnn.nets.attribute_head import AttributeHead
+from faster_rcnn.nets.factory import build_from_file, build_network
+from faster_rcnn.nets.network import ATTRIBUTE_LOSS_NAMES, LOSS_NAMES
+from settings_helpers import SHAPES_CFG, settings_for
+
+NUM_CLASSES = 4
+ATTRS = ['__no_attribute__', 'red', 'green', 'solid', 'outline']
+
+
+def _tiny(num_attributes: int = 0, **keys):
+    settings = settings_for('tiny', SHAPES_CFG, **keys)
+    torch.manual_seed(0)
+    return build_network('tiny', NUM_CLASSES, settings, num_attributes=num_attributes)
+
+
+def test_head_has_butd_names_and_computes_the_documented_function():
+    head = AttributeHead(num_classes=5, feature_dim=6, num_attributes=4, embed_dim=3, hidden=7)
+    shapes = {k: tuple(v.shape) for k, v in head.state_dict().items()}
+    assert shapes == {'cls_embedding.weight': (5, 3), 'fc_attr.weight': (7, 9), 'fc_attr.bias': (7,),
+                      'attr_score.weight': (4, 7), 'attr_score.bias': (4,)}
+    feats, labels = torch.randn(2, 6), torch.tensor([4, 0])
+    x = torch.cat((feats, head.cls_embedding.weight[labels]), 1)
+    want = torch.relu(x @ head.fc_attr.weight.T + head.fc_attr.bias) @ head.attr_score.weight.T + head.attr_score.bias
+    torch.testing.assert_close(head(feats, labels), want)
+
+
+def test_a_network_without_the_head_is_unchanged():
+    plain, with_head = _tiny(), _tiny(num_attributes=len(ATTRS))
+    assert plain.attr_head is None and plain.loss_names == LOSS_NAMES
+    extra = set(with_head.state_dict()) - set(plain.state_dict())
+    assert extra == {'attr_head.cls_embedding.weight', 'attr_head.fc_attr.weight', 'attr_head.fc_attr.bias',
+                     'attr_head.attr_score.weight', 'attr_head.attr_score.bias'}
+    # The head is made last: every other initial weight is the one a network without it draws.
+    for k, v in plain.state_dict().items():
+        torch.testing.assert_close(with_head.state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_test_outputs_carry_attribute_probabilities_of_the_argmax_class():
+    model = _tiny(num_attributes=len(ATTRS)).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 96, 128), torch.tensor([[96.0, 128.0, 1.0]]))
+        r = out.rois.shape[0]
+        assert out.attr_prob.shape == (r, len(ATTRS))
+        torch.testing.assert_close(out.attr_prob.sum(1), torch.ones(r))
+        plain = _tiny().eval()
+        assert plain(torch.randn(1, 3, 96, 128), torch.tensor([[96.0, 128.0, 1.0]])).attr_prob is None
+
+
+def test_attribute_probabilities_use_the_predicted_class_including_background():
+    model = _tiny(num_attributes=len(ATTRS)).eval()
+    images, info = torch.randn(1, 3, 96, 128), torch.tensor([[96.0, 128.0, 1.0]])
+    with torch.no_grad():
+        out = model(images, info)
+        features = model.backbone.head(images)
+        cls_score, _, fc7 = model._box_head(features, out.rois, with_features=True)
+        predicted = cls_score.argmax(1)
+        want = torch.softmax(model.attr_head(fc7, predicted), 1)
+    torch.testing.assert_close(out.attr_prob, want)
+    assert (predicted == 0).any()  # an untrained network: background is among the argmaxes
+
+
+def test_attribute_loss_hand_computed():
+    logits = torch.tensor([[0.0, 1.0, 2.0], [1.0, 0.0, 0.0], [3.0, 0.0, 0.0], [0.5, 0.5, 0.5]])
+    labels = torch.tensor([[1, 2, -1], [0, -1, -1], [-1, -1, -1], [-1, -1, -1]])
+    lse0 = math.log(1 + math.e + math.e ** 2)
+    lse1 = math.log(math.e + 2)
+    # Row 0: labels 1 and 2 -> mean of (lse0 - 1, lse0 - 2); row 1: "no attribute" -> lse1 - 1; rows 2-3 no label.
+    want = ((lse0 - 1 + lse0 - 2) / 2 + (lse1 - 1)) / 2
+    assert attribute_loss(logits, labels).item() == pytest.approx(want, rel=1e-6)
+    none = torch.full((2, 3), -1)
+    assert attribute_loss(logits[:2], none).item() == 0.0
+
+
+def test_proposal_targets_give_fg_rois_their_gt_attributes():
+    gt = torch.tensor([[[0.0, 0.0, 49.0, 49.0, 1.0], [60.0, 60.0, 99.0, 99.0, 2.0]]])
+    attrs = torch.zeros((1, 2, 16), dtype=torch.int64)
+    attrs[0, 0, :2] = torch.tensor([3, 1])  # gt 0: two attributes; gt 1: none
+    boxes = torch.tensor([[[1.0, 1.0, 48.0, 48.0], [61.0, 62.0, 98.0, 99.0], [0.0, 30.0, 40.0, 99.0]]])
+    out = proposal_targets(boxes, torch.ones(1, 3), torch.ones(1, 3, dtype=torch.bool), gt,
+                           torch.ones(1, 2, dtype=torch.bool), torch.tensor([5]), 3, batch_size=8, fg_fraction=0.5,
+                           gt_attributes=attrs)
+    plain = proposal_targets(boxes, torch.ones(1, 3), torch.ones(1, 3, dtype=torch.bool), gt,
+                             torch.ones(1, 2, dtype=torch.bool), torch.tensor([5]), 3, batch_size=8, fg_fraction=0.5)
+    torch.testing.assert_close(out.rois, plain.rois)  # the attributes do not change the sample
+    assert plain.attributes is None and out.attributes.shape == (8, 16)
+    for roi, label, row in zip(out.rois, out.labels, out.attributes):
+        if label == 1:
+            assert row[:2].tolist() == [3, 1] and (row[2:] == -1).all()
+        elif label == 2:
+            assert row[0] == 0 and (row[1:] == -1).all()
+        else:
+            assert (row == -1).all()
+    assert set(out.labels.tolist()) == {0, 1, 2}
+
+
+def test_training_adds_the_weighted_attribute_loss():
+    model = _tiny(num_attributes=len(ATTRS), TRAIN__ATTRIBUTE_LOSS_WEIGHT=0.5).train()
+    gt = torch.tensor([[[10.0, 10.0, 60.0, 50.0, 1.0], [70.0, 20.0, 120.0, 90.0, 3.0]]])
+    attrs = torch.tensor([[[1, 3] + [0] * 14, [0] * 16]])
+    losses = model(torch.randn(1, 3, 96, 128), torch.tensor([[96.0, 128.0, 1.0]]), gt,
+                   torch.ones(1, 2, dtype=torch.bool), seeds=torch.tensor([3]), gt_attributes=attrs)
+    assert tuple(losses) == ATTRIBUTE_LOSS_NAMES == model.loss_names
+    rest = sum(losses[k] for k in LOSS_NAMES[:-1])
+    torch.testing.assert_close(losses['total_loss'], rest + 0.5 * losses['loss_attr'])
+    # Untrained: every attribute is about equally likely, so the loss is about log(A + 1).
+    assert losses['loss_attr'].item() == pytest.approx(math.log(len(ATTRS)), abs=0.05)
+    losses['total_loss'].backward()
+    assert model.attr_head.cls_embedding.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='gt_attributes'):
+        model(torch.randn(1, 3, 96, 128), torch.tensor([[96.0, 128.0, 1.0]]), gt, torch.ones(1, 2, dtype=torch.bool))
+
+
+def test_detector_file_with_attributes_builds_the_head(tmp_path):
+    model = _tiny(num_attributes=len(ATTRS))
+    path = str(tmp_path / 'det.pth')
+    save_atomic(detector_payload(net='tiny', classes=['__background__', 'a', 'b', 'c'],
+                                 state_dict=model.state_dict(), record={}, attributes=ATTRS), path)
+    detector = open_detector(path)
+    assert detector.attributes == ATTRS
+    loaded = build_from_file(detector, model.settings)
+    assert loaded.num_attributes == len(ATTRS)
+    torch.testing.assert_close(loaded.attr_head.attr_score.weight, model.attr_head.attr_score.weight)
+    plain_path = str(tmp_path / 'plain.pth')
+    save_atomic(detector_payload(net='tiny', classes=['__background__', 'a', 'b', 'c'],
+                                 state_dict=_tiny().state_dict(), record={}), plain_path)
+    assert 'attributes' not in torch.load(plain_path, weights_only=True)
+    assert build_from_file(open_detector(plain_path), model.settings).attr_head is None
+
+
+def test_collate_pads_the_gt_attributes():
+    def item(g):
+        return {'image': np.zeros((4, 5, 3), np.float32), 'im_info': np.array([4, 5, 1], np.float32),
+                'gt_boxes': np.ones((g, 5), np.float32), 'index': 0,
+                'gt_attributes': np.arange(1, 1 + 16 * g, dtype=np.int32).reshape(g, 16)}
+    batch = collate_batch([item(1), item(3)])
+    assert batch['gt_attributes'].shape == (2, 3, 16) and batch['gt_attributes'].dtype == torch.int64
+    assert batch['gt_attributes'][0, 0, 0] == 1 and (batch['gt_attributes'][0, 1:] == 0).all()
+    assert batch['gt_attributes'][1, 2, 15] == 48
+    plain = [{k: v for k, v in item(1).items() if k != 'gt_attributes'}]
+    assert 'gt_attributes' not in collate_batch(plain)
