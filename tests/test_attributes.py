@@ -8,12 +8,15 @@ import pytest
 import torch
 
 from faster_rcnn.data.dataset import collate_batch
+from faster_rcnn.inference import Detections, Detector
 from faster_rcnn.layers.losses import attribute_loss
 from faster_rcnn.layers.proposal_target import proposal_targets
 from faster_rcnn.model_file import detector_payload, open_detector, save_atomic
 from faster_rcnn.nets.attribute_head import AttributeHead
 from faster_rcnn.nets.factory import build_from_file, build_network
 from faster_rcnn.nets.network import ATTRIBUTE_LOSS_NAMES, LOSS_NAMES
+from faster_rcnn.nets.postprocess import select_detections, top_attributes
+from faster_rcnn.settings import DetectionSettings
 from settings_helpers import SHAPES_CFG, settings_for
 
 NUM_CLASSES = 4
@@ -151,3 +154,38 @@ def test_collate_pads_the_gt_attributes():
     assert batch['gt_attributes'][1, 2, 15] == 48
     plain = [{k: v for k, v in item(1).items() if k != 'gt_attributes'}]
     assert 'gt_attributes' not in collate_batch(plain)
+
+
+def test_a_detection_takes_the_attributes_of_its_roi():
+    scores = torch.tensor([[0.1, 0.7, 0.2], [0.2, 0.1, 0.7]])
+    boxes = torch.tensor([[0.0, 0.0, 9.0, 9.0]] * 3 + [[2.0, 0.0, 11.0, 9.0]] * 3).view(2, 12)
+    attr_prob = torch.tensor([[0.1, 0.6, 0.3], [0.5, 0.1, 0.4]])
+    settings = DetectionSettings(score_thresh=0.0, nms=0.3)
+    dets = select_detections(scores, boxes, settings, attr_prob)
+    assert dets.labels.tolist() == [1, 2]
+    torch.testing.assert_close(dets.attr_prob, attr_prob)  # class 1 from roi 0, class 2 from roi 1
+    indices, values = top_attributes(dets.attr_prob, k=3)
+    assert indices.tolist() == [[1, 2], [2, 1]]
+    torch.testing.assert_close(values, torch.tensor([[0.6, 0.3], [0.4, 0.1]]))
+
+
+def test_detections_list_and_draw_their_attributes():
+    dets = Detections(np.array([[0, 0, 9, 9], [5, 5, 20, 20]], np.float32), np.array([0.9, 0.8], np.float32),
+                      np.array([1, 2]), ('__background__', 'circle', 'square'),
+                      np.array([[1, 3], [2, 4]]), np.array([[0.93, 0.05], [0.4, 0.3]], np.float32),
+                      tuple(ATTRS))
+    assert dets.display_names() == ['red circle', 'green outline square']
+    assert dets.above(0.85).attribute_names_of(0) == ['red', 'solid'] and len(dets.above(0.85)) == 1
+    plain = Detections(dets.boxes, dets.scores, dets.labels, dets.classes)
+    assert plain.display_names() == ['circle', 'square'] and plain.attributes is None
+
+
+def test_detector_from_a_model_with_the_head_returns_top_attributes():
+    model = _tiny(num_attributes=len(ATTRS), TEST__SCORE_THRESH=0.0).eval()
+    detector = Detector.from_model(model, ['__background__', 'a', 'b', 'c'], attributes=ATTRS)
+    dets = detector(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    assert len(dets) > 0 and dets.attributes.shape == (len(dets), 3) and dets.attribute_names == tuple(ATTRS)
+    assert ((dets.attributes >= 1) & (dets.attributes < len(ATTRS))).all()
+    assert (np.diff(dets.attribute_scores, axis=1) <= 0).all()
+    plain = Detector.from_model(_tiny(TEST__SCORE_THRESH=0.0).eval(), ['__background__', 'a', 'b', 'c'])
+    assert plain(np.zeros((96, 128, 3), np.uint8)).attributes is None
