@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from faster_rcnn.data.dataset import collate_batch
+from faster_rcnn.datasets.attribute_eval import AttributeImage, attribute_ap_at_detections, attribute_ap_at_gt
 from faster_rcnn.inference import Detections, Detector
 from faster_rcnn.layers.losses import attribute_loss
 from faster_rcnn.layers.proposal_target import proposal_targets
@@ -189,3 +190,40 @@ def test_detector_from_a_model_with_the_head_returns_top_attributes():
     assert (np.diff(dets.attribute_scores, axis=1) <= 0).all()
     plain = Detector.from_model(_tiny(TEST__SCORE_THRESH=0.0).eval(), ['__background__', 'a', 'b', 'c'])
     assert plain(np.zeros((96, 128, 3), np.uint8)).attributes is None
+
+
+def _image(gt_boxes, gt_attrs, det_boxes, det_prob, gt_prob=None, hard=None):
+    g = len(gt_boxes)
+    return AttributeImage(np.array(gt_boxes, np.float32).reshape(g, 4), np.array(gt_attrs).reshape(g, -1),
+                          np.zeros(g, bool) if hard is None else np.array(hard), np.array(det_boxes, np.float32),
+                          np.array(det_prob, np.float32), None if gt_prob is None else np.array(gt_prob, np.float32))
+
+
+def test_attribute_ap_at_detections_hand_computed():
+    names = ['__no_attribute__', 'red', 'blue']
+    # Image 0: gt A (red) at [0, 0, 9, 9], gt B (red, blue) at [20, 20, 29, 29]. Image 1: gt C (blue).
+    im0 = _image([[0, 0, 9, 9], [20, 20, 29, 29]], [[1, 0], [1, 2]],
+                 [[0, 0, 9, 9], [20, 20, 29, 29], [0, 0, 9, 9], [50, 50, 59, 59]],
+                 [[0, .9, .1], [0, .6, .8], [0, .7, .2], [0, .8, .3]])
+    im1 = _image([[0, 0, 9, 9]], [[2, 0]], [[0, 0, 9, 9], [1, 0, 10, 9]], [[0, .5, .4], [0, .2, .9]])
+    result = attribute_ap_at_detections([im0, im1], names)
+    # red (2 gt): scores .9 TP(A), .8 FP (no gt there), .7 FP (A again), .6 TP(B), .5 FP (no red in im1), .2 FP
+    # -> precision 1 at recall .5, 0.5 at recall 1: AP = .5 * 1 + .5 * .5 = .75.
+    assert result.per_attribute['red'] == pytest.approx(0.75)
+    # blue (2 gt: B, C): .9 TP (C, IoU 0.82), .8 TP (B), .4 FP (C taken), .3, .2, .1 FP -> AP 1.
+    assert result.per_attribute['blue'] == pytest.approx(1.0)
+    assert result.mean_ap == pytest.approx(0.875) and result.weighted_ap == pytest.approx(0.875)
+
+
+def test_attribute_ap_at_gt_hand_computed():
+    names = ['__no_attribute__', 'red', 'blue', 'green']
+    im = _image([[0, 0, 9, 9]] * 4, [[1, 0], [1, 2], [2, 0], [0, 0]], np.zeros((0, 4)), np.zeros((0, 4)),
+                gt_prob=[[0, .9, .2, 0], [0, .3, .1, 0], [0, .5, .7, 0], [.9, .1, .3, 0]])
+    result = attribute_ap_at_gt([im], names)
+    # red: ranking .9 (+), .5 (-), .3 (+), .1 (-): AP = .5 * 1 + .5 * 2/3.
+    assert result.per_attribute['red'] == pytest.approx(0.5 + 1 / 3)
+    # blue: ranking .7 (+), .3 (-), .2 (-), .1 (+): AP = .5 + .5 * .5 = .75; green has no gt: NaN, left out.
+    assert result.per_attribute['blue'] == pytest.approx(0.75) and math.isnan(result.per_attribute['green'])
+    assert result.mean_ap == pytest.approx((0.5 + 1 / 3 + 0.75) / 2)
+    assert result.weighted_ap == pytest.approx((2 * (0.5 + 1 / 3) + 2 * 0.75) / 4)
+    assert result.summary()['per_attribute']['green'] is None

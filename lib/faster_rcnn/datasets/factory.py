@@ -4,6 +4,7 @@
     coco_2014_<train|val|minival|valminusminival>, coco_2015_<test|test-dev>, coco_2017_<train|val|test-dev>
     shapes_<trainval|test>, shapes_coco_<trainval|test>  the generated set (VOC and COCO readers)
     shapes_circle_square_<trainval|test>                 the same images with the triangles left unlabelled
+    shapes_attr_<trainval|test>                          shapes with attributes (colour, fill), for an attribute head
     coco_json:<ann.json>:<image_dir>, voc_dir:<root>:<split>[:diff]   your own data (see custom.py)
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .imdb import imdb
 from .pascal_voc import VOC_CLASSES, pascal_voc
 from .shapes import CLASSES as SHAPES_CLASSES
 from .shapes import shapes_coco, shapes_subset_voc, shapes_voc
+from .shapes_attr import shapes_attr_voc
 
 __sets: dict[str, Callable[[str | None], imdb]] = {}
 
@@ -25,6 +27,7 @@ for _year in ('2007', '2012'):
         __sets[f'voc_{_year}_{_split}'] = (lambda d, split=_split, year=_year: pascal_voc(split, year, data_dir=d))
         __sets[f'voc_{_year}_{_split}_diff'] = (lambda d, split=_split, year=_year: pascal_voc(split, year, use_diff=True,
                                                                                           data_dir=d))
+    __sets[f'shapes_attr_{_split}'] = (lambda d, split=_split: shapes_attr_voc(split, data_dir=d))
 
 for _year, _splits in (('2014', ('train', 'val', 'minival', 'valminusminival')), ('2015', ('test', 'test-dev')),
                        ('2017', ('train', 'val', 'test-dev'))):

@@ -256,6 +256,18 @@ class FasterRCNN(nn.Module):
             attr_prob = F.softmax(self.attr_head(fc7, cls_score.argmax(dim=1)), dim=1)
         return HeadOutputs(rois, cls_prob, bbox_pred, attr_prob=attr_prob)
 
+    @torch.no_grad()
+    def attributes_at(self, images: Tensor, boxes: Tensor) -> Tensor:
+        """The attribute probabilities (R, A + 1) of given boxes (R, 4) of one image (1, 3, H, W), in network-input
+        pixels, used as the rois (BUTD's test on the gt boxes); the class embedded is the argmax of each roi's
+        class scores, as at test time."""
+        if self.attr_head is None:
+            raise ValueError('this network has no attribute head')
+        features = self.backbone.head(images.contiguous(memory_format=self.input_memory_format))
+        rois = torch.cat((boxes.new_zeros((boxes.shape[0], 1)), boxes.float()), 1)
+        cls_score, _, fc7 = self._box_head(features, rois, with_features=True)
+        return F.softmax(self.attr_head(fc7, cls_score.argmax(dim=1)), dim=1)
+
     def _losses(self, images: Tensor, im_info: Tensor, gt_boxes: Sequence[Tensor] | Tensor, gt_valid: Tensor | None,
                 seeds: Tensor | None, gt_attributes: Tensor | None = None) -> dict[str, Tensor]:
         n = images.shape[0]
