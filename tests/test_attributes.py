@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 
-from faster_rcnn.data.dataset import collate_batch
+from faster_rcnn.data.dataset import RoidbDataset, collate_batch
+from faster_rcnn.datasets import shapes_attr
 from faster_rcnn.datasets.attribute_eval import AttributeImage, attribute_ap_at_detections, attribute_ap_at_gt
+from faster_rcnn.datasets.pascal_voc import VocDataset
+from faster_rcnn.datasets.shapes import ShapesSpec
+from faster_rcnn.errors import AnnotationError
 from faster_rcnn.inference import Detections, Detector
 from faster_rcnn.layers.losses import attribute_loss
 from faster_rcnn.layers.proposal_target import proposal_targets
@@ -17,7 +22,7 @@ from faster_rcnn.nets.attribute_head import AttributeHead
 from faster_rcnn.nets.factory import build_from_file, build_network
 from faster_rcnn.nets.network import ATTRIBUTE_LOSS_NAMES, LOSS_NAMES
 from faster_rcnn.nets.postprocess import select_detections, top_attributes
-from faster_rcnn.settings import DetectionSettings
+from faster_rcnn.settings import DetectionSettings, InputSettings
 from settings_helpers import SHAPES_CFG, settings_for
 
 NUM_CLASSES = 4
@@ -227,3 +232,52 @@ def test_attribute_ap_at_gt_hand_computed():
     assert result.mean_ap == pytest.approx((0.5 + 1 / 3 + 0.75) / 2)
     assert result.weighted_ap == pytest.approx((2 * (0.5 + 1 / 3) + 2 * 0.75) / 4)
     assert result.summary()['per_attribute']['green'] is None
+
+
+def _small_attr_set(tmp_path, split='trainval'):
+    spec = ShapesSpec(num_trainval=4, num_test=2)
+    return shapes_attr.shapes_attr_voc(split, root=str(tmp_path / 'shapes_attr'), spec=spec,
+                                       data_dir=str(tmp_path)), spec
+
+
+def test_shapes_attr_roidb_has_the_drawn_attributes(tmp_path):
+    db, spec = _small_attr_set(tmp_path)
+    assert db.attributes == list(shapes_attr.ATTRIBUTES) and db.classes == shapes_attr.CLASSES
+    seen = 0
+    for i, entry in enumerate(db.roidb):
+        _, objects = shapes_attr.make_image(spec, 0, i)
+        kept = [o for o in objects if not o['difficult']]
+        assert entry['gt_attributes'].shape == (len(kept), 16) and entry['gt_attributes'].dtype == np.int32
+        for o, row, cls in zip(kept, entry['gt_attributes'], entry['gt_classes']):
+            assert cls == o['cls']
+            assert [db.attributes[a] for a in row[:2]] == list(o['attributes']) and (row[2:] == 0).all()
+            seen += 1
+    assert seen > 0
+    db.append_flipped_images()
+    flipped = db.roidb[db.num_images // 2]
+    assert flipped['flipped'] and (flipped['gt_attributes'] == db.roidb[0]['gt_attributes']).all()
+    item = RoidbDataset(db.roidb, 0, InputSettings(scales=(128,), max_size=256))[(0, db.num_images // 2)]
+    assert (item['gt_attributes'] == db.roidb[0]['gt_attributes']).all()
+
+
+def test_shapes_attr_outline_is_a_band_inside_the_box():
+    box = (10, 10, 49, 49)
+    solid = shapes_attr._shape_mask(60, 60, 2, box, 'solid')
+    outline = shapes_attr._shape_mask(60, 60, 2, box, 'outline')
+    ys, xs = np.nonzero(outline)
+    assert (xs.min(), ys.min(), xs.max(), ys.max()) == box  # still the tight box
+    assert solid[30, 30] and not outline[30, 30] and outline[10, 30] and outline[13, 30]
+    assert outline.sum() < solid.sum() / 2
+
+
+def test_an_unknown_attribute_names_the_file(tmp_path):
+    db, _ = _small_attr_set(tmp_path)
+    path = db.annotation_path(db.image_index[0])
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(re.sub(r'<attribute>\w+</attribute>', '<attribute>sparkly</attribute>', text, count=1))
+    again = VocDataset('shapes_attr_x', db.root, 'trainval', classes=db.classes, attributes=db.attributes,
+                       data_dir=str(tmp_path))
+    with pytest.raises(AnnotationError, match=r"trainval_000000\.xml: object 0 .*unknown attribute 'sparkly'"):
+        again.roidb

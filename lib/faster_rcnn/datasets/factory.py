@@ -27,7 +27,6 @@ for _year in ('2007', '2012'):
         __sets[f'voc_{_year}_{_split}'] = (lambda d, split=_split, year=_year: pascal_voc(split, year, data_dir=d))
         __sets[f'voc_{_year}_{_split}_diff'] = (lambda d, split=_split, year=_year: pascal_voc(split, year, use_diff=True,
                                                                                           data_dir=d))
-    __sets[f'shapes_attr_{_split}'] = (lambda d, split=_split: shapes_attr_voc(split, data_dir=d))
 
 for _year, _splits in (('2014', ('train', 'val', 'minival', 'valminusminival')), ('2015', ('test', 'test-dev')),
                        ('2017', ('train', 'val', 'test-dev'))):
@@ -39,6 +38,7 @@ for _split in ('trainval', 'test'):
     __sets[f'shapes_coco_{_split}'] = (lambda d, split=_split: shapes_coco(split, data_dir=d))
     __sets[f'shapes_circle_square_{_split}'] = (lambda d, split=_split: shapes_subset_voc(split, ('circle', 'square'),
                                                                                         data_dir=d))
+    __sets[f'shapes_attr_{_split}'] = (lambda d, split=_split: shapes_attr_voc(split, data_dir=d))
 
 
 def get_imdb(name: str, data_dir: str | None = None) -> imdb:
