@@ -4,15 +4,18 @@ from __future__ import annotations
 import math
 import re
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from faster_rcnn.data.dataset import RoidbDataset, collate_batch
+from faster_rcnn.data.test_loader import prepare_test_image
 from faster_rcnn.datasets import shapes_attr
 from faster_rcnn.datasets.attribute_eval import AttributeImage, attribute_ap_at_detections, attribute_ap_at_gt
 from faster_rcnn.datasets.pascal_voc import VocDataset
 from faster_rcnn.datasets.shapes import ShapesSpec
+from faster_rcnn.engine.tester import evaluate_attributes
 from faster_rcnn.errors import AnnotationError
 from faster_rcnn.inference import Detections, Detector
 from faster_rcnn.layers.losses import attribute_loss
@@ -281,3 +284,20 @@ def test_an_unknown_attribute_names_the_file(tmp_path):
                        data_dir=str(tmp_path))
     with pytest.raises(AnnotationError, match=r"trainval_000000\.xml: object 0 .*unknown attribute 'sparkly'"):
         again.roidb
+
+
+def test_evaluate_attributes_on_a_dataset(tmp_path):
+    db, _ = _small_attr_set(tmp_path, 'test')
+    model = _tiny(num_attributes=len(shapes_attr.ATTRIBUTES), TEST__SCORE_THRESH=0.0).eval()
+    at_dets, at_gt = evaluate_attributes(model, db, progress=False)
+    boxes = sum(len(e['boxes']) for e in db.roidb)
+    assert boxes > 0 and set(at_gt.per_attribute) == set(shapes_attr.ATTRIBUTES[1:])
+    # Every fill is present, so its AP is a number in [0, 1]; an untrained head is no better than chance-ish.
+    assert 0.0 <= at_gt.per_attribute['solid'] <= 1.0 and 0.0 <= at_dets.mean_ap <= 1.0
+    # At the gt boxes the probabilities are those of the boxes as rois.
+    entry = db.roidb[0]
+    im = cv2.imread(db.image_path_at(0))
+    blob, info = prepare_test_image(im, model.settings.input)
+    probs = model.attributes_at(torch.from_numpy(blob).permute(2, 0, 1)[None],
+                                torch.from_numpy(entry['boxes'] * info[2]))
+    assert probs.shape == (len(entry['boxes']), len(shapes_attr.ATTRIBUTES))
