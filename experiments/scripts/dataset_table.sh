@@ -37,8 +37,13 @@ case ${DATASET} in
     TRAIN_IMDB="shapes_trainval"; TEST_IMDB="shapes_test"
     STEPSIZE="[100000]"; ITERS=${ITERS:-${SHAPES_ITERS:-1600}}
     CFG_FILE="experiments/cfgs/shapes.yml" ;;
+  shapes_attr)
+    # shapes with colour and fill attributes: the quick-start network with an attribute head (docs/training.md).
+    TRAIN_IMDB="shapes_attr_trainval"; TEST_IMDB="shapes_attr_test"
+    STEPSIZE="[100000]"; ITERS=${ITERS:-${SHAPES_ITERS:-1600}}
+    CFG_FILE="experiments/cfgs/shapes.yml" ;;
   *)
-    echo "error: DATASET ${DATASET}: unknown; use pascal_voc, pascal_voc_0712, coco, coco_2017 or shapes" >&2
+    echo "error: DATASET ${DATASET}: unknown; use pascal_voc, pascal_voc_0712, coco, coco_2017, shapes or shapes_attr" >&2
     exit 2 ;;
 esac
 # res101-lg and the like use the base network with their own config.
