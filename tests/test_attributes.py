@@ -15,6 +15,7 @@ from faster_rcnn.datasets import shapes_attr
 from faster_rcnn.datasets.attribute_eval import AttributeImage, attribute_ap_at_detections, attribute_ap_at_gt
 from faster_rcnn.datasets.pascal_voc import VocDataset
 from faster_rcnn.datasets.shapes import ShapesSpec
+from faster_rcnn.engine.finetune import load_finetune_weights
 from faster_rcnn.engine.tester import evaluate_attributes
 from faster_rcnn.errors import AnnotationError
 from faster_rcnn.inference import Detections, Detector
@@ -301,3 +302,25 @@ def test_evaluate_attributes_on_a_dataset(tmp_path):
     probs = model.attributes_at(torch.from_numpy(blob).permute(2, 0, 1)[None],
                                 torch.from_numpy(entry['boxes'] * info[2]))
     assert probs.shape == (len(entry['boxes']), len(shapes_attr.ATTRIBUTES))
+
+
+def test_finetuning_a_detector_without_the_head_starts_a_fresh_one(tmp_path):
+    classes = ['__background__', 'a', 'b', 'c']
+    plain = _tiny()
+    path = str(tmp_path / 'plain.pth')
+    save_atomic(detector_payload(net='tiny', classes=classes, state_dict=plain.state_dict(), record={}), path)
+    torch.manual_seed(1)
+    model = build_network('tiny', NUM_CLASSES, plain.settings, num_attributes=len(ATTRS))
+    fresh = model.attr_head.fc_attr.weight.clone()
+    report = load_finetune_weights(model, open_detector(path), classes)
+    assert 'attribute head starts fresh' in report
+    torch.testing.assert_close(model.rpn_conv.weight, plain.rpn_conv.weight)
+    torch.testing.assert_close(model.attr_head.fc_attr.weight, fresh)
+    # And back: the file's head is left out of a network without one; the same head is copied.
+    head_path = str(tmp_path / 'head.pth')
+    save_atomic(detector_payload(net='tiny', classes=classes, state_dict=model.state_dict(), record={},
+                                 attributes=ATTRS), head_path)
+    assert 'left out' in load_finetune_weights(_tiny(), open_detector(head_path), classes)
+    other = _tiny(num_attributes=len(ATTRS))
+    assert 'the attribute head too' in load_finetune_weights(other, open_detector(head_path), classes)
+    torch.testing.assert_close(other.attr_head.fc_attr.weight, fresh)
