@@ -46,7 +46,7 @@ def _eager_raw(model, im: np.ndarray):
     blob, info = prepare_test_image(im, model.settings.input)
     data = torch.from_numpy(blob).permute(2, 0, 1)[None].contiguous()
     with torch.no_grad():
-        rois, cls_prob, bbox_pred = model(data, torch.from_numpy(info)[None])
+        rois, cls_prob, bbox_pred = model(data, torch.from_numpy(info)[None])[:3]
     boxes = decode_boxes(rois, bbox_pred, float(info[2]), im.shape[:2], model.num_classes,
                          model.settings.detection.bbox_reg)
     return rois[:, 1:].numpy(), cls_prob.numpy(), boxes.numpy()

@@ -10,6 +10,7 @@ from faster_rcnn.layers.losses import smooth_l1_loss
 from faster_rcnn.layers.proposal import proposal_layer, proposals
 from faster_rcnn.layers.proposal_target import proposal_target_layer
 from faster_rcnn.nets.factory import build_network
+from faster_rcnn.nets.postprocess import HeadOutputs
 
 NUM_CLASSES = 4
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
@@ -219,7 +220,7 @@ def test_eval_outputs_shapes_and_denormalised_deltas(device):
     images = torch.randn(2, 3, 128, 192, device=device)
     info = torch.tensor([[128.0, 192.0, 1.0], [100.0, 150.0, 1.0]], device=device)
     with torch.no_grad():
-        rois, cls_prob, bbox_pred = model(images, info)
+        rois, cls_prob, bbox_pred = model(images, info)[:3]
     rois, cls_prob, bbox_pred = rois.cpu(), cls_prob.cpu(), bbox_pred.cpu()
     raw['out'] = raw['out'].cpu()
     r = rois.shape[0]
@@ -242,14 +243,14 @@ def test_eval_top_mode_keeps_rpn_top_n_per_image():
     cfg.TEST.RPN_TOP_N = 40
     model = build_network('tiny', NUM_CLASSES, ModelSettings.from_config(cfg, 'tiny')).eval()
     with torch.no_grad():
-        rois, cls_prob, _ = model(torch.randn(2, 3, 96, 128), torch.tensor([[96.0, 128.0, 1.0]] * 2))
+        rois, cls_prob, _ = model(torch.randn(2, 3, 96, 128), torch.tensor([[96.0, 128.0, 1.0]] * 2))[:3]
     assert rois.shape == (80, 5) and cls_prob.shape == (80, NUM_CLASSES)
 
 
 def test_eval_without_gt_in_train_mode_returns_detections():
     model = build_network('tiny', NUM_CLASSES, ModelSettings.from_config(cfg, 'tiny')).train()
     out = model(torch.randn(1, 3, 96, 128), torch.tensor([[96.0, 128.0, 1.0]]))
-    assert isinstance(out, tuple) and len(out) == 3
+    assert isinstance(out, HeadOutputs) and out.rois.shape[1] == 5 and out.attr_prob is None
 
 
 @pytest.mark.parametrize('device', DEVICES)

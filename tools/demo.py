@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     if detector is None:
         settings = model_settings(net).with_test(score_thresh=args.thresh)
         model = build_from_file(detector_file, settings, device)
-        detector = Timed(Detector.from_model(model, detector_file.classes, device=device))
+        detector = Timed(Detector.from_model(model, detector_file.classes, device=device,
+                                             attributes=detector_file.attributes))
     else:
         detector = Timed(detector, filter_thresh=args.thresh)
     print(f'Detector {model_path}: {net}, {len(detector.classes) - 1} classes')

@@ -22,7 +22,7 @@ from faster_rcnn.cli import (ToolParser, add_config_args, apply_config, apply_de
 from faster_rcnn.config import cfg, get_output_dir, get_output_tb_dir
 from faster_rcnn.datasets.factory import get_imdb
 from faster_rcnn.engine.distributed import cleanup, init_distributed
-from faster_rcnn.engine.tester import test_net
+from faster_rcnn.engine.tester import evaluate_attributes, print_attribute_ap, test_net
 from faster_rcnn.errors import UsageError
 from faster_rcnn.export.runtime import RUNTIMES
 from faster_rcnn.inference import Detector, is_graph_file
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 settings = settings.with_test(max_per_image=args.max_per_image)
             model = build_from_file(detector_file, settings, info.device, num_classes=imdb.num_classes)
             detector = Detector.from_model(model, imdb.classes, device=info.device, amp=test.amp,
-                                           batch_size=test.ims_per_batch)
+                                           batch_size=test.ims_per_batch, attributes=detector_file.attributes)
         elif len(detector.classes) != imdb.num_classes:
             raise UsageError(f'--model {args.model} detects {len(detector.classes) - 1} classes, {imdb.name} has '
                              f'{imdb.num_classes - 1}: test it on the dataset it was trained on')
@@ -114,15 +114,34 @@ def main(argv: list[str] | None = None) -> int:
         _, result = test_net(detector, imdb, output_dir, rank=info.rank, world_size=info.world_size,
                              num_workers=test.num_workers, progress=info.is_main)
         if result is not None:
+            attributes = attribute_results(detector, imdb)
             summary = write_eval_summary(output_dir, imdb=imdb.name, num_images=imdb.num_images,
                                          metric=result.metric, mean_ap=result.mean_ap, per_class=result.per_class,
-                                         coco_stats=result.stats, test_config=tested_with(args, detector))
+                                         coco_stats=result.stats, test_config=tested_with(args, detector),
+                                         attributes=attributes)
             print(f'Wrote {summary}')
             write_tensorboard(result, get_output_tb_dir(imdb.name, tag=tag, weights_filename=filename), step)
         finished = True
     finally:
         cleanup(info, finished)
     return 0
+
+
+def attribute_results(detector: Detector, imdb) -> dict | None:
+    """The attribute mAP (at detections and at the gt boxes) of a network with an attribute head on a dataset with
+    attributes, printed after the object mAP; None (not measured) otherwise."""
+    if getattr(imdb, 'attributes', None) is None:
+        return None
+    model = detector.model
+    if model is None or getattr(model, 'attr_head', None) is None:
+        print(f'{imdb.name} has attributes, but the network has no attribute head: no attribute mAP')
+        return None
+    if list(imdb.attributes) != list(detector.attributes or []):
+        print(f'WARNING: the network was trained on attributes {list(detector.attributes or [])[1:]}; '
+              f'{imdb.name} has {list(imdb.attributes)[1:]}')
+    at_dets, at_gt = evaluate_attributes(model, imdb)
+    print_attribute_ap(at_dets, at_gt)
+    return {'at_detections': at_dets.summary(), 'at_gt_boxes': at_gt.summary()}
 
 
 def tested_with(args: argparse.Namespace, detector: Detector) -> dict:

@@ -48,8 +48,13 @@ case ${DATASET} in
                 TRAIN.BATCH_SIZE 64 TRAIN.FG_FRACTION 0.5 TRAIN.RPN_BATCHSIZE 64 TRAIN.BG_THRESH_LO 0.0
                 TRAIN.SCALES "[600]" TRAIN.MAX_SIZE 1000 TEST.SCALES "[600]" TEST.MAX_SIZE 1000
                 TEST.MAX_PER_IMAGE 400) ;;
+  shapes_attr)
+    # shapes with colour and fill attributes: the quick-start network with an attribute head (docs/training.md).
+    TRAIN_IMDB="shapes_attr_trainval"; TEST_IMDB="shapes_attr_test"
+    STEPSIZE="[100000]"; ITERS=${ITERS:-${SHAPES_ITERS:-1600}}
+    CFG_FILE="experiments/cfgs/shapes.yml" ;;
   *)
-    echo "error: DATASET ${DATASET}: unknown; use pascal_voc, pascal_voc_0712, coco, coco_2017, vg or shapes" >&2
+    echo "error: DATASET ${DATASET}: unknown; use pascal_voc, pascal_voc_0712, coco, coco_2017, vg, shapes or shapes_attr" >&2
     exit 2 ;;
 esac
 # res101-lg and the like use the base network with their own config.

@@ -128,6 +128,8 @@ __C.TRAIN.RPN_BBOX_INSIDE_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 __C.TRAIN.RPN_POSITIVE_WEIGHT = -1.0
 # Use all gt boxes, including 'difficult' ones (VOC)
 __C.TRAIN.USE_ALL_GT = True
+# Weight of the attribute loss in the total, for networks with an attribute head (BUTD's loss_weight)
+__C.TRAIN.ATTRIBUTE_LOSS_WEIGHT = 0.5
 # --- added by this project ---
 # Optimizer: 'sgd' (the reference) or 'adamw' (for networks trained from scratch, e.g. shapes)
 __C.TRAIN.OPTIMIZER = 'sgd'

@@ -8,7 +8,8 @@ holds plain Python values readable with ``torch.load(..., weights_only=True)``::
      'config': {'model': {'PIXEL_MEANS': [[[...]]], 'RESNET.LAYOUT': 'slim', ...},   # defines the network
                 'test': {'SCALES': [600], 'NMS': 0.3, ...},                           # cfg.TEST at training time
                 'exp_dir': 'res101'},                                                 # cfg.EXP_DIR likewise
-     'source': {...}}                         # converted files: where the weights came from
+     'source': {...},                         # converted files: where the weights came from
+     'attributes': ['__no_attribute__', ...]} # only a network with an attribute head: its output names
     (+ 'iter', 'optimizer', 'rng', 'data', ['grad_scaler'] in snapshots: the training state)
 
 A file is written to a temporary file in the same folder, fsync'ed and renamed, so a crash, a kill or a full
@@ -182,13 +183,16 @@ def load_model_weights(model: torch.nn.Module, obj: dict, path: str, net: str | 
 
 # -- detector files ---------------------------------------------------------------------------------------
 def detector_payload(*, net: str, classes: list[str], state_dict: dict, record: dict, kind: str = 'detector',
-                     source: dict | None = None) -> dict:
+                     source: dict | None = None, attributes: list[str] | None = None) -> dict:
     """The dict of a detector file (a snapshot adds its training state to it). ``record``: the recorded config
-    (``faster_rcnn.config.config_record``)."""
+    (``faster_rcnn.config.config_record``); ``attributes``: the names of an attribute head's outputs,
+    '__no_attribute__' first (the key is absent without a head)."""
     payload = {'format': DETECTOR_FORMAT, 'kind': kind, 'net': net, 'classes': list(classes), 'model': state_dict,
                'config': record}
     if source is not None:
         payload['source'] = source
+    if attributes:
+        payload['attributes'] = [str(a) for a in attributes]
     return payload
 
 
@@ -209,6 +213,12 @@ class DetectorFile:
     @property
     def kind(self) -> str:
         return self.contents.get('kind', 'snapshot' if 'optimizer' in self.contents else 'detector')
+
+    @property
+    def attributes(self) -> list[str] | None:
+        """The attribute names of a network with an attribute head ('__no_attribute__' first), else None."""
+        names = self.contents.get('attributes')
+        return [str(a) for a in names] if names else None
 
     @property
     def iteration(self) -> int:

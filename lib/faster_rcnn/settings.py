@@ -143,6 +143,7 @@ class NetworkSettings:
     bbox_stds: tuple[float, ...] = (0.1, 0.1, 0.2, 0.2)
     denormalize_bbox: bool = True
     channels_last: str = 'cpu'
+    attribute_loss_weight: float = 0.5  # of the attribute head's loss in the total (networks that have one)
 
     def __post_init__(self) -> None:
         _choice(self.pooling_mode, POOLING_MODES, 'POOLING_MODE')
@@ -186,6 +187,7 @@ class NetworkSettings:
             bbox_stds=tuple(float(v) for v in tr.BBOX_NORMALIZE_STDS),
             denormalize_bbox=bool(tr.BBOX_NORMALIZE_TARGETS_PRECOMPUTED),
             channels_last=_choice(str(c.CHANNELS_LAST), CHANNELS_LAST_MODES, 'CHANNELS_LAST'),
+            attribute_loss_weight=float(tr.ATTRIBUTE_LOSS_WEIGHT),
         )
 
 

@@ -64,7 +64,8 @@ class RoidbDataset(Dataset):
 
     An item is a dict: 'image' float32 (H, W, 3) normalised in the network's channel order, 'im_info'
     float32 (3,) [h, w, scale], 'gt_boxes' float32 (G, 5) [x1, y1, x2, y2, cls] in scaled-image
-    coordinates, 'index' the roidb index.
+    coordinates, 'index' the roidb index; with a roidb that has them, 'gt_attributes' int32 (G, L) (the boxes'
+    attributes, 0-padded; a flip does not change them).
     """
 
     def __init__(self, roidb: list[dict], seed: int, inputs: InputSettings, use_all_gt: bool = True):
@@ -76,9 +77,12 @@ class RoidbDataset(Dataset):
     @staticmethod
     def _slim(r: dict) -> dict:
         # Only what loading needs: smaller to send to workers than the whole roidb entry.
-        return {'image': r['image'], 'width': r['width'], 'height': r['height'], 'flipped': r['flipped'],
+        slim = {'image': r['image'], 'width': r['width'], 'height': r['height'], 'flipped': r['flipped'],
                 'boxes': np.asarray(r['boxes'], np.float32), 'gt_classes': np.asarray(r['gt_classes'], np.int32),
                 'gt_ishard': np.asarray(r.get('gt_ishard', np.zeros(len(r['gt_classes']), bool)), bool)}
+        if r.get('gt_attributes') is not None:
+            slim['gt_attributes'] = np.asarray(r['gt_attributes'], np.int32).reshape(len(slim['gt_classes']), -1)
+        return slim
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -104,8 +108,11 @@ class RoidbDataset(Dataset):
         gt = np.empty((int(keep.sum()), 5), dtype=np.float32)
         gt[:, :4] = r['boxes'][keep] * scale
         gt[:, 4] = r['gt_classes'][keep]
-        return {'image': blob, 'im_info': np.array([blob.shape[0], blob.shape[1], scale], np.float32),
+        item = {'image': blob, 'im_info': np.array([blob.shape[0], blob.shape[1], scale], np.float32),
                 'gt_boxes': gt, 'index': index, 'position': int(rest[0]) if rest else -1}
+        if 'gt_attributes' in r:
+            item['gt_attributes'] = r['gt_attributes'][keep]
+        return item
 
 
 def pad_images(images: list[np.ndarray]) -> torch.Tensor:
@@ -120,12 +127,26 @@ def pad_images(images: list[np.ndarray]) -> torch.Tensor:
 def collate_batch(items: list[dict]) -> dict:
     """Items -> {'data' float32 (N, 3, H, W) zero-padded, 'im_info' (N, 3), 'gt_boxes' [N x (G_i, 5)],
     'gt_padded' (N, G, 5) with 'gt_valid' (N, G) bool (the same boxes, padded for the batched layers),
-    'index' LongTensor (N,), 'positions' LongTensor (N,) (each image's place in the training stream)}."""
+    'index' LongTensor (N,), 'positions' LongTensor (N,) (each image's place in the training stream)}, and
+    'gt_attributes' int64 (N, G, L) zero-padded when the items have attributes."""
     data = pad_images([it['image'] for it in items])
     gt_boxes = [torch.from_numpy(it['gt_boxes']) for it in items]
     gt_padded, gt_valid = pad_gt_boxes(gt_boxes)
-    return {'data': data,
-            'im_info': torch.from_numpy(np.stack([it['im_info'] for it in items])),
-            'gt_boxes': gt_boxes, 'gt_padded': gt_padded, 'gt_valid': gt_valid,
-            'index': torch.tensor([it['index'] for it in items], dtype=torch.long),
-            'positions': torch.tensor([it.get('position', -1) for it in items], dtype=torch.long)}
+    batch = {'data': data,
+             'im_info': torch.from_numpy(np.stack([it['im_info'] for it in items])),
+             'gt_boxes': gt_boxes, 'gt_padded': gt_padded, 'gt_valid': gt_valid,
+             'index': torch.tensor([it['index'] for it in items], dtype=torch.long),
+             'positions': torch.tensor([it.get('position', -1) for it in items], dtype=torch.long)}
+    if items and all('gt_attributes' in it for it in items):
+        batch['gt_attributes'] = pad_gt_attributes([it['gt_attributes'] for it in items], gt_padded.shape[1])
+    return batch
+
+
+def pad_gt_attributes(attributes: list[np.ndarray], width: int) -> torch.Tensor:
+    """Per-image gt attributes [(G_i, L)] -> (N, G, L) int64 zero-padded, G = ``width`` (the padded boxes')."""
+    labels = max((a.shape[1] for a in attributes if a.ndim == 2), default=0)
+    out = torch.zeros((len(attributes), width, labels), dtype=torch.int64)
+    for i, a in enumerate(attributes):
+        if a.shape[0]:
+            out[i, :a.shape[0], :a.shape[1]] = torch.from_numpy(a.astype(np.int64))
+    return out

@@ -5,6 +5,7 @@
     shapes_<trainval|test>, shapes_coco_<trainval|test>  the generated set (VOC and COCO readers)
     shapes_circle_square_<trainval|test>                 the same images with the triangles left unlabelled
     vg_1600-400-20_<train|val|test|minitrain|minival>     Visual Genome, objects and attributes (BUTD's splits)
+    shapes_attr_<trainval|test>                          shapes with attributes (colour, fill), for an attribute head
     coco_json:<ann.json>:<image_dir>, voc_dir:<root>:<split>[:diff]   your own data (see custom.py)
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .pascal_voc import VOC_CLASSES, pascal_voc
 from .shapes import CLASSES as SHAPES_CLASSES
 from .shapes import shapes_coco, shapes_subset_voc, shapes_voc
 from .vg import VG_SPLITS, VG_VERSION, vg, vg_classes, vg_root
+from .shapes_attr import shapes_attr_voc
 
 __sets: dict[str, Callable[[str | None], imdb]] = {}
 
@@ -38,6 +40,7 @@ for _split in ('trainval', 'test'):
     __sets[f'shapes_coco_{_split}'] = (lambda d, split=_split: shapes_coco(split, data_dir=d))
     __sets[f'shapes_circle_square_{_split}'] = (lambda d, split=_split: shapes_subset_voc(split, ('circle', 'square'),
                                                                                         data_dir=d))
+    __sets[f'shapes_attr_{_split}'] = (lambda d, split=_split: shapes_attr_voc(split, data_dir=d))
 
 for _split in VG_SPLITS:
     __sets[f'vg_{VG_VERSION}_{_split}'] = (lambda d, split=_split: vg(VG_VERSION, split, data_dir=d))

@@ -56,6 +56,9 @@ class imdb:  # noqa: N801 (tf-faster-rcnn's name)
         self._roidb_handler: Callable[[], list[dict]] = self.gt_roidb
         self.competition = False
         self.config: dict = {}
+        # Attribute names, '__no_attribute__' first, of a dataset whose roidb has 'gt_attributes' (G, 16)
+        # int32 (values 1..A, 0-padded); None for a dataset without attributes.
+        self.attributes: list[str] | None = None
 
     # -- names ------------------------------------------------------------------------------------------
     @property

@@ -48,16 +48,20 @@ def classes_from_voc_folder(root: str) -> tuple[str, ...]:
     return ('__background__',) + tuple(names)
 
 
+MAX_ATTRIBUTES_PER_BOX = 16  # attributes kept per object (BUTD's gt_attributes width)
+
 class VocDataset(imdb):
     """A VOC-layout folder: ``root/{JPEGImages, Annotations, ImageSets/Main/<image_set>.txt}``.
 
     ``ignored_classes``: objects of these classes are left out (a dataset restricted to some classes);
-    any other name outside ``classes`` is an error.
+    any other name outside ``classes`` is an error. ``attributes`` (names, '__no_attribute__' first): the
+    objects' ``<attribute>`` elements become the roidb's ``gt_attributes`` (G, 16) int32 (BUTD's layout).
     """
 
     def __init__(self, name: str, root: str, image_set: str, classes: Sequence[str] | None = None,
                  use_diff: bool = False, use_07_metric: bool = True, year: str = '',
-                 ignored_classes: Sequence[str] = (), data_dir: str | None = None):
+                 ignored_classes: Sequence[str] = (), data_dir: str | None = None,
+                 attributes: Sequence[str] | None = None):
         super().__init__(name, classes if classes is not None else classes_from_voc_folder(root), data_dir)
         if self.classes[0] != '__background__':
             raise ValueError(f'{name}: the first class must be "__background__", got {self.classes[0]!r}')
@@ -67,6 +71,11 @@ class VocDataset(imdb):
         self._use_07_metric = use_07_metric
         self._class_to_ind = {c: i for i, c in enumerate(self.classes)}
         self._ignored = frozenset(ignored_classes)
+        if attributes is not None:
+            if not attributes or attributes[0] != '__no_attribute__':
+                raise ValueError(f'{name}: the first attribute must be "__no_attribute__"')
+            self.attributes = list(attributes)
+            self._attribute_to_ind = {a: i for i, a in enumerate(attributes)}
         self.config = {'use_diff': use_diff, 'cleanup': True}
         self._image_index = self._load_image_set_index()
         self._image_paths: dict[str, str] = {}
@@ -114,8 +123,11 @@ class VocDataset(imdb):
     # -- roidb ------------------------------------------------------------------------------------------
     def gt_roidb(self) -> list[dict]:
         files = [self._image_set_file()] + [self.annotation_path(i) for i in self._image_index]
-        key = files_signature(files, {'classes': self.classes, 'use_diff': self.config['use_diff'],
-                                      'root': osp.abspath(self._root), 'ignored': sorted(self._ignored)})
+        settings = {'classes': self.classes, 'use_diff': self.config['use_diff'], 'root': osp.abspath(self._root),
+                    'ignored': sorted(self._ignored)}
+        if self.attributes is not None:
+            settings['attributes'] = self.attributes
+        key = files_signature(files, settings)
         cache_file = self.cache_file(self._root)
         return cached_entries(cache_file, key, lambda: [self._load_annotation(i) for i in self._image_index])
 
@@ -130,7 +142,7 @@ class VocDataset(imdb):
                     width, height = im.size
             except OSError as e:
                 raise DataError(f'{image}: cannot read the image size ({e}); {path} has no <size> either') from None
-        boxes, classes, hard = [], [], []
+        boxes, classes, hard, attributes = [], [], [], []
         for obj in ann.objects:
             where = f'{path}: object {obj.index} ({obj.name})'
             if obj.name in self._ignored:
@@ -145,9 +157,23 @@ class VocDataset(imdb):
             boxes.append(box)
             classes.append(self._class_to_ind[obj.name])
             hard.append(obj.difficult)
+            if self.attributes is not None:
+                attributes.append(self._attribute_row(obj.attributes, where))
+        extra = {} if self.attributes is None else {
+            'gt_attributes': np.array(attributes, np.int32).reshape(-1, MAX_ATTRIBUTES_PER_BOX)}
         return make_roidb_entry(image, width, height, np.array(boxes, np.float32).reshape(-1, 4),
                                 np.array(classes, np.int32), self.num_classes, np.array(hard, bool),
-                                image_id=index)
+                                image_id=index, **extra)
+
+    def _attribute_row(self, names: Sequence[str], where: str) -> list[int]:
+        """An object's attribute indices, 0-padded to MAX_ATTRIBUTES_PER_BOX (BUTD keeps the first 16)."""
+        row = []
+        for a in names[:MAX_ATTRIBUTES_PER_BOX]:
+            if a not in self._attribute_to_ind or a == '__no_attribute__':
+                raise AnnotationError(f'{where}: unknown attribute {a!r}; the attributes of {self.name} are '
+                                      f'{self.attributes[1:]}')
+            row.append(self._attribute_to_ind[a])
+        return row + [0] * (MAX_ATTRIBUTES_PER_BOX - len(row))
 
     # -- evaluation -------------------------------------------------------------------------------------
     def _results_dir(self, output_dir: str) -> str:

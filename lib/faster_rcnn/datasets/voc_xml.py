@@ -17,6 +17,7 @@ class VocObject:
     difficult: bool
     bbox_1based: tuple[float, float, float, float]  # xmin, ymin, xmax, ymax as written in the file
     index: int  # position of the <object> element in the file, for error messages
+    attributes: tuple[str, ...] = ()  # its <attribute> elements (BUTD's Visual Genome XML), lower-cased
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,9 @@ def parse_voc_annotation(path: str) -> VocAnnotation:
         if bnd is None:
             raise AnnotationError(f'{path}: {what} has no <bndbox>')
         box = tuple(_number(bnd, t, path, what) for t in ('xmin', 'ymin', 'xmax', 'ymax'))
-        objects.append(VocObject(name=name, difficult=difficult, bbox_1based=box, index=i))  # type: ignore[arg-type]
+        attributes = tuple(a.text.strip().lower() for a in obj.findall('attribute') if a.text and a.text.strip())
+        objects.append(VocObject(name=name, difficult=difficult, bbox_1based=box, index=i,  # type: ignore[arg-type]
+                                 attributes=attributes))
     return VocAnnotation(path=path, width=width, height=height, objects=objects)
 
 

@@ -20,6 +20,7 @@ from faster_rcnn.model_file import model_state_from
 
 # The class-dependent tensors and how many rows each class owns.
 _PER_CLASS_ROWS = {'cls_score.weight': 1, 'cls_score.bias': 1, 'bbox_pred.weight': 4, 'bbox_pred.bias': 4}
+_HEAD = 'attr_head.'  # the attribute head's tensors (nets.attribute_head)
 
 
 def class_row_map(old: list[str] | None, new: list[str]) -> dict[int, int]:
@@ -36,11 +37,14 @@ def load_finetune_weights(model: nn.Module, detector, classes: list[str]) -> str
     """Copy ``detector``'s weights (a ``DetectorFile``) into ``model`` built for ``classes``; returns a report.
 
     Every tensor but the class-dependent ones must exist in both with the same shape; otherwise a
-    CheckpointError lists the differences and names the file (another network, width or layout).
+    CheckpointError lists the differences and names the file (another network, width or layout). An attribute
+    head (``attr_head.*``) is copied only when the file has one of the same shapes for the same classes;
+    otherwise the model's head (if any) starts fresh and the file's is left out.
     """
     path = detector.path
-    state = model_state_from(detector.contents, path)
+    state = dict(model_state_from(detector.contents, path))
     own = model.state_dict()
+    head_note = _take_attribute_head(state, own, detector, classes)
     missing = sorted(k for k in own if k not in state)
     unexpected = sorted(k for k in state if k not in own)
     mismatched = sorted(k for k in own if k in state and k not in _PER_CLASS_ROWS and own[k].shape != state[k].shape)
@@ -65,8 +69,26 @@ def load_finetune_weights(model: nn.Module, detector, classes: list[str]) -> str
             for j, i in mapping.items():
                 own[k][j * rows:(j + 1) * rows].copy_(v[i * rows:(i + 1) * rows])
     if same_classes:
-        return f'  every weight loaded ({len(classes) - 1} classes, as the detector)'
+        return f'  every weight loaded ({len(classes) - 1} classes, as the detector)' + head_note
     kept = [classes[j] for j in sorted(mapping)]
     fresh = [c for j, c in enumerate(classes) if j not in mapping]
     return (f'  every weight loaded but the class predictors: rows kept for {len(kept)} classes {kept}, '
-            f'fresh for {len(fresh)} {fresh}')
+            f'fresh for {len(fresh)} {fresh}' + head_note)
+
+
+def _take_attribute_head(state: dict, own: dict, detector, classes: list[str]) -> str:
+    """Drop the file's attribute head from ``state`` unless it fits ``own`` (same keys, shapes and classes);
+    returns the report's note about the head ('' when neither has one)."""
+    theirs = {k for k in state if k.startswith(_HEAD)}
+    mine = {k for k in own if k.startswith(_HEAD)}
+    if not theirs and not mine:
+        return ''
+    fits = (theirs == mine and all(state[k].shape == own[k].shape for k in mine)
+            and detector.classes is not None and list(detector.classes) == list(classes))
+    if fits:
+        return '; the attribute head too'
+    for k in theirs:
+        del state[k]
+    for k in mine:  # the model's own fresh initialisation stays
+        state[k] = own[k]
+    return '; the attribute head starts fresh' if mine else '; the file\'s attribute head is left out'

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import time
 
-from faster_rcnn.nets.network import LOSS_NAMES
-
 from .distributed import all_reduce_mean, barrier
 from .periodic_eval import evaluate_during_training, evaluation_due
 from .snapshots import write_snapshot
 from .stop_signals import StopSignals as _SignalContext
 from .summary import SummaryWriters
-from .train_loop import HookBase, TrainState, check_finite, check_weights_finite
+from .train_loop import HookBase, TrainState, check_finite, check_weights_finite, loss_names
 
 
 def _format_eta(seconds: float) -> str:
@@ -53,7 +51,7 @@ class LogLine(HookBase):
             return
         t, state = self.trainer, self.trainer.state
         means = all_reduce_mean(state.loss_sums / max(state.loss_count, 1), t.info)
-        values = dict(zip(LOSS_NAMES, means.tolist()))
+        values = dict(zip(loss_names(t.model), means.tolist()))
         elapsed = time.perf_counter() - state.timer_start
         speed = elapsed / max(state.timer_iters, 1)
         if t.info.is_main:
@@ -62,6 +60,7 @@ class LogLine(HookBase):
                   f' >>> rpn_loss_box: {values["rpn_loss_box"]:.6f}\n'
                   f' >>> loss_cls: {values["cross_entropy"]:.6f}\n'
                   f' >>> loss_box: {values["loss_box"]:.6f}\n'
+                  + (f' >>> loss_attr: {values["loss_attr"]:.6f}\n' if 'loss_attr' in values else '') +
                   f' >>> lr: {t.lr:.6g}\n'
                   f'speed: {speed:.3f}s / iter, eta: {_format_eta(speed * (t.max_iters - state.iteration))}',
                   flush=True)
@@ -134,8 +133,9 @@ class Snapshots(HookBase):
     """Snapshots every TRAIN.SNAPSHOT_ITERS iterations, on a stop request, and the final one (kept apart from
     the TRAIN.SNAPSHOT_KEPT newest), each after the NaN checks; every process waits for rank 0's write."""
 
-    def __init__(self, output_dir: str, *, net: str, classes, record: dict) -> None:
+    def __init__(self, output_dir: str, *, net: str, classes, record: dict, attributes=None) -> None:
         self.output_dir, self.net, self.classes, self.record = output_dir, net, list(classes), record
+        self.attributes = list(attributes) if attributes else None
 
     def _write(self, final: bool) -> None:
         t = self.trainer
@@ -144,7 +144,8 @@ class Snapshots(HookBase):
         if t.info.is_main:
             t.state.last_snapshot = write_snapshot(
                 t.model, t.optimizer, t.state, settings=t.settings, net=self.net, classes=self.classes,
-                record=self.record, output_dir=self.output_dir, scaler=t.scaler, final=final)
+                record=self.record, output_dir=self.output_dir, scaler=t.scaler, final=final,
+                attributes=self.attributes)
         barrier(t.info)
 
     def after_step(self) -> None:
@@ -162,12 +163,13 @@ class Snapshots(HookBase):
 
 
 def default_hooks(*, writers: SummaryWriters, valroidb, classes, output_dir: str, net: str, record: dict,
-                  summary_interval: float, eval_imdb=None, eval_interval: int = 0) -> list[HookBase]:
+                  summary_interval: float, eval_imdb=None, eval_interval: int = 0,
+                  attributes=None) -> list[HookBase]:
     """The hooks of ``trainval_net``, in their order (see the module docstring)."""
     hooks: list[HookBase] = [NonFiniteCheck(), LogLine(), TensorBoard(writers, valroidb, classes, summary_interval)]
     if eval_imdb is not None:
         hooks.append(PeriodicEval(eval_imdb, eval_interval, output_dir, writers))
-    hooks += [StopSignals(), Snapshots(output_dir, net=net, classes=classes, record=record)]
+    hooks += [StopSignals(), Snapshots(output_dir, net=net, classes=classes, record=record, attributes=attributes)]
     return hooks
 
 

@@ -25,12 +25,14 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def write_snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState, *,
                    settings: TrainSettings, net: str, classes: list[str], record: dict, output_dir: str,
-                   scaler: torch.amp.GradScaler | None, final: bool = False) -> str:
+                   scaler: torch.amp.GradScaler | None, final: bool = False,
+                   attributes: list[str] | None = None) -> str:
     """Write ``<prefix>_iter_<N>.pth`` atomically and prune to TRAIN.SNAPSHOT_KEPT (the final one is kept on top
-    of those); returns its path. ``record``: the run's recorded config."""
+    of those); returns its path. ``record``: the run's recorded config; ``attributes``: the attribute names of a
+    network with an attribute head."""
     path = snapshot_path(output_dir, settings.snapshot_prefix, state.iteration)
     payload = detector_payload(net=net, classes=classes, state_dict=unwrap(model).state_dict(), record=record,
-                               kind='snapshot')
+                               kind='snapshot', attributes=attributes)
     payload.update({
         'format': SNAPSHOT_FORMAT,
         'iter': state.iteration,

@@ -107,7 +107,9 @@ def start_run(run: Any, info: DistInfo) -> StartState:
     """The start state of ``run`` (an ``engine.trainer.TrainRun``) on this process, steps 1-4 above."""
     s, device, verbose = run.train, info.device, info.is_main
     seed_everything(s.seed)
-    model = build_network(run.net, len(run.classes), run.model).place(device)
+    attributes = getattr(run, 'attributes', None)
+    model = build_network(run.net, len(run.classes), run.model,
+                          num_attributes=len(attributes) if attributes else 0).place(device)
     optimizer = build_optimizer(model, s.optimizer)
     scaler = torch.amp.GradScaler(device.type) if s.amp == 'fp16' else None
     start = StartState(model, optimizer, scaler)

@@ -65,9 +65,14 @@ class SummaryWriters:
             images = batch['data'].to(device)
             im_info = batch['im_info'].to(device)
             gt_boxes = [g.to(device) for g in batch['gt_boxes']]
+            gt_attributes = batch.get('gt_attributes')
             bn_modes = _freeze_batchnorm(model)
             try:
-                losses = model(images, im_info, gt_boxes)
+                if gt_attributes is None:
+                    losses = model(images, im_info, gt_boxes)
+                else:
+                    losses = model(images, im_info, batch['gt_padded'].to(device), batch['gt_valid'].to(device),
+                                   gt_attributes=gt_attributes.to(device))
                 for name, value in losses.items():
                     self.val.add_scalar(f'loss/{name}', float(value), iteration)
                 self._histograms(self.val, model, iteration)

@@ -23,7 +23,10 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from faster_rcnn.data.test_loader import build_test_loader
+from faster_rcnn.data.dataset import read_image
+from faster_rcnn.data.test_loader import build_test_loader, prepare_test_image
+from faster_rcnn.datasets.attribute_eval import (AttributeAP, AttributeImage, attribute_ap_at_detections,
+                                                 attribute_ap_at_gt)
 from faster_rcnn.inference import Detector
 from faster_rcnn.utils.detections_file import write_detections
 
@@ -127,3 +130,39 @@ def test_net(detector: Detector, imdb, output_dir: str, *, evaluate: bool = True
         print('Evaluating detections')
         result = imdb.evaluate_detections(all_boxes, output_dir)
     return all_boxes, result
+
+
+@torch.no_grad()
+def evaluate_attributes(model: torch.nn.Module, imdb, *, progress: bool = True) -> tuple[AttributeAP, AttributeAP]:
+    """The attribute mAP of a network with an attribute head on ``imdb`` (which has ``attributes`` and
+    ``gt_attributes``): (at its detections, at the gt boxes), ``datasets.attribute_eval``. One image at a time:
+    its detections with their attribute probabilities, then its gt boxes scored as rois."""
+    model.eval()
+    device = next(model.parameters()).device
+    inputs = model.settings.input
+    images = []
+    for i, entry in enumerate(tqdm(imdb.roidb[:imdb.num_images], desc='attributes', unit='im',
+                                   disable=None if progress else True)):
+        im = read_image(imdb.image_path_at(i))
+        blob, im_info = prepare_test_image(im, inputs)
+        data = torch.from_numpy(blob).permute(2, 0, 1)[None].to(device)
+        info = torch.from_numpy(im_info)[None].to(device)
+        dets = model.detect(data, info, [im.shape[:2]])[0]
+        boxes = np.asarray(entry['boxes'], np.float32).reshape(-1, 4)
+        gt_prob = (model.attributes_at(data, torch.from_numpy(boxes * im_info[2]).to(device)).cpu().numpy()
+                   if len(boxes) else np.zeros((0, model.num_attributes), np.float32))
+        images.append(AttributeImage(
+            gt_boxes=boxes, gt_attributes=np.asarray(entry['gt_attributes']).reshape(len(boxes), -1),
+            gt_hard=np.asarray(entry.get('gt_ishard', np.zeros(len(boxes), bool)), bool),
+            det_boxes=dets.boxes.cpu().numpy(), det_attr_prob=dets.attr_prob.cpu().numpy(), gt_attr_prob=gt_prob))
+    names = list(imdb.attributes)
+    return attribute_ap_at_detections(images, names), attribute_ap_at_gt(images, names)
+
+
+def print_attribute_ap(at_dets: AttributeAP, at_gt: AttributeAP) -> None:
+    """The attribute AP table: per attribute at detections and at gt boxes, then the means."""
+    print('Attribute AP (at detections / at gt boxes):')
+    for name, ap in at_dets.per_attribute.items():
+        print(f'  {name:>16s}: {ap:.4f} / {at_gt.per_attribute[name]:.4f}')
+    print(f'Attribute mAP at detections = {at_dets.mean_ap:.4f} (weighted {at_dets.weighted_ap:.4f})')
+    print(f'Attribute mAP at gt boxes   = {at_gt.mean_ap:.4f} (weighted {at_gt.weighted_ap:.4f})')

@@ -28,7 +28,6 @@ import torch
 from faster_rcnn.errors import NonFiniteLossError, StoppedBySignal
 from faster_rcnn.layers.random_keys import image_seeds
 from faster_rcnn.nets.amp import autocast
-from faster_rcnn.nets.network import LOSS_NAMES
 from faster_rcnn.settings import TrainSettings
 
 from .distributed import DistInfo
@@ -104,6 +103,17 @@ def check_weights_finite(model: torch.nn.Module, state: TrainState) -> None:
                              '(TRAIN.CLIP_GRAD_NORM).')
 
 
+def loss_names(model: torch.nn.Module) -> tuple[str, ...]:
+    """The names of the losses ``model`` (a FasterRCNN, maybe wrapped in DistributedDataParallel) returns."""
+    return getattr(model, 'module', model).loss_names
+
+
+def batch_attributes(batch: dict, device: torch.device) -> torch.Tensor | None:
+    """The padded gt attributes (N, G, L) int64 of a batch on ``device``, None for a dataset without them."""
+    attributes = batch.get('gt_attributes')
+    return None if attributes is None else attributes.to(device, non_blocking=True)
+
+
 def batch_to_device(batch: dict, device: torch.device, seed: int) -> tuple[torch.Tensor, ...]:
     """images (N, 3, H, W), im_info (N, 3), padded gt (N, G, 5), gt_valid (N, G) and the sampling seeds (N,)
     of the images' places in the stream: five copies, none waiting for the device."""
@@ -154,9 +164,11 @@ class Trainer:
                            gamma=s.gamma, warmup_iters=s.warmup_iters, warmup_factor=s.warmup_factor)
         self.lr = apply_lr(self.optimizer, s.optimizer.learning_rate, factor)
         images, im_info, gt_boxes, gt_valid, seeds = batch_to_device(self._batch, self.device, s.seed)
+        gt_attributes = batch_attributes(self._batch, self.device) if self.model.attr_head is not None else None
         try:
             with autocast(self.device, s.amp, 'TRAIN.AMP'):
-                losses = self.train_model(images, im_info, gt_boxes, gt_valid, seeds=seeds)
+                losses = self.train_model(images, im_info, gt_boxes, gt_valid, seeds=seeds,
+                                          gt_attributes=gt_attributes)
         except Exception:
             # A diverged network can break a layer before its loss is ever read: report that as such.
             check_finite(state)
@@ -175,7 +187,7 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        stacked = torch.stack([losses[k].detach().float() for k in LOSS_NAMES])
+        stacked = torch.stack([losses[k].detach().float() for k in loss_names(self.model)])
         finite = torch.isfinite(stacked).all()
         state.first_bad = torch.where((state.first_bad < 0) & ~finite,
                                       torch.full_like(state.first_bad, state.iteration), state.first_bad)

@@ -46,6 +46,7 @@ class TrainRun:
     fresh: bool = False
     eval_imdb: Any = None
     extra: dict = field(default_factory=dict)
+    attributes: Sequence[str] | None = None  # the dataset's attribute names ('__no_attribute__' first): a head
 
 
 def _endless(loader) -> Iterator[dict]:
@@ -86,12 +87,14 @@ def train_net(run: TrainRun, info: DistInfo, extra_hooks: Sequence[HookBase] = (
               f'process per iteration', flush=True)
     state = TrainState(iteration=start.iteration, images=start.images, global_batch=s.ims_per_batch * info.world_size,
                        first_bad=torch.full((), -1, dtype=torch.long, device=info.device),
-                       last_snapshot=start.resume_path, loss_sums=torch.zeros(5, device=info.device))
+                       last_snapshot=start.resume_path,
+                       loss_sums=torch.zeros(len(start.model.loss_names), device=info.device))
     trainer = Trainer(model=start.model, train_model=train_model, optimizer=start.optimizer, scaler=start.scaler,
                       batches=batches, first_batch=batch, settings=s, state=state, max_iters=run.max_iters, info=info)
     writers = SummaryWriters(run.tb_dir, enabled=info.is_main, inputs=s.input, use_all_gt=s.use_all_gt, seed=s.seed)
     trainer.register_hooks(default_hooks(writers=writers, valroidb=run.valroidb, classes=run.classes,
                                          output_dir=run.output_dir, net=run.net, record=run.record,
+                                         attributes=run.attributes,
                                          summary_interval=s.summary_interval, eval_imdb=run.eval_imdb,
                                          eval_interval=s.eval_interval))
     trainer.register_hooks(extra_hooks)

@@ -16,12 +16,19 @@ class Detections:
     boxes: (D, 4) float32 x1, y1, x2, y2 in the input image's pixels (0-based, inclusive: width x2 - x1 + 1).
     scores: (D,) float32. labels: (D,) int64 class indices, 1..K-1 (0, the background, is never returned).
     classes: the detector's class names, background first (``classes[labels[i]]`` names detection i).
+    attributes: (D, k) int64 a detector with an attribute head: the k most probable attributes of each box
+        (indices into ``attribute_names``, 1..A: "no attribute" is never listed), by decreasing probability; the
+        probabilities are those of the roi the box was regressed from. attribute_scores: (D, k) float32 theirs.
+        attribute_names: the attribute names, '__no_attribute__' first. All three None without the head.
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     labels: np.ndarray
     classes: tuple[str, ...]
+    attributes: np.ndarray | None = None
+    attribute_scores: np.ndarray | None = None
+    attribute_names: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -34,7 +41,23 @@ class Detections:
     def above(self, score: float) -> 'Detections':
         """The detections scoring at least ``score``."""
         keep = self.scores >= score
-        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], self.classes)
+        if self.attributes is None or self.attribute_scores is None:
+            return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], self.classes)
+        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], self.classes,
+                          self.attributes[keep], self.attribute_scores[keep], self.attribute_names)
+
+    def attribute_names_of(self, i: int, min_score: float = 0.0) -> list[str]:
+        """The names of detection ``i``'s listed attributes scoring above ``min_score`` ([] without the head)."""
+        if self.attributes is None or self.attribute_scores is None or self.attribute_names is None:
+            return []
+        return [self.attribute_names[int(a)] for a, s in zip(self.attributes[i], self.attribute_scores[i])
+                if s > min_score]
+
+    def display_names(self, min_attribute_score: float = 0.1) -> list[str]:
+        """Each detection's class name with its attributes above ``min_attribute_score`` before it, as BUTD's
+        demo shows them (e.g. 'red circle')."""
+        return [' '.join(self.attribute_names_of(i, min_attribute_score) + [name])
+                for i, name in enumerate(self.class_names)]
 
     def per_class(self) -> list[np.ndarray]:
         """tf-faster-rcnn's layout: K float32 arrays (n_k, 5) ``[x1, y1, x2, y2, score]``, entry 0 empty."""
@@ -56,9 +79,10 @@ class Detections:
         return out
 
     def draw(self, image: np.ndarray, score: float = 0.0) -> np.ndarray:
-        """A copy of the BGR uint8 ``image`` with the detections scoring at least ``score`` drawn and labelled."""
+        """A copy of the BGR uint8 ``image`` with the detections scoring at least ``score`` drawn and labelled
+        (with a detector's attributes above 0.1 before the class name: 'red circle 0.93')."""
         shown = self.above(score)
-        return draw_boxes(image, shown.boxes, shown.class_names, shown.labels.tolist(), shown.scores.tolist())
+        return draw_boxes(image, shown.boxes, shown.display_names(), shown.labels.tolist(), shown.scores.tolist())
 
     @classmethod
     def empty(cls, classes: Sequence[str]) -> 'Detections':

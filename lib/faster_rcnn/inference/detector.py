@@ -31,9 +31,13 @@ from ..data.test_loader import collate_test, prepare_test_image
 from ..errors import ModelFileError, UsageError
 from ..model_file import open_detector
 from ..nets.factory import build_from_file
+from ..nets.postprocess import top_attributes
 from ..settings import AMP_MODES, InputSettings, ModelSettings
 from .detections import Detections
 from .images import to_bgr
+
+ATTRIBUTES_PER_BOX = 3  # the attributes a detection lists (the most probable, "no attribute" excluded)
+
 
 class _EagerBackend:
     """A ``FasterRCNN`` on a device: preprocessing on the host (workers), the network and NMS on the device."""
@@ -51,11 +55,20 @@ class _EagerBackend:
         blob, im_info = prepare_test_image(im, self.inputs)
         return {'image': blob, 'im_info': im_info, 'size': im.shape[:2], 'index': index}
 
-    def run(self, batch: dict) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def run(self, batch: dict) -> list[tuple[np.ndarray, ...]]:
+        """Per image (boxes, scores, labels), and with an attribute head (attribute indices, their scores), the
+        top ``ATTRIBUTES_PER_BOX`` of each box."""
         data = batch['data'].to(self.device, non_blocking=True)
         im_info = batch['im_info'].to(self.device, non_blocking=True)
         found = self.model.detect(data, im_info, batch['sizes'], amp=self.amp)
-        return [(d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.labels.cpu().numpy()) for d in found]
+        out: list[tuple[np.ndarray, ...]] = []
+        for d in found:
+            arrays = (d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.labels.cpu().numpy())
+            if d.attr_prob is not None:
+                indices, scores = top_attributes(d.attr_prob, ATTRIBUTES_PER_BOX)
+                arrays += (indices.cpu().numpy(), scores.cpu().numpy())
+            out.append(arrays)
+        return out
 
 
 class Detector:
@@ -65,24 +78,33 @@ class Detector:
     ``Detector.from_model(model, classes)``.
     """
 
-    def __init__(self, backend: Any, classes: Sequence[str], *, batch_size: int = 1, source: str = '') -> None:
+    def __init__(self, backend: Any, classes: Sequence[str], *, batch_size: int = 1, source: str = '',
+                 attributes: Sequence[str] | None = None) -> None:
         if int(batch_size) < 1:
             raise UsageError(f'batch_size={batch_size}: expected at least 1')
         self._backend = backend
         self.classes = tuple(classes)
+        # The attribute names of a network with an attribute head ('__no_attribute__' first), else None.
+        self.attributes = tuple(attributes) if attributes else None
         self.batch_size = int(batch_size)
         self.source = source
 
     # -- construction ------------------------------------------------------------------------------------
     @classmethod
     def from_model(cls, model: torch.nn.Module, classes: Sequence[str], *, device: torch.device | str | None = None,
-                   amp: str = '', batch_size: int = 1) -> 'Detector':
-        """A detector over a built ``FasterRCNN`` (its ``settings`` decide the input and post-processing)."""
+                   amp: str = '', batch_size: int = 1, attributes: Sequence[str] | None = None) -> 'Detector':
+        """A detector over a built ``FasterRCNN`` (its ``settings`` decide the input and post-processing);
+        ``attributes``: the names of its attribute head's outputs ('__no_attribute__' first)."""
         if len(classes) != model.num_classes:
             raise UsageError(f'{len(classes)} class names for a model of {model.num_classes} classes')
+        if attributes is not None and len(attributes) != getattr(model, 'num_attributes', 0):
+            raise UsageError(f'{len(attributes)} attribute names for a model with '
+                             f'{getattr(model, "num_attributes", 0)} attribute outputs')
         device = torch.device(device) if device is not None else next(model.parameters()).device
         model.eval()
-        return cls(_EagerBackend(model, device, amp), classes, batch_size=batch_size)
+        if attributes is None and getattr(model, 'num_attributes', 0):
+            attributes = ['__no_attribute__'] + [f'attribute {i}' for i in range(1, model.num_attributes)]
+        return cls(_EagerBackend(model, device, amp), classes, batch_size=batch_size, attributes=attributes)
 
     @classmethod
     def load(cls, path: str, device: torch.device | str = 'cpu', *, net: str | None = None,
@@ -121,7 +143,8 @@ class Detector:
         model = build_from_file(detector_file, settings, device)
         detector = cls.from_model(model, detector_file.classes, device=device,
                                   amp=str(c.TEST.AMP) if amp is None else amp,
-                                  batch_size=int(c.TEST.IMS_PER_BATCH) if batch_size is None else batch_size)
+                                  batch_size=int(c.TEST.IMS_PER_BATCH) if batch_size is None else batch_size,
+                                  attributes=detector_file.attributes)
         detector.source = str(path)
         return detector
 
@@ -155,7 +178,15 @@ class Detector:
     # -- detecting ---------------------------------------------------------------------------------------
     def detect_loaded(self, batch: dict) -> list[Detections]:
         """The detections of a batch from ``data.test_loader`` (``collate_test``) built with ``loader_inputs``."""
-        return [Detections(b, s, lab.astype(np.int64), self.classes) for b, s, lab in self._backend.run(batch)]
+        out = []
+        for arrays in self._backend.run(batch):
+            b, s, lab = arrays[:3]
+            extra = {}
+            if len(arrays) == 5 and self.attributes is not None:
+                extra = dict(attributes=arrays[3].astype(np.int64), attribute_scores=arrays[4].astype(np.float32),
+                             attribute_names=self.attributes)
+            out.append(Detections(b, s, lab.astype(np.int64), self.classes, **extra))
+        return out
 
     def __call__(self, images: Any, channel_order: str = 'BGR') -> Detections | list[Detections]:
         """Detect on one image, or on a list (or tuple) of images in batches of ``batch_size``."""

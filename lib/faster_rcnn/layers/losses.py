@@ -1,12 +1,12 @@
 """The losses of Faster R-CNN: tf-faster-rcnn's smooth L1 (``_smooth_l1_loss``), and the RPN and R-CNN losses built
-on it (cross entropy over the sampled anchors and rois, box regression).
+on it (cross entropy over the sampled anchors and rois, box regression); BUTD's multi-label attribute loss.
 """
 from typing import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["smooth_l1_loss", "rpn_losses", "rcnn_losses"]
+__all__ = ["smooth_l1_loss", "rpn_losses", "rcnn_losses", "attribute_loss"]
 
 
 def smooth_l1_loss(
@@ -61,3 +61,22 @@ def rcnn_losses(cls_score: Tensor, bbox_pred: Tensor, labels: Tensor, targets: T
     cross_entropy = F.cross_entropy(cls_score, labels)
     loss_box = smooth_l1_loss(bbox_pred, targets, inside_w, outside_w, sigma=1.0, dim=[1])
     return cross_entropy, loss_box
+
+
+def attribute_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """BUTD's attribute loss: one softmax over the A + 1 attribute slots and up to L labels per roi.
+
+    Args:
+        logits: (B, A + 1) fp32 attribute scores; labels: (B, L) int64 attribute indices, -1 where there is no
+            label (``layers.proposal_target``: a foreground roi's row is its gt's attributes, an object without
+            any is ``[0, -1, ...]``, i.e. "no attribute"; background rows are all -1).
+    A roi with at least one label (its first >= 0) contributes the mean over its labels of -log p(label); the loss
+    is the mean of those contributions over the rois that have one, 0 when none has (Caffe's SoftmaxWithLoss with
+    several labels per instance, ``ignore_label: -1``, ``normalization: VALID``). The caller weighs it
+    (TRAIN.ATTRIBUTE_LOSS_WEIGHT, BUTD: 0.5).
+    """
+    valid = labels >= 0
+    log_p = F.log_softmax(logits, dim=1).gather(1, labels.clamp(min=0))  # (B, L)
+    per_roi = -(log_p * valid).sum(1) / valid.sum(1).clamp(min=1)
+    has_label = valid[:, 0].to(per_roi.dtype)
+    return (per_roi * has_label).sum() / has_label.sum().clamp(min=1.0)

@@ -38,6 +38,7 @@ class ProposalTargets(NamedTuple):
     bbox_targets: Tensor  # (N * B, 4K)
     bbox_inside_weights: Tensor  # (N * B, 4K)
     bbox_outside_weights: Tensor  # (N * B, 4K)
+    attributes: Optional[Tensor] = None  # (N * B, L) int64 with gt_attributes: the labels of ``attribute_loss``
 
 
 @lru_cache(maxsize=16)
@@ -93,6 +94,7 @@ def proposal_targets(
     use_gt: bool = False,
     terms: Optional[Tensor] = None,
     positions: Optional[Tensor] = None,
+    gt_attributes: Optional[Tensor] = None,
 ) -> ProposalTargets:
     """Sample rois and build their classification and class-specific regression targets, for N images.
 
@@ -105,6 +107,10 @@ def proposal_targets(
             included.
         positions: (N, P) int64 in [0, 2**29), what keys each proposal's random draw (e.g. its anchor index);
             by default its place in the image's list (the one-image layer's rule).
+        gt_attributes: (N, G, L) int64 attributes of the gt boxes (1..A, 0-padded; BUTD: L = 16), optional.
+            Then ``attributes`` (N * B, L) are the labels of the attribute loss: a fg roi takes its argmax gt's
+            row with the 0 padding of columns 1.. set to -1 (so an object without attributes trains slot 0,
+            "no attribute"); a bg roi's row is all -1 (no attribute loss). The sample does not depend on them.
 
     Targets of a fg roi of class c sit in columns 4c..4c+3, normalised by means / stds.
     """
@@ -188,8 +194,28 @@ def proposal_targets(
     inside = targets.new_zeros((n * b, 4 * num_classes)).scatter_(
         1, columns, device_constant(bbox_inside_weights, device) * fg_rows)
     rois = torch.cat((_image_column(n, b, device), out_boxes), dim=1)
+    attributes = None
+    if gt_attributes is not None:
+        attributes = _roi_attributes(gt_attributes, assignment if g > 0 else None, keep, fg_rows)
     return ProposalTargets(rois, scores.gather(1, keep).reshape(-1), labels, bbox_targets, inside,
-                           (inside > 0).to(torch.float32))
+                           (inside > 0).to(torch.float32), attributes)
+
+
+def _roi_attributes(gt_attributes: Tensor, assignment: Optional[Tensor], keep: Tensor, fg_rows: Tensor) -> Tensor:
+    """Attribute labels (N * B, L) int64 of the sampled rois ``keep`` (N, B) (see ``proposal_targets``).
+
+    ``assignment``: (N, R) each candidate's argmax gt (None without gt: every roi is background);
+    ``fg_rows``: (N * B, 1) bool.
+    """
+    n, b = keep.shape
+    width = gt_attributes.shape[2]
+    if assignment is None or width == 0:
+        return torch.full((n * b, width), -1, dtype=torch.int64, device=keep.device)
+    gt_index = assignment.gather(1, keep)  # (N, B)
+    rows = gt_attributes.to(torch.int64).gather(1, gt_index.unsqueeze(2).expand(n, b, width)).reshape(n * b, width)
+    # Column 0 keeps its 0 ("no attribute"); the padding after it is no label.
+    padding = (rows == 0) & (_slots(width, keep.device) > 0)
+    return rows.masked_fill(padding, -1).masked_fill(~fg_rows, -1)
 
 
 def proposal_target_layer(
@@ -222,4 +248,4 @@ def proposal_target_layer(
     out = proposal_targets(boxes, roi_scores.reshape(1, -1), torch.ones(boxes.shape[:2], dtype=torch.bool, device=device),
                            gt, torch.ones(gt.shape[:2], dtype=torch.bool, device=device), seed.reshape(1).to(device),
                            num_classes, **settings)
-    return out
+    return tuple(out[:6])

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from faster_rcnn.layers.anchor_target import anchor_targets
 from faster_rcnn.layers.anchors import anchors_for
 from faster_rcnn.layers.gt_batch import pad_gt_boxes
-from faster_rcnn.layers.losses import rcnn_losses, rpn_losses
+from faster_rcnn.layers.losses import attribute_loss, rcnn_losses, rpn_losses
 from faster_rcnn.layers.proposal import Proposals, proposals, top_scoring
 from faster_rcnn.layers.proposal_target import proposal_targets
 from faster_rcnn.layers.random_keys import seed_terms, seeds_from_generator
@@ -31,12 +31,15 @@ from faster_rcnn.layers.roi_pool import roi_features
 from faster_rcnn.settings import ModelSettings
 
 from .amp import autocast
+from .attribute_head import AttributeHead
 from .backbone import Backbone
 from .padding_mask import PaddingMask, padded_extent_is_uniform
 from .postprocess import Detections, HeadOutputs, postprocess
 
 FEAT_STRIDE = 16
 LOSS_NAMES = ('rpn_cross_entropy', 'rpn_loss_box', 'cross_entropy', 'loss_box', 'total_loss')
+# With an attribute head the losses are these, in this order (the log line, TensorBoard and the NaN check).
+ATTRIBUTE_LOSS_NAMES = ('rpn_cross_entropy', 'rpn_loss_box', 'cross_entropy', 'loss_box', 'loss_attr', 'total_loss')
 
 
 def _init_new_layer(layer: nn.Conv2d | nn.Linear, std: float, truncated: bool) -> None:
@@ -56,12 +59,14 @@ class FasterRCNN(nn.Module):
         num_classes: K, background included.
         settings: ``ModelSettings``: the network's (anchors, RPN, targets, proposals, pooling), its input's
             (normalisation, channel order, test scale) and its post-processing (box regression, NMS, caps).
+        num_attributes: A + 1 ("no attribute" in slot 0) for an attribute head (``attr_head``, BUTD's), 0 for
+            none: then the module, its weights and its outputs are those of a network without one.
 
     ``forward`` returns the training losses or the raw test outputs (``HeadOutputs``); ``detect`` the detections
     of each image (``nets.postprocess``).
     """
 
-    def __init__(self, backbone: Backbone, num_classes: int, settings: ModelSettings) -> None:
+    def __init__(self, backbone: Backbone, num_classes: int, settings: ModelSettings, num_attributes: int = 0) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f'num_classes must count the background and at least one class, got {num_classes}')
@@ -86,6 +91,9 @@ class FasterRCNN(nn.Module):
                              persistent=False)
         self.register_buffer('_bbox_means', torch.tensor(net.bbox_means, dtype=torch.float32).repeat(num_classes),
                              persistent=False)
+        # Made after every other layer, so a network without it draws the same initial weights as before.
+        self.attr_head = (AttributeHead(num_classes, backbone.tail_channels, num_attributes)
+                          if num_attributes > 0 else None)
         self.summary_tensors: dict[str, Tensor] = {}
         self.input_memory_format = torch.contiguous_format
         self._padding_mask: PaddingMask | None = None  # made on the first padded test batch
@@ -100,6 +108,16 @@ class FasterRCNN(nn.Module):
         channels_last = mode == 'always' or (mode == 'cpu' and device.type == 'cpu')
         self.input_memory_format = torch.channels_last if channels_last else torch.contiguous_format
         return self.to(device=device, memory_format=self.input_memory_format)
+
+    @property
+    def num_attributes(self) -> int:
+        """A + 1 of the attribute head, 0 without one."""
+        return 0 if self.attr_head is None else self.attr_head.num_attributes
+
+    @property
+    def loss_names(self) -> tuple[str, ...]:
+        """The names of the training losses, in the order the logs show them (``total_loss`` last)."""
+        return LOSS_NAMES if self.attr_head is None else ATTRIBUTE_LOSS_NAMES
 
     # -- pieces ------------------------------------------------------------------------------------------
     def _rpn(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -150,8 +168,9 @@ class FasterRCNN(nn.Module):
         return valid, [hi * wi * a for hi, wi in extents]
 
     def _box_head(self, features: Tensor, rois: Tensor, extents: list[tuple[int, int]] | None = None,
-                  counts: list[int] | None = None) -> tuple[Tensor, Tensor]:
-        """RoI features -> tail -> (cls_score (R, K) fp32, bbox_pred (R, 4K) fp32).
+                  counts: list[int] | None = None, with_features: bool = False) -> tuple[Tensor, ...]:
+        """RoI features -> tail -> (cls_score (R, K) fp32, bbox_pred (R, 4K) fp32), and with ``with_features``
+        the tail output (R, D) third.
 
         With ``extents`` (a padded test batch; ``counts`` rois per image, in image order) each image's rois
         are pooled from its own feature map, whose edges are where the map of the image alone ends.
@@ -172,11 +191,14 @@ class FasterRCNN(nn.Module):
                 parts.append(pool(features[i:i + 1, :, :hi, :wi], r))
             pooled = torch.cat(parts, 0)
         fc7 = self.backbone.tail(pooled)
+        if with_features:
+            return self.cls_score(fc7).float(), self.bbox_pred(fc7).float(), fc7
         return self.cls_score(fc7).float(), self.bbox_pred(fc7).float()
 
     # -- forward -----------------------------------------------------------------------------------------
     def forward(self, images: Tensor, im_info: Tensor, gt_boxes: Sequence[Tensor] | Tensor | None = None,
-                gt_valid: Tensor | None = None, seeds: Tensor | None = None) -> dict[str, Tensor] | HeadOutputs:
+                gt_valid: Tensor | None = None, seeds: Tensor | None = None,
+                gt_attributes: Tensor | None = None) -> dict[str, Tensor] | HeadOutputs:
         """Args:
             images: (N, 3, H, W) normalised, padded batch.
             im_info: (N, 3) rows (h, w, scale): each image's extent inside the padding and its scale.
@@ -184,11 +206,14 @@ class FasterRCNN(nn.Module):
                 (N, G, 5) tensor with ``gt_valid`` (N, G) bool marking its real rows.
             seeds: (N,) int64 sampling seeds of the target layers (the trainer derives them from the image's
                 place in the run); by default drawn from the global RNG.
+            gt_attributes: (N, G, 16) int64 the attributes of the padded gt boxes (1..A, 0-padded), needed to
+                train a network with an attribute head.
 
         Returns:
             training (``self.training`` and ``gt_boxes`` given): a dict of the scalar losses named ``LOSS_NAMES``
-            (``rpn_cross_entropy``, ``rpn_loss_box``, ``cross_entropy``, ``loss_box``, ``total_loss``);
-            otherwise ``HeadOutputs`` (rois, class probabilities, de-normalised deltas), which
+            (``rpn_cross_entropy``, ``rpn_loss_box``, ``cross_entropy``, ``loss_box``, [``loss_attr``,]
+            ``total_loss``); otherwise ``HeadOutputs`` (rois, class probabilities, de-normalised deltas, [attribute
+            probabilities]), which
             ``nets.postprocess.postprocess`` turns into detections (``detect`` does both).
         """
         if images.dim() != 4 or im_info.shape != (images.shape[0], 3):
@@ -197,7 +222,7 @@ class FasterRCNN(nn.Module):
         if im_info.dtype != torch.float32:
             im_info = im_info.float()
         if self.training and gt_boxes is not None:
-            return self._losses(images, im_info, gt_boxes, gt_valid, seeds)
+            return self._losses(images, im_info, gt_boxes, gt_valid, seeds, gt_attributes)
         return self._test_outputs(images, im_info)
 
     @torch.no_grad()
@@ -220,15 +245,31 @@ class FasterRCNN(nn.Module):
         props = self._proposals(fg_prob.detach(), rpn_deltas.detach(), anchors, im_info, False, (h, w), extents)
         image_index = torch.arange(n, dtype=torch.float32, device=features.device)[:, None, None]
         rois = torch.cat((image_index.expand(n, props.boxes.shape[1], 1), props.boxes), 2)[props.valid]
-        cls_score, bbox_pred = self._box_head(features, rois, extents, props.counts)
+        cls_score, bbox_pred, fc7 = self._box_head(features, rois, extents, props.counts, with_features=True)
         cls_prob = F.softmax(cls_score, dim=1)
         if net.denormalize_bbox:
             bbox_pred = bbox_pred * self._bbox_stds + self._bbox_means
         self._store_summaries(fg_prob, rois, cls_prob=cls_prob)
-        return HeadOutputs(rois, cls_prob, bbox_pred)
+        attr_prob = None
+        if self.attr_head is not None:
+            # BUTD's predicted_cls: the argmax over all K classes, background included.
+            attr_prob = F.softmax(self.attr_head(fc7, cls_score.argmax(dim=1)), dim=1)
+        return HeadOutputs(rois, cls_prob, bbox_pred, attr_prob=attr_prob)
+
+    @torch.no_grad()
+    def attributes_at(self, images: Tensor, boxes: Tensor) -> Tensor:
+        """The attribute probabilities (R, A + 1) of given boxes (R, 4) of one image (1, 3, H, W), in network-input
+        pixels, used as the rois (BUTD's test on the gt boxes); the class embedded is the argmax of each roi's
+        class scores, as at test time."""
+        if self.attr_head is None:
+            raise ValueError('this network has no attribute head')
+        features = self.backbone.head(images.contiguous(memory_format=self.input_memory_format))
+        rois = torch.cat((boxes.new_zeros((boxes.shape[0], 1)), boxes.float()), 1)
+        cls_score, _, fc7 = self._box_head(features, rois, with_features=True)
+        return F.softmax(self.attr_head(fc7, cls_score.argmax(dim=1)), dim=1)
 
     def _losses(self, images: Tensor, im_info: Tensor, gt_boxes: Sequence[Tensor] | Tensor, gt_valid: Tensor | None,
-                seeds: Tensor | None) -> dict[str, Tensor]:
+                seeds: Tensor | None, gt_attributes: Tensor | None = None) -> dict[str, Tensor]:
         n = images.shape[0]
         if isinstance(gt_boxes, Tensor):
             if gt_valid is None or gt_boxes.dim() != 3 or gt_valid.shape != gt_boxes.shape[:2]:
@@ -253,18 +294,33 @@ class FasterRCNN(nn.Module):
                              extent=(images.shape[2], images.shape[3]), **net.anchor_target_kwargs)
         # Rois are keyed by their anchor, not their rank: a sample then does not hang on the order of near-equal
         # scores (which float noise, e.g. another world size's gradient sums, can swap).
+        if self.attr_head is not None:
+            if gt_attributes is None or gt_attributes.shape[:2] != gt_boxes.shape[:2]:
+                raise ValueError('training a network with an attribute head needs gt_attributes (N, G, 16) for the '
+                                 'padded gt boxes (a dataset with attributes)')
+            gt_attributes = gt_attributes.to(features.device, torch.int64)
+        else:
+            gt_attributes = None
         sampled = proposal_targets(props.boxes, props.scores, props.valid, gt_boxes, gt_valid, seeds,
                                    self.num_classes, terms=terms, positions=props.anchors,
-                                   **net.proposal_target_kwargs)
-        cls_score, bbox_pred = self._box_head(features, sampled.rois)
+                                   gt_attributes=gt_attributes, **net.proposal_target_kwargs)
+        cls_score, bbox_pred, fc7 = self._box_head(features, sampled.rois, with_features=True)
         self._store_summaries(fg_prob, sampled.rois, cls_score=cls_score)
         rpn_cross_entropy, rpn_loss_box = rpn_losses(rpn_scores, rpn_deltas, rpn.labels, rpn.targets,
                                                      rpn.inside_weights, rpn.outside_weights)
         cross_entropy, loss_box = rcnn_losses(cls_score, bbox_pred, sampled.labels, sampled.bbox_targets,
                                               sampled.bbox_inside_weights, sampled.bbox_outside_weights)
         total = rpn_cross_entropy + rpn_loss_box + cross_entropy + loss_box
-        return {'rpn_cross_entropy': rpn_cross_entropy, 'rpn_loss_box': rpn_loss_box,
-                'cross_entropy': cross_entropy, 'loss_box': loss_box, 'total_loss': total}
+        losses = {'rpn_cross_entropy': rpn_cross_entropy, 'rpn_loss_box': rpn_loss_box,
+                  'cross_entropy': cross_entropy, 'loss_box': loss_box}
+        if self.attr_head is not None and sampled.attributes is not None:
+            # The embedding takes each roi's gt class (BUTD's train net); background rois carry no label.
+            attr_logits = self.attr_head(fc7, sampled.labels)
+            loss_attr = attribute_loss(attr_logits, sampled.attributes)
+            losses['loss_attr'] = loss_attr
+            total = total + net.attribute_loss_weight * loss_attr
+        losses['total_loss'] = total
+        return losses
 
     def _head(self, images: Tensor, im_info: Tensor, training: bool) -> tuple[Tensor, list[tuple[int, int]] | None]:
         """The backbone head; in a test batch of padded images also each image's own feature-map size."""

@@ -26,7 +26,8 @@ from ..boxes import bbox_transform_inv, clip_boxes
 from ..ops import nms
 from ..settings import DetectionSettings
 
-__all__ = ['HeadOutputs', 'Detections', 'decode_boxes', 'select_detections', 'postprocess', 'split_by_class']
+__all__ = ['HeadOutputs', 'Detections', 'decode_boxes', 'select_detections', 'postprocess', 'split_by_class',
+           'top_attributes']
 
 
 class HeadOutputs(NamedTuple):
@@ -35,6 +36,7 @@ class HeadOutputs(NamedTuple):
     rois: Tensor  # (R, 5) [image index, x1, y1, x2, y2] in network-input pixels, the rois of image 0 first
     cls_prob: Tensor  # (R, K) class probabilities, background in column 0
     bbox_pred: Tensor  # (R, 4K) class-specific deltas, de-normalised (x stds + means): ready to decode
+    attr_prob: Tensor | None = None  # (R, A + 1) fp32 attribute probabilities ("no attribute" first), None without
 
 
 class Detections(NamedTuple):
@@ -43,6 +45,7 @@ class Detections(NamedTuple):
     boxes: Tensor  # (D, 4) float32 x1, y1, x2, y2 in original-image pixels (0-based, inclusive)
     scores: Tensor  # (D,) float32
     labels: Tensor  # (D,) int64 class indices 1..K-1 (0, the background, never appears)
+    attr_prob: Tensor | None = None  # (D, A + 1) the attribute probabilities of the roi each box comes from
 
 
 def decode_boxes(rois: Tensor, bbox_pred: Tensor, scale: float, size: tuple[int, int], num_classes: int,
@@ -57,11 +60,13 @@ def decode_boxes(rois: Tensor, bbox_pred: Tensor, scale: float, size: tuple[int,
     return clip_boxes(bbox_transform_inv(boxes, bbox_pred.float()), size)
 
 
-def select_detections(scores: Tensor, boxes: Tensor, settings: DetectionSettings) -> Detections:
+def select_detections(scores: Tensor, boxes: Tensor, settings: DetectionSettings,
+                      attr_prob: Tensor | None = None) -> Detections:
     """Per-class NMS and the per-image cap of one image.
 
     Args:
-        scores: (R, K) class probabilities; boxes: (R, 4K) class-specific boxes.
+        scores: (R, K) class probabilities; boxes: (R, 4K) class-specific boxes; attr_prob: (R, A + 1) attribute
+            probabilities, optional (a detection gets those of the roi it was regressed from).
     Candidates are the (roi, class >= 1) pairs scoring > ``settings.score_thresh``; within a class they are
     visited by decreasing score, equal scores lower roi first (they come out of ``nonzero`` row-major).
     """
@@ -82,7 +87,8 @@ def select_detections(scores: Tensor, boxes: Tensor, settings: DetectionSettings
     if cap > 0 and keep.numel() > cap:
         image_thresh = torch.topk(kept_scores, cap).values[-1]
         keep = keep[kept_scores >= image_thresh]
-    return Detections(cls_boxes[keep], cls_scores[keep], labels[keep])
+    return Detections(cls_boxes[keep], cls_scores[keep], labels[keep],
+                      None if attr_prob is None else attr_prob[rows[keep]])
 
 
 def postprocess(outputs: HeadOutputs, im_info: Tensor, sizes: Sequence[tuple[int, int]],
@@ -94,18 +100,29 @@ def postprocess(outputs: HeadOutputs, im_info: Tensor, sizes: Sequence[tuple[int
         im_info: (N, 3) rows (h, w, scale) of the network input.
         sizes: the original (H_i, W_i) of each image.
     """
-    rois, cls_prob, bbox_pred = outputs
+    rois, cls_prob, bbox_pred = outputs.rois, outputs.cls_prob, outputs.bbox_pred
     cls_prob, bbox_pred = cls_prob.float(), bbox_pred.float()
     n = im_info.shape[0]
     num_classes = cls_prob.shape[1]
     # One host read per batch: how many rois each image has, and the scales.
     counts = [rois.shape[0]] if n == 1 else torch.bincount(rois[:, 0].long(), minlength=n).tolist()
     scales = im_info[:, 2].tolist()
+    attr_parts = [None] * n if outputs.attr_prob is None else outputs.attr_prob.float().split(counts)
     out = []
     for i, (r, p, b) in enumerate(zip(rois.split(counts), cls_prob.split(counts), bbox_pred.split(counts))):
         boxes = decode_boxes(r, b, scales[i], sizes[i], num_classes, settings.bbox_reg)
-        out.append(select_detections(p, boxes, settings))
+        out.append(select_detections(p, boxes, settings, attr_parts[i]))
     return out
+
+
+def top_attributes(attr_prob: Tensor, k: int = 3) -> tuple[Tensor, Tensor]:
+    """The ``k`` most probable attributes of each box, "no attribute" (slot 0) excluded.
+
+    attr_prob: (D, A + 1) -> (indices (D, k') int64 in 1..A, probabilities (D, k') float32), k' = min(k, A),
+    by decreasing probability.
+    """
+    values, indices = attr_prob[:, 1:].float().topk(min(k, attr_prob.shape[1] - 1), dim=1)
+    return indices + 1, values
 
 
 def split_by_class(dets: Detections, num_classes: int) -> list[np.ndarray]:

@@ -7,6 +7,9 @@ Format 1 (plain JSON; a class without gt has AP null)::
      "per_class": {"aeroplane": 0.7134, ...}, "coco_stats": null or [COCO's 12 numbers],
      "detections": {"file": "detections.pkl", "sha256": "<hex>"}, "test_config": {"NMS": 0.3, ...}}
 
+A network with an attribute head tested on a dataset with attributes adds ``"attributes": {"at_detections":
+{"mean_ap", "weighted_ap", "per_attribute": {...}}, "at_gt_boxes": {...}}`` (``datasets.attribute_eval``).
+
 ``test_config`` holds the TEST keys in effect, ``--set`` overrides included (no detector file records those).
 The sha256 ties the summary to the detections it was computed from: a later test_net or reval run that rewrote
 ``detections.pkl`` without the summary makes it stale, and a reader then ignores it.
@@ -48,7 +51,8 @@ def _plain(value: Any) -> Any:
 
 def write_eval_summary(folder: str, *, imdb: str, num_images: int, metric: str, mean_ap: float,
                        per_class: dict[str, float], coco_stats: Optional[Sequence[float]],
-                       test_config: Optional[dict], detections: str = 'detections.pkl') -> str:
+                       test_config: Optional[dict], detections: str = 'detections.pkl',
+                       attributes: Optional[dict] = None) -> str:
     """Write ``folder/eval.json`` (module docstring) atomically for ``folder/<detections>``; returns its path."""
     det_file = osp.join(folder, detections)
     summary = {'format': EVAL_SUMMARY_FORMAT, 'imdb': imdb, 'num_images': int(num_images), 'metric': metric,
@@ -56,6 +60,8 @@ def write_eval_summary(folder: str, *, imdb: str, num_images: int, metric: str, 
                'coco_stats': None if coco_stats is None else [float(v) for v in coco_stats],
                'detections': {'file': detections, 'sha256': file_sha256(det_file)},
                'test_config': None if test_config is None else _plain(dict(test_config))}
+    if attributes is not None:  # a network with an attribute head on a dataset with attributes
+        summary['attributes'] = _plain(attributes)
     path = osp.join(folder, EVAL_SUMMARY_FILE)
     write_json_atomic(path, summary)
     return path
