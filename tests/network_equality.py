@@ -45,7 +45,7 @@ def our_outputs(model, image: np.ndarray, rois: np.ndarray) -> dict[str, np.ndar
                           max_pool=model.backbone.crop_max_pool, spatial_scale=1.0 / 16)
     fc7 = model.backbone.tail(pooled)
     cls_score, bbox = model._box_head(head, r)
-    proposals, _, _ = model(data, im_info)
+    proposals, _, _ = model(data, im_info)[:3]
     return {'head': head.numpy(), 'rpn_fg': fg[0].numpy(), 'rpn_deltas': deltas[0].numpy(),
             'pool5': pooled.numpy(), 'fc7': fc7.numpy(), 'cls_prob': torch.softmax(cls_score, 1).numpy(),
             'bbox_pred': (bbox * model._bbox_stds + model._bbox_means).numpy(), 'proposals': proposals.numpy()}

@@ -219,7 +219,7 @@ def test_eval_outputs_shapes_and_denormalised_deltas(device):
     images = torch.randn(2, 3, 128, 192, device=device)
     info = torch.tensor([[128.0, 192.0, 1.0], [100.0, 150.0, 1.0]], device=device)
     with torch.no_grad():
-        rois, cls_prob, bbox_pred = model(images, info)
+        rois, cls_prob, bbox_pred = model(images, info)[:3]
     rois, cls_prob, bbox_pred = rois.cpu(), cls_prob.cpu(), bbox_pred.cpu()
     raw['out'] = raw['out'].cpu()
     r = rois.shape[0]
@@ -242,14 +242,14 @@ def test_eval_top_mode_keeps_rpn_top_n_per_image():
     cfg.TEST.RPN_TOP_N = 40
     model = build_network('tiny', NUM_CLASSES, ModelSettings.from_config(cfg, 'tiny')).eval()
     with torch.no_grad():
-        rois, cls_prob, _ = model(torch.randn(2, 3, 96, 128), torch.tensor([[96.0, 128.0, 1.0]] * 2))
+        rois, cls_prob, _ = model(torch.randn(2, 3, 96, 128), torch.tensor([[96.0, 128.0, 1.0]] * 2))[:3]
     assert rois.shape == (80, 5) and cls_prob.shape == (80, NUM_CLASSES)
 
 
 def test_eval_without_gt_in_train_mode_returns_detections():
     model = build_network('tiny', NUM_CLASSES, ModelSettings.from_config(cfg, 'tiny')).train()
     out = model(torch.randn(1, 3, 96, 128), torch.tensor([[96.0, 128.0, 1.0]]))
-    assert isinstance(out, tuple) and len(out) == 3
+    assert isinstance(out, tuple) and out._fields[:3] == ('rois', 'cls_prob', 'bbox_pred')
 
 
 @pytest.mark.parametrize('device', DEVICES)
