@@ -195,3 +195,22 @@ def test_refusals_name_the_argument(detectors, images, kwargs, words):
         detectors[0].features(images, boxes=[np.zeros((1, 4))])
     with pytest.raises(UsageError, match=r'images\[1\]'):
         detectors[0].features([images[0], np.zeros((4, 4, 3), np.float32)])
+
+
+def test_a_bf16_backbone_gives_the_features_of_bf16_autocast(images):
+    import copy
+    from faster_rcnn.nets.amp import bf16_backbone
+    torch.manual_seed(0)
+    model = build_network('tiny', len(CLASSES), settings_for('tiny', TEST__RPN_POST_NMS_TOP_N=60)).eval()
+    fp32 = Detector.from_model(model, CLASSES).features(images[0])
+    auto = Detector.from_model(model, CLASSES, amp='bf16').features(images[0], boxes=fp32.boxes)
+    cast = Detector.from_model(bf16_backbone(copy.deepcopy(model)), CLASSES, amp='bf16')
+    assert next(cast.model.backbone.parameters()).dtype == torch.bfloat16
+    assert cast.model.cls_score.weight.dtype == torch.float32
+    once = cast.features(images[0], boxes=fp32.boxes)
+    # Autocast rounds the fp32 weights to bf16 at each call; the cast backbone holds that rounding: the same result.
+    np.testing.assert_allclose(once.features, auto.features, rtol=1e-2, atol=1e-3)
+    assert once.features.dtype == np.float32
+    cos = (once.features * fp32.features).sum(1) / (np.linalg.norm(once.features, axis=1)
+                                                     * np.linalg.norm(fp32.features, axis=1) + 1e-12)
+    assert cos.min() > 0.99

@@ -39,6 +39,7 @@ from faster_rcnn.errors import DataError, UsageError
 from faster_rcnn.inference import Detector, is_graph_file
 from faster_rcnn.inference.feature_formats import FORMATS, FeatureWriter, make_writer
 from faster_rcnn.model_file import open_detector
+from faster_rcnn.nets.amp import bf16_backbone
 from faster_rcnn.nets.factory import build_from_file
 
 _IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
@@ -211,6 +212,8 @@ def extract(args: argparse.Namespace, info: DistInfo) -> int:
     items = images_of(args)
     lookup = boxes_from(args.boxes_from) if args.boxes_from else None
     model = build_from_file(detector_file, model_settings(detector_file.net), info.device)
+    if args.amp == 'bf16':
+        bf16_backbone(model)  # cast once, not by autocast at every call (docs/features.md, the speed table)
     detector = Detector.from_model(model, detector_file.classes, device=info.device, amp=args.amp,
                                    batch_size=args.batch_size)
     selection = Detector.selection('butd', low, high, args.conf_thresh)

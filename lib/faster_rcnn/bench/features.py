@@ -10,7 +10,8 @@ as BUTD's Visual Genome model). ``res101_butd`` is taken where the network table
 
   eager_fp32          ``Detector.features`` in fp32
   eager_bf16          the same under bf16 autocast (the weights are cast at every call)
-  eager_bf16_weights  bf16 autocast on a bf16 copy of the network (the casts of the weights are gone)
+  eager_bf16_weights  bf16 autocast on a copy whose backbone weights are bf16 (``nets.amp.bf16_backbone``: the
+                      casts of the weights at every call are gone); what extract_features.py --amp bf16 runs
 
 The machine's rate is measured in the same run on the same device: ``torch.mm`` of two 4096 x 4096 matrices in fp32
 and bf16; each row's FLOPs (counted once with ``FlopCounterMode``) over its time is reported as a share of the rate
@@ -32,6 +33,7 @@ import torch
 
 from ..cli import ToolParser
 from ..config import load_config, set_key
+from ..nets.amp import bf16_backbone
 from ..settings import ModelSettings
 from .infer import _image
 
@@ -119,7 +121,7 @@ def main(argv: list[str]) -> int:
     batches = [int(b) for b in args.batches.split(',') if b.strip()]
     model = _model(net, args.classes, device)
     classes = ['__background__'] + [f'c{i}' for i in range(1, args.classes)]
-    half = copy.deepcopy(model).to(torch.bfloat16)
+    half = bf16_backbone(copy.deepcopy(model))
     im = _image()
     results: dict = {'device': torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
                      'torch': torch.__version__, 'net': net, 'image': list(im.shape[:2]), 'proposals': PROPOSALS,
