@@ -209,6 +209,7 @@ def extract(args: argparse.Namespace, info: DistInfo) -> int:
     apply_detector_config(args, detector_file, verbose=False)
     if detector_file.classes is None:
         raise UsageError(f'--model {args.model}: the file does not list its classes')
+    writer = make_writer(args.format, args.out, (low, high))
     items = images_of(args)
     lookup = boxes_from(args.boxes_from) if args.boxes_from else None
     model = build_from_file(detector_file, model_settings(detector_file.net), info.device)
@@ -217,7 +218,6 @@ def extract(args: argparse.Namespace, info: DistInfo) -> int:
     detector = Detector.from_model(model, detector_file.classes, device=info.device, amp=args.amp,
                                    batch_size=args.batch_size)
     selection = Detector.selection('butd', low, high, args.conf_thresh)
-    writer = make_writer(args.format, args.out, (low, high))
     if info.is_main:
         done = writer.done()  # the main process repairs what a kill left (a cut TSV row) first
     barrier(info)
