@@ -71,7 +71,8 @@ def _case(seed: int, r: int, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize('seed,r,k,thresh,lo,hi', [(0, 60, 6, 0.2, 10, 100), (1, 80, 12, 0.2, 5, 20),
-                                                   (2, 40, 3, 0.9, 10, 100), (3, 50, 8, 0.05, 36, 36)])
+                                                   (2, 40, 3, 0.9, 10, 100), (3, 50, 8, 0.05, 36, 36),
+                                                   (4, 200, 4, 0.2, 10, 100)])
 def test_butd_selection_equals_the_generate_tsv_reference(seed, r, k, thresh, lo, hi):
     boxes, scores = _case(seed, r, k)
     expected = _generate_tsv_keep(boxes, scores, thresh, lo, hi)

@@ -34,6 +34,30 @@ def pairwise_iou_cpu_nms(boxes: Tensor) -> Tensor:
     return inter / (areas[:, None] + areas[None, :] - inter)
 
 
+def _kept_by_class(scores: Tensor, pairs: tuple[Tensor, Tensor]) -> Tensor:
+    """Greedy NMS of C classes over the same R boxes: (C, R) scores and the overlapping pairs (i, j), i != j, of
+    the boxes (IoU >= threshold) -> (C, R) bool kept.
+
+    Greedy NMS keeps box i of class c exactly when no kept box ranked above it in c overlaps it; that rule defines
+    the kept set uniquely, rank by rank. Starting from "all kept" and applying the rule to every box at once, the
+    first t boxes of each class's ranking are right after t rounds, so the rounds stop at the unique fixed point
+    (after as many rounds as the longest chain of suppressions, usually a handful) with exactly greedy NMS's set.
+    Only overlapping pairs can suppress, so each round costs C x (number of pairs), not C x R x R.
+    """
+    i, j = pairs
+    s_i, s_j = scores[:, i], scores[:, j]
+    # j ranks above i in class c: a larger score; equal scores, the lower index first.
+    above = (s_j > s_i) | ((s_j == s_i) & (j < i)[None, :])  # (C, P)
+    kept = torch.ones_like(scores, dtype=torch.bool)
+    for _ in range(scores.shape[1] + 1):
+        threats = (above & kept[:, j]).to(torch.float32)
+        now = torch.zeros_like(scores).index_add_(1, i, threats) == 0
+        if torch.equal(now, kept):
+            break
+        kept = now
+    return kept
+
+
 def max_conf_after_nms(boxes: Tensor, scores: Tensor, nms_thresh: float = 0.3) -> Tensor:
     """``max_conf`` of generate_tsv.py.
 
@@ -48,17 +72,15 @@ def max_conf_after_nms(boxes: Tensor, scores: Tensor, nms_thresh: float = 0.3) -
     cls = scores[:, 1:].t().float().contiguous()  # (C, R)
     # Double precision comparison, as cpu_nms compares its float32 IoU with a double threshold.
     overlap = pairwise_iou_cpu_nms(boxes).double() >= float(nms_thresh)  # (R, R)
-    order = torch.sort(cls, dim=1, descending=True, stable=True).indices  # (C, R)
-    suppressed = torch.zeros_like(cls, dtype=torch.bool)
-    kept = torch.zeros_like(cls, dtype=torch.bool)
-    rows = torch.arange(cls.shape[0], device=cls.device)
-    for t in range(r):
-        idx = order[:, t]  # (C,) each class's t-th box
-        alive = ~suppressed[rows, idx]
-        kept[rows, idx] = alive
-        # A kept box suppresses every box overlapping it; boxes already visited are not looked at again.
-        suppressed |= alive[:, None] & overlap[idx]
-    return torch.where(kept, cls, torch.zeros_like(cls)).amax(dim=0)
+    overlap.fill_diagonal_(False)
+    pairs = overlap.nonzero(as_tuple=True)
+    chunk = max(1, (1 << 24) // max(int(pairs[0].numel()), 1))  # classes at once: memory chunk x pairs
+    best = torch.zeros(r, dtype=torch.float32, device=cls.device)
+    for start in range(0, cls.shape[0], chunk):
+        part = cls[start:start + chunk]
+        kept = _kept_by_class(part, pairs)
+        best = torch.maximum(best, torch.where(kept, part, torch.zeros_like(part)).amax(dim=0))
+    return best
 
 
 def butd_keep(max_conf: Tensor, conf_thresh: float = 0.2, min_boxes: int = 10, max_boxes: int = 100) -> Tensor:
