@@ -255,3 +255,63 @@ def test_two_processes_write_the_single_process_file(model_file, image_dir, tmp_
     assert 'on 2 process(es)' in proc.stdout
     assert two.read_bytes() == one.read_bytes()
     assert len(_read_lxmert_tsv(two)) == 6
+
+
+def _tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('extract_features_tool', REPO / 'tools' / 'extract_features.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_boxes_from_a_coco_json_or_a_folder_and_the_boxes_flag(tmp_path):
+    import json
+    from faster_rcnn.errors import UsageError
+    tool = _tool()
+    assert tool.box_range('10-100') == (10, 100) and tool.box_range('36') == (36, 36)
+    with pytest.raises(UsageError, match='^--boxes 5-2'):
+        tool.box_range('5-2')
+    coco = {'images': [{'id': 7, 'file_name': 'COCO_7.jpg'}, {'id': 8, 'file_name': 'sub/x.jpg'}],
+            'annotations': [{'image_id': 7, 'bbox': [10, 20, 30, 40]}, {'image_id': 7, 'bbox': [0, 0, 1, 1]}]}
+    (tmp_path / 'c.json').write_text(json.dumps(coco))
+    lookup = tool.boxes_from(str(tmp_path / 'c.json'))
+    # COCO [x, y, w, h] with w = x2 - x1 + 1 (as Detections.to_coco writes it).
+    expected = np.array([[10, 20, 39, 59], [0, 0, 0, 0]], np.float32)
+    np.testing.assert_array_equal(lookup('7'), expected)
+    np.testing.assert_array_equal(lookup('COCO_7'), expected)
+    assert lookup('x').shape == (0, 4) and lookup('9') is None
+    folder = tmp_path / 'npy'
+    folder.mkdir()
+    np.save(folder / 'a.npy', np.array([[1, 2, 3, 4]], np.float64))
+    by_folder = tool.boxes_from(str(folder))
+    assert by_folder('a').dtype == np.float32 and by_folder('a').tolist() == [[1, 2, 3, 4]] and by_folder('b') is None
+    (tmp_path / 'bad.json').write_text('{"images": 3}')
+    with pytest.raises(UsageError, match='^--boxes-from .*bad.json: not a COCO json'):
+        tool.boxes_from(str(tmp_path / 'bad.json'))
+
+
+@pytest.mark.slow
+def test_the_tool_pools_given_boxes_into_an_h5_file(model_file, image_dir, tmp_path):
+    import h5py
+    folder = tmp_path / 'boxes'
+    folder.mkdir()
+    stems = ['im0', 'im2', 'im4', 'im1', 'im3', 'im5']
+    for k, stem in enumerate(stems):
+        np.save(folder / f'{stem}.npy', np.array([[0, 0, 40, 30], [5 + k, 6, 60, 70], [10, 10, 20, 20]], np.float32))
+    out = tmp_path / 'val3.hdf5'
+    proc = _extract(model_file, image_dir, out, '--format', 'h5', '--boxes', '3', '--boxes-from', str(folder),
+                    '--batch-size', '3')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(tmp_path / 'val3_imgid2idx.pkl', 'rb') as f:
+        index = pickle.load(f)  # the test's own output
+    assert index == {stem: k for k, stem in enumerate(stems)}
+    det = Detector.load(str(model_file))
+    with h5py.File(out, 'r') as f:
+        assert f['image_features'].shape == (6, 3, 256) and f['spatial_features'].shape == (6, 3, 6)
+        for k, stem in enumerate(stems):
+            boxes = np.load(folder / f'{stem}.npy')
+            np.testing.assert_array_equal(f['image_bb'][k], boxes)
+            r = det.features(str(next(image_dir.rglob(f'{stem}.png'))), boxes=boxes)
+            np.testing.assert_allclose(f['image_features'][k], r.features, rtol=1e-4, atol=1e-6)
+    assert not (tmp_path / 'val3.hdf5.parts').exists()
