@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import csv
-import io
+import importlib.util
+import json
 import os
 import pickle
 import signal
@@ -14,12 +15,14 @@ import time
 from pathlib import Path
 
 import cv2
+import h5py
 import numpy as np
 import pytest
 import torch
 
 from faster_rcnn import Detector
 from faster_rcnn.config import config_record
+from faster_rcnn.errors import UsageError
 from faster_rcnn.inference.feature_formats import make_writer
 from faster_rcnn.inference.region_features import RegionFeatures
 from faster_rcnn.model_file import detector_payload, save_atomic
@@ -123,7 +126,6 @@ def test_npz_mmf_and_h5_read_back_as_their_consumers_read_them(tmp_path):
     h5w.finish(list(regions), complete=True)
     for w in (npz, mmf):
         assert w.done() == set(regions)
-    import h5py
     # bottom-up-attention-vqa dataset.py: h5 datasets and the imgid2idx pickle.
     with h5py.File(tmp_path / 'val4.hdf5', 'r') as f:
         feats, bb, spatial = f['image_features'][:], f['image_bb'][:], f['spatial_features'][:]
@@ -154,7 +156,6 @@ def test_npz_mmf_and_h5_read_back_as_their_consumers_read_them(tmp_path):
 
 
 def test_h5_needs_a_fixed_count():
-    from faster_rcnn.errors import UsageError
     with pytest.raises(UsageError, match='^--boxes 10-100: the h5 format holds a fixed number'):
         make_writer('h5', '/nonexistent-dir-unused/x.h5', (10, 100))
 
@@ -258,7 +259,6 @@ def test_two_processes_write_the_single_process_file(model_file, image_dir, tmp_
 
 
 def _tool():
-    import importlib.util
     spec = importlib.util.spec_from_file_location('extract_features_tool', REPO / 'tools' / 'extract_features.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -266,8 +266,6 @@ def _tool():
 
 
 def test_boxes_from_a_coco_json_or_a_folder_and_the_boxes_flag(tmp_path):
-    import json
-    from faster_rcnn.errors import UsageError
     tool = _tool()
     assert tool.box_range('10-100') == (10, 100) and tool.box_range('36') == (36, 36)
     with pytest.raises(UsageError, match='^--boxes 5-2'):
@@ -293,7 +291,6 @@ def test_boxes_from_a_coco_json_or_a_folder_and_the_boxes_flag(tmp_path):
 
 @pytest.mark.slow
 def test_the_tool_pools_given_boxes_into_an_h5_file(model_file, image_dir, tmp_path):
-    import h5py
     folder = tmp_path / 'boxes'
     folder.mkdir()
     stems = ['im0', 'im2', 'im4', 'im1', 'im3', 'im5']

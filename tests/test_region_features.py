@@ -3,13 +3,17 @@
 one-line refusals of ``Detector.features``."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from faster_rcnn import Detector
+from faster_rcnn.data.test_loader import prepare_test_image
 from faster_rcnn.errors import UsageError
 from faster_rcnn.inference.butd_select import butd_keep, max_conf_after_nms
+from faster_rcnn.nets.amp import bf16_backbone
 from faster_rcnn.nets.factory import build_network
 
 from settings_helpers import settings_for
@@ -135,7 +139,6 @@ def test_butd_regions_follow_the_reference_and_batches_equal_single_images(detec
     model = one.model
     for im, got in zip(images, alone):
         # The same selection from the raw test outputs, by the NumPy reference.
-        from faster_rcnn.data.test_loader import prepare_test_image
         blob, info = prepare_test_image(im, model.settings.input)
         with torch.no_grad():
             out = model(torch.from_numpy(blob).permute(2, 0, 1)[None].contiguous(), torch.from_numpy(info)[None])
@@ -199,8 +202,6 @@ def test_refusals_name_the_argument(detectors, images, kwargs, words):
 
 
 def test_a_bf16_backbone_gives_the_features_of_bf16_autocast(images):
-    import copy
-    from faster_rcnn.nets.amp import bf16_backbone
     torch.manual_seed(0)
     model = build_network('tiny', len(CLASSES), settings_for('tiny', TEST__RPN_POST_NMS_TOP_N=60)).eval()
     fp32 = Detector.from_model(model, CLASSES).features(images[0])

@@ -156,7 +156,7 @@ def main(argv: list[str]) -> int:
         got = Detector.from_model(m, classes, device=device, amp='bf16').features(im, boxes=reference.boxes)
         results[f'{key}_error'] = feature_error(reference.features, got.features)
         print(f'{key} vs fp32 on the same {len(reference)} boxes: ' + ', '.join(
-            f'{k} {v:.4g}' for k, v in results[f'{key}_error'].items()))
+            f'{k} {v:.6f}' for k, v in results[f'{key}_error'].items()))
     print('\n'.join(lines))
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as f:

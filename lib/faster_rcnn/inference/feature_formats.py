@@ -1,12 +1,13 @@
-"""Writers of region features in the layouts vision-language code reads (docs/features.md has the table).
+"""Writers of region features in the layouts vision-language code reads (docs/features.md has the table):
 
-| format | files | consumer |
-| --- | --- | --- |
-| ``butd-tsv`` | one TSV, 6 columns ``image_id, image_w, image_h, num_boxes, boxes, features`` | bottom-up-attention |
-| ``lxmert-tsv`` | one TSV, 10 columns ``img_id, img_h, img_w, objects_id, objects_conf, attrs_id, attrs_conf, num_boxes, boxes, features`` | LXMERT, py-bottom-up-attention |
-| ``npz`` | ``<out>_att/<id>.npz['feat']``, ``<out>_fc/<id>.npy`` (mean), ``<out>_box/<id>.npy`` | ImageCaptioning.pytorch |
-| ``h5`` | ``<out>`` with ``image_features``, ``image_bb``, ``spatial_features``; ``<stem>_imgid2idx.pkl`` | bottom-up-attention-vqa |
-| ``mmf`` | ``<out>/<id>.npy`` and ``<out>/<id>_info.npy`` (a dict) | MMF |
+- ``butd-tsv``: one TSV, 6 columns (image_id, image_w, image_h, num_boxes, boxes, features): bottom-up-attention.
+- ``lxmert-tsv``: one TSV, 10 columns (img_id, img_h, img_w, objects_id, objects_conf, attrs_id, attrs_conf,
+  num_boxes, boxes, features): LXMERT, py-bottom-up-attention.
+- ``npz``: ``<out>_att/<id>.npz['feat']``, ``<out>_fc/<id>.npy`` (the mean), ``<out>_box/<id>.npy``:
+  ImageCaptioning.pytorch.
+- ``h5``: ``<out>`` with ``image_features``, ``image_bb``, ``spatial_features`` and ``<stem>_imgid2idx.pkl``:
+  bottom-up-attention-vqa.
+- ``mmf``: ``<out>/<id>.npy`` and ``<out>/<id>_info.npy`` (a dict): MMF.
 
 Every writer survives a kill: a TSV row is appended whole (write, flush, fsync) and a partial last line left by a
 kill is cut on the next start; per-image files are written to a temporary name, synced and renamed; h5 rows are
@@ -248,4 +249,9 @@ def make_writer(fmt: str, out: str, num_boxes: tuple[int, int]) -> FeatureWriter
     if num_boxes[0] != num_boxes[1]:
         raise UsageError(f'--boxes {num_boxes[0]}-{num_boxes[1]}: the h5 format holds a fixed number of boxes per '
                          'image; pass --boxes K (e.g. --boxes 36)')
+    try:
+        import h5py  # noqa: F401  (an optional dependency: the 'features' extra)
+    except ImportError:
+        raise UsageError("--format h5 needs the h5py package; install it (pip install h5py, or the project's "
+                         "'features' extra)") from None
     return H5Writer(out, num_boxes[0])

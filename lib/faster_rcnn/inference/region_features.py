@@ -126,7 +126,8 @@ def _given_boxes(model: torch.nn.Module, data: Tensor, im_info: Tensor, boxes: S
 
 @torch.no_grad()
 def regions_of_batch(model: torch.nn.Module, data: Tensor, im_info: Tensor, sizes: Sequence[tuple[int, int]],
-                     selection: Selection, boxes: Sequence[Tensor] | None = None, amp: str = '') -> list[RegionFeatures]:
+                     selection: Selection, boxes: Sequence[Tensor] | None = None,
+                     amp: str = '') -> list[RegionFeatures]:
     """The regions of each image of a padded test batch (``data`` (N, 3, H, W), ``im_info`` (N, 3)) on the model's
     device; ``sizes`` the original (h, w); ``boxes``: given boxes per image (input pixels), else ``selection``."""
     if boxes is not None:
