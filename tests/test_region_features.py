@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from faster_rcnn import Detector
+from faster_rcnn.bench.features import feature_error
 from faster_rcnn.data.test_loader import prepare_test_image
 from faster_rcnn.errors import UsageError
 from faster_rcnn.inference.butd_select import butd_keep, max_conf_after_nms
@@ -216,3 +217,27 @@ def test_a_bf16_backbone_gives_the_features_of_bf16_autocast(images):
     cos = (once.features * fp32.features).sum(1) / (np.linalg.norm(once.features, axis=1)
                                                      * np.linalg.norm(fp32.features, axis=1) + 1e-12)
     assert cos.min() > 0.99
+
+
+def test_box_features_of_the_proposals_are_the_test_pass_features(detectors, images):
+    model = detectors[0].model
+    blobs = [prepare_test_image(im, model.settings.input) for im in images[:2]]
+    for blob, info in blobs:
+        data, im_info = torch.from_numpy(blob).permute(2, 0, 1)[None].contiguous(), torch.from_numpy(info)[None]
+        with torch.no_grad():
+            out = model(data, im_info)
+        again = model.box_features(data, im_info, out.rois)
+        assert out.features.dtype == torch.float32 and out.features.shape == (out.rois.shape[0], 256)
+        torch.testing.assert_close(again.features, out.features, rtol=0, atol=0)
+        torch.testing.assert_close(again.cls_prob, out.cls_prob, rtol=0, atol=0)
+        torch.testing.assert_close(again.bbox_pred, out.bbox_pred, rtol=0, atol=0)
+        # The feature is the tail's output: the class scores are a linear layer on it.
+        torch.testing.assert_close(torch.softmax(model.cls_score(out.features), 1), out.cls_prob)
+
+
+def test_feature_error_by_hand():
+    ref = np.array([[1.0, 0.0], [2.0, 2.0]], np.float32)
+    other = np.array([[1.0, 0.1], [2.0, 1.0]], np.float32)
+    e = feature_error(ref, other)
+    assert e['min_cosine'] == pytest.approx(min(1 / np.sqrt(1.01), 6 / (np.sqrt(8) * np.sqrt(5))))
+    assert e['max_relative_error'] == pytest.approx(0.5)  # |2 - 1| / 2 on the second region
