@@ -2,6 +2,7 @@
 writers), resuming after a kill, unreadable images, and torchrun writing one output."""
 from __future__ import annotations
 
+import argparse
 import base64
 import csv
 import importlib.util
@@ -312,3 +313,19 @@ def test_the_tool_pools_given_boxes_into_an_h5_file(model_file, image_dir, tmp_p
             r = det.features(str(next(image_dir.rglob(f'{stem}.png'))), boxes=boxes)
             np.testing.assert_allclose(f['image_features'][k], r.features, rtol=1e-4, atol=1e-6)
     assert not (tmp_path / 'val3.hdf5.parts').exists()
+
+
+def test_image_lists_order_and_duplicate_ids(tmp_path, image_dir):
+    tool = _tool()
+    found = tool.images_of(argparse.Namespace(imdb=None, list=None, images=str(image_dir)))
+    assert [i for i, _ in found] == ['im0', 'im2', 'im4', 'im1', 'im3', 'im5']  # sorted relative paths
+    listing = tmp_path / 'files.txt'
+    listing.write_text(f'{image_dir / "sub" / "im3.png"}\n\n{image_dir / "im0.png"}\n')
+    assert tool.images_of(argparse.Namespace(imdb=None, list=str(listing), images=None)) == [
+        ('im3', str(image_dir / 'sub' / 'im3.png')), ('im0', str(image_dir / 'im0.png'))]
+    (tmp_path / 'a').mkdir()
+    (tmp_path / 'b').mkdir()
+    for d in ('a', 'b'):
+        (tmp_path / d / 'x.jpg').write_bytes((image_dir / 'im0.png').read_bytes())
+    with pytest.raises(UsageError, match="the same image id 'x'"):
+        tool.images_of(argparse.Namespace(imdb=None, list=None, images=str(tmp_path)))
