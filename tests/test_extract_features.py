@@ -299,7 +299,7 @@ def test_the_tool_pools_given_boxes_into_an_h5_file(model_file, image_dir, tmp_p
         np.save(folder / f'{stem}.npy', np.array([[0, 0, 40, 30], [5 + k, 6, 60, 70], [10, 10, 20, 20]], np.float32))
     out = tmp_path / 'val3.hdf5'
     proc = _extract(model_file, image_dir, out, '--format', 'h5', '--boxes', '3', '--boxes-from', str(folder),
-                    '--batch-size', '3')
+                    '--batch-size', '3', '--workers', '1')  # decoding in a worker process
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(tmp_path / 'val3_imgid2idx.pkl', 'rb') as f:
         index = pickle.load(f)  # the test's own output

@@ -31,7 +31,7 @@ from faster_rcnn.cli import (ToolParser, add_config_args, apply_detector_config,
                              run_tool)
 from faster_rcnn.config import cfg
 from faster_rcnn.data.dataset import read_image
-from faster_rcnn.data.test_loader import collate_test
+from faster_rcnn.data.test_loader import collate_test, prepare_test_image
 from faster_rcnn.datasets.factory import get_imdb
 from faster_rcnn.engine.distributed import DistInfo, barrier, cleanup, init_distributed
 from faster_rcnn.errors import DataError, UsageError
@@ -40,6 +40,7 @@ from faster_rcnn.inference.feature_formats import FORMATS, FeatureWriter, make_w
 from faster_rcnn.model_file import open_detector
 from faster_rcnn.nets.amp import bf16_backbone
 from faster_rcnn.nets.factory import build_from_file
+from faster_rcnn.settings import InputSettings
 
 _IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
 
@@ -147,8 +148,8 @@ def boxes_from(path: str) -> Any:
 class _Images(Dataset):
     """The images of one process: prepared for the detector, or the reason they cannot be used."""
 
-    def __init__(self, items: list[tuple[int, str, str]], detector: Detector, lookup: Any) -> None:
-        self.items, self.detector, self.lookup = items, detector, lookup
+    def __init__(self, items: list[tuple[int, str, str]], inputs: InputSettings, lookup: Any) -> None:
+        self.items, self.inputs, self.lookup = items, inputs, lookup
 
     def __len__(self) -> int:
         return len(self.items)
@@ -165,7 +166,8 @@ class _Images(Dataset):
             boxes = self.lookup(image_id)
             if boxes is None:
                 return {**head, 'error': f'image {path}: --boxes-from has no boxes for id {image_id}; it was skipped'}
-        return {**head, **self.detector._backend.item(im, pos), 'boxes': boxes}
+        blob, im_info = prepare_test_image(im, self.inputs)
+        return {**head, 'image': blob, 'im_info': im_info, 'size': im.shape[:2], 'index': pos, 'boxes': boxes}
 
 
 def _collate(items: list[dict]) -> list[dict]:
@@ -226,7 +228,7 @@ def extract(args: argparse.Namespace, info: DistInfo) -> int:
     mine = todo[info.rank::info.world_size]
     # Every process takes the same number of steps; a step's images are consecutive positions of ``todo``.
     steps = math.ceil(math.ceil(len(todo) / info.world_size) / args.batch_size)
-    loader = DataLoader(_Images(mine, detector, lookup), batch_size=args.batch_size, shuffle=False,
+    loader = DataLoader(_Images(mine, detector.loader_inputs, lookup), batch_size=args.batch_size, shuffle=False,
                         num_workers=max(args.workers, 0), collate_fn=_collate)
     if info.is_main:
         print(f'{args.model}: {len(items)} images, {len(done)} already in {args.out}, {len(todo)} to extract on '
