@@ -251,6 +251,7 @@ def test_eval_without_gt_in_train_mode_returns_detections():
     model = build_network('tiny', NUM_CLASSES, ModelSettings.from_config(cfg, 'tiny')).train()
     out = model(torch.randn(1, 3, 96, 128), torch.tensor([[96.0, 128.0, 1.0]]))
     assert isinstance(out, HeadOutputs) and out.rois.shape[1] == 5 and out.attr_prob is None
+    assert out._fields[:3] == ('rois', 'cls_prob', 'bbox_pred')
 
 
 @pytest.mark.parametrize('device', DEVICES)

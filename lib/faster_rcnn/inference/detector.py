@@ -35,6 +35,7 @@ from ..nets.postprocess import top_attributes
 from ..settings import AMP_MODES, InputSettings, ModelSettings
 from .detections import Detections
 from .images import to_bgr
+from .region_features import SELECT_MODES, RegionFeatures, Selection, regions_of_batch
 
 ATTRIBUTES_PER_BOX = 3  # the attributes a detection lists (the most probable, "no attribute" excluded)
 
@@ -202,6 +203,82 @@ class Detector:
 
     def _detect(self, ims: list[np.ndarray], start: int) -> list[Detections]:
         return self.detect_loaded(collate_test([self._backend.item(im, start + i) for i, im in enumerate(ims)]))
+
+    # -- region features ---------------------------------------------------------------------------------
+    def features(self, images: Any, boxes: Any = None, *, select: str = 'butd', min_boxes: int = 10,
+                 max_boxes: int = 100, conf_thresh: float = 0.2, channel_order: str = 'BGR'
+                 ) -> RegionFeatures | list[RegionFeatures]:
+        """Regions and their pooled features (``RegionFeatures``) of one image, or of a list of images.
+
+        ``select``: 'butd' (bottom-up-attention's selection of proposals: ``min_boxes``..``max_boxes`` boxes,
+        ``conf_thresh``) or 'detections' (the detections of ``__call__``, re-pooled). ``boxes``: an (N, 4) array
+        of x1, y1, x2, y2 in input pixels (a list of them for a list of images) to pool exactly those boxes.
+        Batches of ``batch_size`` give what each image gives alone. See ``docs/features.md``.
+        """
+        selection = self.selection(select, min_boxes, max_boxes, conf_thresh)
+        single = not isinstance(images, (list, tuple))
+        ims = [images] if single else list(images)
+        if not ims:
+            return []
+        names = ['image'] if single else [f'images[{i}]' for i in range(len(ims))]
+        bgr = [to_bgr(im, channel_order, name) for im, name in zip(ims, names)]
+        given = None if boxes is None else _boxes_per_image(boxes, len(ims), single)
+        out: list[RegionFeatures] = []
+        for start in range(0, len(bgr), self.batch_size):
+            batch = collate_test([self._backend.item(im, start + i)
+                                  for i, im in enumerate(bgr[start:start + self.batch_size])])
+            out += self.features_loaded(batch, selection,
+                                        None if given is None else given[start:start + self.batch_size])
+        return out[0] if single else out
+
+    @staticmethod
+    def selection(select: str = 'butd', min_boxes: int = 10, max_boxes: int = 100,
+                  conf_thresh: float = 0.2) -> Selection:
+        """The checked ``Selection`` of ``features``' keyword arguments (UsageError naming a wrong one)."""
+        if select not in SELECT_MODES:
+            raise UsageError(f'select={select!r}: expected one of {list(SELECT_MODES)}')
+        if int(min_boxes) < 1 or int(max_boxes) < int(min_boxes):
+            raise UsageError(f'min_boxes={min_boxes}, max_boxes={max_boxes}: expected 1 <= min_boxes <= max_boxes')
+        if not 0.0 <= float(conf_thresh) <= 1.0:
+            raise UsageError(f'conf_thresh={conf_thresh}: expected a probability in [0, 1]')
+        return Selection(select, int(min_boxes), int(max_boxes), float(conf_thresh))
+
+    def features_loaded(self, batch: dict, selection: Selection,
+                        boxes: Sequence[np.ndarray] | None = None) -> list[RegionFeatures]:
+        """The regions of a batch from ``data.test_loader`` (``collate_test``) built with ``loader_inputs``."""
+        model = self.model
+        if model is None:
+            raise UsageError(f'{self.source or "this detector"}: region features need the network (a .pth '
+                             'detector file), not an exported graph')
+        device = self._backend.device
+        data = batch['data'].to(device, non_blocking=True)
+        im_info = batch['im_info'].to(device, non_blocking=True)
+        given = None if boxes is None else [torch.from_numpy(np.ascontiguousarray(b, np.float32)) for b in boxes]
+        return regions_of_batch(model, data, im_info, batch['sizes'], selection, given, amp=self._backend.amp)
+
+
+def _boxes_per_image(boxes: Any, num_images: int, single: bool) -> list[np.ndarray]:
+    """``boxes`` as one float32 (N_i, 4) array per image; UsageError naming the argument when unusable."""
+    per_image = [boxes] if single else boxes
+    if not isinstance(per_image, (list, tuple)) or len(per_image) != num_images:
+        raise UsageError(f'boxes: expected one (N, 4) array per image ({num_images}), got '
+                         f'{type(boxes).__name__}' + (f' of {len(boxes)}' if isinstance(boxes, (list, tuple)) else ''))
+    out = []
+    for i, b in enumerate(per_image):
+        name = 'boxes' if single else f'boxes[{i}]'
+        a = b.detach().cpu().numpy() if isinstance(b, torch.Tensor) else np.asarray(b)
+        if a.dtype.kind not in 'fiu':
+            raise UsageError(f'{name}: expected numbers, got dtype {a.dtype}')
+        a = a.astype(np.float32).reshape(-1, 4) if a.size == 0 else a.astype(np.float32)
+        if a.ndim != 2 or a.shape[1] != 4:
+            raise UsageError(f'{name}: expected an (N, 4) array of x1, y1, x2, y2, got shape {tuple(a.shape)}')
+        if not np.isfinite(a).all():
+            raise UsageError(f'{name}: holds a NaN or infinite coordinate; pass finite pixel coordinates')
+        if (a[:, 2] < a[:, 0]).any() or (a[:, 3] < a[:, 1]).any():
+            bad = int(np.nonzero((a[:, 2] < a[:, 0]) | (a[:, 3] < a[:, 1]))[0][0])
+            raise UsageError(f'{name}: box {bad} has x2 < x1 or y2 < y1; boxes are x1, y1, x2, y2 (inclusive)')
+        out.append(a)
+    return out
 
 
 def is_graph_file(path: str) -> bool:

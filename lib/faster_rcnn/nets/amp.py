@@ -21,3 +21,14 @@ def autocast(device: torch.device, mode: str, key: str = 'TRAIN.AMP'):
     if mode not in AMP_DTYPES:
         raise ConfigError(f"config key {key}: unknown precision {mode!r}; use '' (fp32), 'bf16' or 'fp16'")
     return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[mode])
+
+
+def bf16_backbone(model: torch.nn.Module) -> torch.nn.Module:
+    """Cast ``model.backbone``'s weights to bf16 in place, once, and return ``model``.
+
+    Under bf16 autocast every convolution and linear layer casts its fp32 weights to bf16 at each call; a backbone
+    already in bf16 skips that (the same rounding, done once). The RPN, the predictors and the constant buffers stay
+    fp32 (their casts are small), so boxes and NMS are unchanged. Run the model under bf16 autocast afterwards.
+    """
+    model.backbone.to(torch.bfloat16)
+    return model

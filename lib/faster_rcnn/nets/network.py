@@ -168,12 +168,13 @@ class FasterRCNN(nn.Module):
         return valid, [hi * wi * a for hi, wi in extents]
 
     def _box_head(self, features: Tensor, rois: Tensor, extents: list[tuple[int, int]] | None = None,
-                  counts: list[int] | None = None, with_features: bool = False) -> tuple[Tensor, ...]:
-        """RoI features -> tail -> (cls_score (R, K) fp32, bbox_pred (R, 4K) fp32), and with ``with_features``
-        the tail output (R, D) third.
+                  counts: list[int] | None = None, with_features: bool = False
+                  ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
+        """RoI features -> tail -> (cls_score (R, K) fp32, bbox_pred (R, 4K) fp32[, tail output (R, D)]).
 
         With ``extents`` (a padded test batch; ``counts`` rois per image, in image order) each image's rois
         are pooled from its own feature map, whose edges are where the map of the image alone ends.
+        ``with_features`` also returns the tail's output (the region feature, in the tail's dtype).
         """
         s = self.settings.network
 
@@ -245,16 +246,22 @@ class FasterRCNN(nn.Module):
         props = self._proposals(fg_prob.detach(), rpn_deltas.detach(), anchors, im_info, False, (h, w), extents)
         image_index = torch.arange(n, dtype=torch.float32, device=features.device)[:, None, None]
         rois = torch.cat((image_index.expand(n, props.boxes.shape[1], 1), props.boxes), 2)[props.valid]
-        cls_score, bbox_pred, fc7 = self._box_head(features, rois, extents, props.counts, with_features=True)
+        outputs = self._roi_outputs(features, rois, extents, props.counts)
+        self._store_summaries(fg_prob, rois, cls_prob=outputs.cls_prob)
+        return outputs
+
+    def _roi_outputs(self, features: Tensor, rois: Tensor, extents: list[tuple[int, int]] | None,
+                     counts: list[int]) -> HeadOutputs:
+        """The test outputs of ``rois`` (R, 5) pooled from the head's ``features`` (see ``_box_head``)."""
+        cls_score, bbox_pred, fc7 = self._box_head(features, rois, extents, counts, with_features=True)
         cls_prob = F.softmax(cls_score, dim=1)
-        if net.denormalize_bbox:
+        if self.settings.network.denormalize_bbox:
             bbox_pred = bbox_pred * self._bbox_stds + self._bbox_means
-        self._store_summaries(fg_prob, rois, cls_prob=cls_prob)
         attr_prob = None
         if self.attr_head is not None:
             # BUTD's predicted_cls: the argmax over all K classes, background included.
             attr_prob = F.softmax(self.attr_head(fc7, cls_score.argmax(dim=1)), dim=1)
-        return HeadOutputs(rois, cls_prob, bbox_pred, attr_prob=attr_prob)
+        return HeadOutputs(rois, cls_prob, bbox_pred, fc7.float(), attr_prob)
 
     @torch.no_grad()
     def attributes_at(self, images: Tensor, boxes: Tensor) -> Tensor:
@@ -267,6 +274,25 @@ class FasterRCNN(nn.Module):
         rois = torch.cat((boxes.new_zeros((boxes.shape[0], 1)), boxes.float()), 1)
         cls_score, _, fc7 = self._box_head(features, rois, with_features=True)
         return F.softmax(self.attr_head(fc7, cls_score.argmax(dim=1)), dim=1)
+
+    @torch.no_grad()
+    def box_features(self, images: Tensor, im_info: Tensor, rois: Tensor, amp: str = '') -> HeadOutputs:
+        """The test outputs (class probabilities, deltas, region features) of given boxes instead of proposals.
+
+        Args:
+            images, im_info: a padded test batch, as ``forward``.
+            rois: (R, 5) [image index, x1, y1, x2, y2] in network-input pixels, grouped by image in image order
+                (an image may have none).
+        Returns ``HeadOutputs`` whose rows follow ``rois``; each image's boxes are pooled from its own feature
+        map, exactly as its proposals are in ``forward``, so a batch gives what each image gives alone.
+        """
+        n = images.shape[0]
+        if im_info.dtype != torch.float32:
+            im_info = im_info.float()
+        with autocast(images.device, amp, 'TEST.AMP'):
+            features, extents = self._head(images, im_info, False)
+            counts = [rois.shape[0]] if n == 1 else torch.bincount(rois[:, 0].long(), minlength=n).tolist()
+            return self._roi_outputs(features, rois.to(features.device, torch.float32), extents, counts)
 
     def _losses(self, images: Tensor, im_info: Tensor, gt_boxes: Sequence[Tensor] | Tensor, gt_valid: Tensor | None,
                 seeds: Tensor | None, gt_attributes: Tensor | None = None) -> dict[str, Tensor]:

@@ -36,6 +36,7 @@ class HeadOutputs(NamedTuple):
     rois: Tensor  # (R, 5) [image index, x1, y1, x2, y2] in network-input pixels, the rois of image 0 first
     cls_prob: Tensor  # (R, K) class probabilities, background in column 0
     bbox_pred: Tensor  # (R, 4K) class-specific deltas, de-normalised (x stds + means): ready to decode
+    features: Tensor | None = None  # (R, D) fp32 the tail's output (pooled feature) of each roi
     attr_prob: Tensor | None = None  # (R, A + 1) fp32 attribute probabilities ("no attribute" first), None without
 
 
@@ -100,8 +101,7 @@ def postprocess(outputs: HeadOutputs, im_info: Tensor, sizes: Sequence[tuple[int
         im_info: (N, 3) rows (h, w, scale) of the network input.
         sizes: the original (H_i, W_i) of each image.
     """
-    rois, cls_prob, bbox_pred = outputs.rois, outputs.cls_prob, outputs.bbox_pred
-    cls_prob, bbox_pred = cls_prob.float(), bbox_pred.float()
+    rois, cls_prob, bbox_pred = outputs.rois, outputs.cls_prob.float(), outputs.bbox_pred.float()
     n = im_info.shape[0]
     num_classes = cls_prob.shape[1]
     # One host read per batch: how many rois each image has, and the scales.
