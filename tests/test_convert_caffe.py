@@ -170,3 +170,86 @@ def test_converted_network_computes_the_caffe_network(tmp_path):
     print('largest relative errors:', {k: f'{v:.1e}' for k, v in errors.items()})
     for name, err in errors.items():
         assert err < 1e-4, (name, err)
+
+
+def test_reader_takes_legacy_v1_layers_and_4d_shapes_and_skips_unknown_fields(tmp_path):
+    rng = np.random.default_rng(3)
+    layers = {'conv1': [rng.standard_normal((4, 3, 7, 7), dtype=np.float32)],
+              'cls_score': [rng.standard_normal((6, 8), dtype=np.float32), rng.standard_normal(6, dtype=np.float32)]}
+    for legacy in (False, True):
+        path = tmp_path / f'{legacy}.caffemodel'
+        _write(path, layers, legacy=legacy)
+        read = read_caffemodel(str(path))
+        assert list(read) == ['conv1', 'cls_score']
+        assert read['conv1'].type == 'Convolution' and read['cls_score'].type == 'InnerProduct'
+        for name, blobs in layers.items():
+            for got, want in zip(read[name].blobs, blobs):
+                np.testing.assert_array_equal(got.data.reshape(want.shape), want)
+        # Legacy blobs are 4-d (num, channels, height, width): a bias (6,) is (1, 1, 1, 6).
+        assert read['cls_score'].blobs[1].shape == ((1, 1, 1, 6) if legacy else (6,))
+
+
+def test_missing_extra_and_misshapen_blobs_are_one_error_naming_each_layer(tmp_path):
+    L = _layers()
+    del L['res3b1_branch2b']
+    L['conv1'].append(np.zeros(64, np.float32))                  # a bias conv1 does not have
+    L['bn4a_branch1'][0] = np.zeros(1000, np.float32)            # a mean of the wrong length
+    path = tmp_path / 'bad.caffemodel'
+    _write(path, L)
+    with pytest.raises(ModelFileError) as info:
+        butd_state_dict(read_caffemodel(str(path)), _expected(_small_model()), where=str(path), units=UNITS)
+    message = str(info.value)
+    assert message.startswith(f'{path} does not fit the BUTD network: ')
+    assert 'layer conv1 has 2 blobs, expected 1' in message
+    assert 'layer res3b1_branch2b is missing' in message
+    assert 'layer bn4a_branch1 blob 0 has shape [1000], expected [1024]' in message
+
+
+def test_a_truncated_or_foreign_file_is_an_error_naming_it(tmp_path):
+    path = tmp_path / 'butd.caffemodel'
+    _write(path, _layers())
+    data = path.read_bytes()
+    cut = tmp_path / 'cut.caffemodel'
+    cut.write_bytes(data[:len(data) // 2])
+    with pytest.raises(ModelFileError, match=r'cut.caffemodel cannot be read as a Caffe NetParameter .*truncated'):
+        read_caffemodel(str(cut))
+    text = tmp_path / 'net.prototxt'
+    text.write_text('name: "ResNet-101"\n')
+    with pytest.raises(ModelFileError, match='net.prototxt'):
+        read_caffemodel(str(text))
+    with pytest.raises(ModelFileError, match='does not exist'):
+        read_caffemodel(str(tmp_path / 'nothing.caffemodel'))
+
+
+def test_a_blob_proto_holds_one_float_view_of_the_file(tmp_path):
+    # The data of a blob is a view of the memory-mapped file, not a copy.
+    path = tmp_path / 'one.caffemodel'
+    values = np.arange(12, dtype=np.float32).reshape(3, 4)
+    path.write_bytes(field_bytes(100, field_bytes(1, b'fc') + field_bytes(2, b'InnerProduct')
+                                 + field_bytes(7, blob_bytes(values))))
+    blob = read_caffemodel(str(path))['fc'].blobs[0]
+    assert blob.shape == (3, 4) and not blob.data.flags.owndata and not blob.data.flags.writeable
+    np.testing.assert_array_equal(blob.array(), values)
+
+
+def test_vocabularies_take_the_first_synonym_and_need_no_final_newline(tmp_path):
+    path = tmp_path / 'objects_vocab.txt'
+    path.write_text('yolk\nbathroom\nbackground,backdrop\nt-shirt,tshirt,tee shirt')
+    assert read_vocabulary(str(path), '--objects-vocab', '__background__') == [
+        '__background__', 'yolk', 'bathroom', 'background', 't-shirt']
+    empty = tmp_path / 'empty.txt'
+    empty.write_text('\n\n')
+    with pytest.raises(UsageError, match='--attributes-vocab .*empty.txt: the file lists no names'):
+        read_vocabulary(str(empty), '--attributes-vocab', '__no_attribute__')
+
+
+def test_a_vocabulary_of_the_wrong_length_is_an_error_naming_the_flag(tmp_path):
+    path = tmp_path / 'butd.caffemodel'
+    _write(path, _layers())
+    objects = ['__background__'] + [f'o{i}' for i in range(K - 1)]
+    with pytest.raises(UsageError, match='--attributes-vocab: the vocabulary has 2 names, the model\'s attr_score has '
+                                         f'{A - 1} attributes'):
+        convert_butd(str(path), objects, ['__no_attribute__', 'red', 'blue'])
+    with pytest.raises(UsageError, match=f'--objects-vocab: the vocabulary has {K} names, the model\'s cls_score '
+                                         f'has {K - 1} classes'):
+        convert_butd(str(path), objects + ['extra'], None)
