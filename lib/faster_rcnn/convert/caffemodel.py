@@ -46,7 +46,7 @@ class CaffeLayer:
     blobs: tuple[CaffeBlob, ...]
 
 
-class _WireError(Exception):
+class _Malformed(Exception):
     """A malformed message: the reader's own error, turned into a ModelFileError naming the file."""
 
 
@@ -55,7 +55,7 @@ def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
     result, shift = 0, 0
     while True:
         if pos >= end or shift > 63:
-            raise _WireError(f'a varint runs past its message at byte {pos}')
+            raise _Malformed(f'a varint runs past its message at byte {pos}')
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
@@ -77,17 +77,17 @@ def _fields(buf: memoryview, start: int, end: int):
         elif wire == _BYTES:
             length, pos = _varint(buf, pos, end)
             if pos + length > end:
-                raise _WireError(f'field {number} at byte {pos} claims {length} bytes, past its message end {end}')
+                raise _Malformed(f'field {number} at byte {pos} claims {length} bytes, past its message end {end}')
             yield number, wire, None, pos, pos + length
             pos += length
         elif wire in (_FIXED64, _FIXED32):
             size = 8 if wire == _FIXED64 else 4
             if pos + size > end:
-                raise _WireError(f'field {number} at byte {pos} runs past its message end {end}')
+                raise _Malformed(f'field {number} at byte {pos} runs past its message end {end}')
             yield number, wire, None, pos, pos + size
             pos += size
         else:
-            raise _WireError(f'unsupported wire type {wire} (field {number}) at byte {pos}')
+            raise _Malformed(f'unsupported wire type {wire} (field {number}) at byte {pos}')
 
 
 def _packed_varints(buf: memoryview, start: int, end: int) -> list[int]:
@@ -121,13 +121,13 @@ def _blob(raw: mmap.mmap, buf: memoryview, start: int, end: int) -> CaffeBlob:
             has_legacy = True
         elif number == 5 and wire == _BYTES:  # packed float: a view of the mapped file
             if (b - a) % 4:
-                raise _WireError(f'packed float data of {b - a} bytes at byte {a}')
+                raise _Malformed(f'packed float data of {b - a} bytes at byte {a}')
             chunks.append(np.frombuffer(raw, dtype='<f4', count=(b - a) // 4, offset=a))
         elif number == 5 and wire == _FIXED32:  # unpacked float (proto2 files written without packing)
             singles.append(float(np.frombuffer(raw, dtype='<f4', count=1, offset=a)[0]))
         elif number == 8 and wire == _BYTES:  # packed double
             if (b - a) % 8:
-                raise _WireError(f'packed double data of {b - a} bytes at byte {a}')
+                raise _Malformed(f'packed double data of {b - a} bytes at byte {a}')
             chunks.append(np.frombuffer(raw, dtype='<f8', count=(b - a) // 8, offset=a).astype(np.float32))
     if singles:
         chunks.append(np.asarray(singles, dtype=np.float32))
@@ -135,7 +135,7 @@ def _blob(raw: mmap.mmap, buf: memoryview, start: int, end: int) -> CaffeBlob:
     if shape is None:
         shape = [legacy[i] for i in (1, 2, 3, 4)] if has_legacy else [int(data.size)]
     if int(np.prod(shape, dtype=np.int64)) != data.size:
-        raise _WireError(f'a blob of shape {shape} holds {data.size} values (byte {start})')
+        raise _Malformed(f'a blob of shape {shape} holds {data.size} values (byte {start})')
     return CaffeBlob(tuple(int(d) for d in shape), data)
 
 
@@ -181,9 +181,9 @@ def read_caffemodel(path: str) -> dict[str, CaffeLayer]:
                 layer = _layer(raw, buf, a, b, legacy=number == 2)
                 if layer.blobs:
                     if layer.name in layers:
-                        raise _WireError(f'two layers named {layer.name!r} hold weights')
+                        raise _Malformed(f'two layers named {layer.name!r} hold weights')
                     layers[layer.name] = layer
-    except _WireError as e:
+    except _Malformed as e:
         raise ModelFileError(f'{path} cannot be read as a Caffe NetParameter ({e}); is it truncated, or not a '
                              '.caffemodel?') from None
     finally:
