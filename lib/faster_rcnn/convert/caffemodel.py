@@ -21,7 +21,7 @@ import numpy as np
 
 from faster_rcnn.errors import ModelFileError
 
-__all__ = ['CaffeBlob', 'CaffeLayer', 'read_caffemodel']
+__all__ = ['CaffeBlob', 'CaffeLayer', 'CaffeLayers', 'read_caffemodel']
 
 # Wire types.
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
@@ -44,6 +44,20 @@ class CaffeLayer:
     name: str
     type: str
     blobs: tuple[CaffeBlob, ...]
+
+
+class CaffeLayers(dict):
+    """Layer name -> ``CaffeLayer`` (file order), with the memory map their blobs view."""
+
+    def __init__(self, mapping: mmap.mmap) -> None:
+        super().__init__()
+        self._mapping = mapping
+
+    def drop_pages(self) -> None:
+        """Let the kernel drop the mapped pages read so far (they count as this process's memory until then);
+        reading a blob again maps its pages back in from the file."""
+        if hasattr(mmap, 'MADV_DONTNEED'):
+            self._mapping.madvise(mmap.MADV_DONTNEED)
 
 
 class _Malformed(Exception):
@@ -159,7 +173,7 @@ def _layer(raw: mmap.mmap, buf: memoryview, start: int, end: int, legacy: bool) 
     return CaffeLayer(name, kind, tuple(blobs))
 
 
-def read_caffemodel(path: str) -> dict[str, CaffeLayer]:
+def read_caffemodel(path: str) -> CaffeLayers:
     """The layers of the caffemodel ``path`` that hold blobs, by name (file order), blob data as views of the
     memory-mapped file. A ModelFileError names the file when it is missing, empty or not a NetParameter."""
     try:
@@ -174,7 +188,7 @@ def read_caffemodel(path: str) -> dict[str, CaffeLayer]:
     except OSError as e:
         raise ModelFileError(f'{path} cannot be read ({e.strerror})') from None
     buf = memoryview(raw)
-    layers: dict[str, CaffeLayer] = {}
+    layers = CaffeLayers(raw)
     try:
         for number, wire, _, a, b in _fields(buf, 0, size):
             if wire == _BYTES and number in (100, 2):

@@ -128,6 +128,9 @@ def butd_state_dict(layers: Mapping[str, CaffeLayer], expected: Mapping[str, tup
     def put(key: str, array: np.ndarray) -> None:
         state[key] = torch.tensor(array, dtype=torch.float32)  # a copy: the file's pages are not kept
 
+    # Pages of the mapped file, once copied, are dropped: the file is never held twice (mapped and copied).
+    drop = getattr(layers, 'drop_pages', lambda: None)
+
     for conv, norm, caffe_conv, suffix in _norm_pairs(units):
         weight = expected[f'{conv}.weight']
         c = weight[0]
@@ -143,12 +146,14 @@ def butd_state_dict(layers: Mapping[str, CaffeLayer], expected: Mapping[str, tup
         put(f'{norm}.running_var', stats[1] * np.float32(inverse))
         put(f'{norm}.weight', affine[0])
         put(f'{norm}.bias', affine[1])
+        drop()
     heads = _HEADS + (_ATTRIBUTE_HEAD if 'attr_head.fc_attr.weight' in expected else ())
     for ours, caffe in heads:
         got = problems.blobs(layers, caffe, [expected[f'{ours}.weight'], expected[f'{ours}.bias']])
         if got is not None:
             put(f'{ours}.weight', got[0])
             put(f'{ours}.bias', got[1])
+        drop()
     if 'attr_head.cls_embedding.weight' in expected:
         got = problems.blobs(layers, 'cls_embedding', [expected['attr_head.cls_embedding.weight']])
         if got is not None:
