@@ -12,10 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from caffemodel_writer import blob_bytes, butd_layers, field_bytes, write_caffemodel
+from tool_runs import run_tool
 from faster_rcnn.convert.caffemodel import read_caffemodel
 from faster_rcnn.convert.from_caffe import BUTD_LAYOUT, butd_state_dict, convert_butd, read_vocabulary, unit_name
 from faster_rcnn.convert.mapping import layout_config
 from faster_rcnn.errors import ModelFileError, UsageError
+from faster_rcnn.inference.detector import Detector
 from faster_rcnn.layers.roi_pool import roi_features
 from faster_rcnn.nets.network import FasterRCNN
 from faster_rcnn.nets.resnet_butd import ResNetButd
@@ -253,3 +255,36 @@ def test_a_vocabulary_of_the_wrong_length_is_an_error_naming_the_flag(tmp_path):
     with pytest.raises(UsageError, match=f'--objects-vocab: the vocabulary has {K} names, the model\'s cls_score '
                                          f'has {K - 1} classes'):
         convert_butd(str(path), objects + ['extra'], None)
+
+
+@pytest.mark.slow
+def test_a_full_size_model_converts_and_detects_as_a_res101_butd_file(tmp_path):
+    """The tool on a caffemodel of BUTD's real shapes (random weights, 1600 classes, training-only layers too),
+    then Detector.load and one image; the file records BUTD's settings."""
+    rng = np.random.default_rng(5)
+    path = tmp_path / 'resnet101_faster_rcnn_final.caffemodel'
+    with open(path, 'wb') as f:
+        write_caffemodel(f, butd_layers(rng, num_attributes=0, extra_floats=1000))
+    objects = tmp_path / 'objects_vocab.txt'
+    objects.write_text('\n'.join(f'thing{i},synonym{i}' for i in range(1600)))
+    out = tmp_path / 'res101_butd.pth'
+    proc = run_tool(['tools/convert_from_caffe.py', '--caffemodel', str(path), '--objects-vocab', str(objects),
+                     '--out', str(out), '--set', 'TEST.RPN_POST_NMS_TOP_N', '8'])
+    assert 'res101_butd: 530 tensors from 317 layers (skipped 2 training-only layers), 1600 classes' in proc.stdout
+    contents = torch.load(out, map_location='cpu', weights_only=True)
+    assert contents['net'] == 'res101_butd' and contents['attributes'] is None
+    assert contents['classes'][:2] == ['__background__', 'thing0'] and len(contents['classes']) == 1601
+    model_keys, test = contents['config']['model'], contents['config']['test']
+    assert model_keys['TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED'] is False and model_keys['POOLING_SIZE'] == 14
+    assert model_keys['ANCHOR_SCALES'] == [4.0, 8.0, 16.0, 32.0] and model_keys['CHANNEL_ORDER'] == 'BGR'
+    assert test['RPN_MIN_SIZE'] == 16 and test['RPN_POST_NMS_TOP_N'] == 8
+    layers = read_caffemodel(str(path))
+    mean, _, factor = (b.data for b in layers['bn4b22_branch2c'].blobs)
+    torch.testing.assert_close(contents['model']['backbone.layer3.22.bn3.running_mean'],
+                               torch.from_numpy(mean / factor[0]))
+    detector = Detector.load(str(out))
+    assert detector.model.settings.network.denormalize_bbox is False
+    image = np.random.default_rng(0).integers(0, 256, (200, 240, 3), dtype=np.uint8)
+    found = detector(image)
+    assert detector.model.backbone.layer4[0].conv2.dilation == (2, 2)
+    assert len(found) > 0 and found.boxes.shape[1] == 4

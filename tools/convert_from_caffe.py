@@ -31,6 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--attributes-vocab', default=None,
                         help='attributes_vocab.txt: the 400 attribute names (leave out to drop the attribute branch)')
     parser.add_argument('--out', required=True, help='the detector file to write (.pth)')
+    parser.add_argument('--set', dest='set_cfgs', default=[], nargs=argparse.REMAINDER,
+                        help="TEST.* KEY VALUE pairs to record as the model's test settings (must come last)")
     return parser.parse_args(argv)
 
 
@@ -41,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     attributes = None
     if args.attributes_vocab is not None:
         attributes = read_vocabulary(args.attributes_vocab, '--attributes-vocab', '__no_attribute__')
-    payload = convert_butd(args.caffemodel, objects, attributes)
+    payload = convert_butd(args.caffemodel, objects, attributes,
+                           test_set=[a for a in args.set_cfgs if a != '--debug'])
     write_detector(payload, args.out)
     src = payload['source']
     attrs = f', {len(attributes) - 1} attributes' if attributes is not None else ', no attribute branch'

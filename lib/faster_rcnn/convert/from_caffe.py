@@ -14,7 +14,7 @@ divided by it; its Scale layer holds gamma and beta. The published ``bbox_pred``
 from __future__ import annotations
 
 import os.path as osp
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -186,10 +186,11 @@ def _rows(layers: Mapping[str, CaffeLayer], name: str) -> int | None:
     return None if layer is None or not layer.blobs else int(layer.blobs[0].shape[0])
 
 
-def convert_butd(path: str, objects: list[str], attributes: list[str] | None, *, objects_flag: str = '--objects-vocab',
-                 attributes_flag: str = '--attributes-vocab') -> dict:
+def convert_butd(path: str, objects: list[str], attributes: list[str] | None, *, test_set: Sequence[str] = (),
+                 objects_flag: str = '--objects-vocab', attributes_flag: str = '--attributes-vocab') -> dict:
     """Read BUTD's caffemodel ``path`` with its class names (``__background__`` first) and attribute names
-    (``__no_attribute__`` first; None: the attribute branch is left out); return the detector file's contents."""
+    (``__no_attribute__`` first; None: the attribute branch is left out); return the detector file's contents.
+    ``test_set``: --set style TEST.* pairs recorded as the file's test settings."""
     layers = read_caffemodel(path)
     for names, layer, flag, what in ((objects, 'cls_score', objects_flag, 'classes'),
                                      (attributes, 'attr_score', attributes_flag, 'attributes')):
@@ -197,7 +198,7 @@ def convert_butd(path: str, objects: list[str], attributes: list[str] | None, *,
         if names is not None and rows is not None and rows != len(names):
             raise UsageError(f'{flag}: the vocabulary has {len(names) - 1} names, the model\'s {layer} has {rows - 1} '
                              f'{what} (plus slot 0): pass the vocabulary the model was trained with')
-    config = layout_config(BUTD_LAYOUT)
+    config = layout_config(BUTD_LAYOUT, list(test_set))
     expected = expected_shapes(NET, len(objects), config)
     if attributes is not None:
         a, fc = len(attributes), expected['cls_score.weight'][1]
