@@ -3,7 +3,6 @@ torch.nn.functional on the Caffe blobs: BatchNorm with its scale factor, ceil-mo
 Caffe ROIPooling in NumPy loops, dilated res5, cls_prob, the attribute branch) against the converted network."""
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
@@ -166,7 +165,8 @@ def test_converted_network_computes_the_caffe_network(tmp_path):
         labels = torch.log(out.cls_prob).argmax(dim=1)
         hidden = F.relu(F.linear(torch.cat((feats, F.embedding(labels, attr['attr_head.cls_embedding.weight'])), 1),
                                  attr['attr_head.fc_attr.weight'], attr['attr_head.fc_attr.bias']))
-        ours_attr = F.softmax(F.linear(hidden, attr['attr_head.attr_score.weight'], attr['attr_head.attr_score.bias']), 1)
+        ours_attr = F.softmax(F.linear(hidden, attr['attr_head.attr_score.weight'],
+                                       attr['attr_head.attr_score.bias']), dim=1)
     errors['pool5_flat'] = _rel(feats, pool5)
     errors['attr_prob'] = _rel(ours_attr, attr_prob)
     print('largest relative errors:', {k: f'{v:.1e}' for k, v in errors.items()})

@@ -150,7 +150,8 @@ class NetworkSettings:
         _choice(self.channels_last, CHANNELS_LAST_MODES, 'CHANNELS_LAST')
         for key, kwargs in (('TRAIN', self.train_proposal_kwargs), ('TEST', self.test_proposal_kwargs)):
             if float(kwargs.get('min_size', 0.0)) < 0:
-                raise ConfigError(f'config key {key}.RPN_MIN_SIZE must be >= 0 (0: no filter), got {kwargs["min_size"]}')
+                raise ConfigError(f'config key {key}.RPN_MIN_SIZE must be >= 0 (0: no filter), '
+                                  f'got {kwargs["min_size"]}')
         if self.test_mode == 'top' and float(self.test_proposal_kwargs.get('min_size', 0.0)) > 0:
             raise ConfigError("config key TEST.RPN_MIN_SIZE: the minimum-size filter needs TEST.MODE 'nms'; set "
                               "TEST.MODE nms or TEST.RPN_MIN_SIZE 0")

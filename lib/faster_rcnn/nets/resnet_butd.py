@@ -55,7 +55,8 @@ class ResNetButd(Backbone):
                  width: int = 64) -> None:
         super().__init__()
         if not 0 <= fixed_blocks <= 3:
-            raise ConfigError(f'config key RESNET.FIXED_BLOCKS must be in 0..3 (layer4 is the tail), got {fixed_blocks}')
+            raise ConfigError(f'config key RESNET.FIXED_BLOCKS must be in 0..3 (layer4 is the tail), '
+                              f'got {fixed_blocks}')
         self.imagenet_name = 'res101' if tuple(units) == RES101_UNITS and width == 64 else None
         self.layout = 'caffe'
         tv = TorchvisionResNet(Bottleneck, list(units), width_per_group=width, norm_layer=FrozenBatchNorm2d)
