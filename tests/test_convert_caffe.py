@@ -272,7 +272,7 @@ def test_a_full_size_model_converts_and_detects_as_a_res101_butd_file(tmp_path):
                      '--out', str(out), '--set', 'TEST.RPN_POST_NMS_TOP_N', '8'])
     assert 'res101_butd: 530 tensors from 317 layers (skipped 2 training-only layers), 1600 classes' in proc.stdout
     contents = torch.load(out, map_location='cpu', weights_only=True)
-    assert contents['net'] == 'res101_butd' and contents['attributes'] is None
+    assert contents['net'] == 'res101_butd' and contents.get('attributes') is None
     assert contents['classes'][:2] == ['__background__', 'thing0'] and len(contents['classes']) == 1601
     model_keys, test = contents['config']['model'], contents['config']['test']
     assert model_keys['TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED'] is False and model_keys['POOLING_SIZE'] == 14

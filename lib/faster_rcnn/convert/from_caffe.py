@@ -212,7 +212,8 @@ def convert_butd(path: str, objects: list[str], attributes: list[str] | None, *,
               'layers': len(used), 'skipped_layers': len(layers) - len(used)}
     payload = detector_payload(net=NET, classes=list(objects), state_dict=state, record=converted_record(config, NET),
                                kind='detector', source=source)
-    payload['attributes'] = list(attributes) if attributes is not None else None
+    if attributes is not None:  # the attribute names, '__no_attribute__' first (absent: no attribute head)
+        payload['attributes'] = list(attributes)
     return payload
 
 

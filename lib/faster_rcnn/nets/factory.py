@@ -23,10 +23,8 @@ def build_backbone(name: str, settings: BackboneSettings | None = None) -> Backb
     return spec(name).build(settings or BackboneSettings())
 
 
-def build_network(name: str, num_classes: int, settings: ModelSettings | None = None,
-                  num_attributes: int = 0) -> 'FasterRCNN':
-    """A Faster R-CNN with backbone ``name`` for ``num_classes`` classes (background included), with an attribute
-    head of ``num_attributes`` outputs ("no attribute" included; 0: none).
+def build_network(name: str, num_classes: int, settings: ModelSettings | None = None) -> 'FasterRCNN':
+    """A Faster R-CNN with backbone ``name`` for ``num_classes`` classes (background included).
 
     ``settings`` default to ``ModelSettings.defaults(name)`` (tf-faster-rcnn's defaults); the module keeps them:
     nothing read later from a config changes it.
@@ -37,8 +35,7 @@ def build_network(name: str, num_classes: int, settings: ModelSettings | None = 
         settings = ModelSettings.defaults(name)
     elif settings.net != name:
         raise ValueError(f'settings are for {settings.net!r}, not {name!r}')
-    extra = {'num_attributes': num_attributes} if num_attributes else {}
-    return FasterRCNN(build_backbone(name, settings.backbone), num_classes, settings, **extra)
+    return FasterRCNN(build_backbone(name, settings.backbone), num_classes, settings)
 
 
 def build_from_file(detector: DetectorFile, settings: ModelSettings, device: torch.device | str = 'cpu',
@@ -56,8 +53,7 @@ def build_from_file(detector: DetectorFile, settings: ModelSettings, device: tor
         raise CheckpointError(f'{detector.path} detects {len(detector.classes) - 1} classes '
                               f'{list(detector.classes[1:])}, but the dataset has {num_classes - 1}: test with the '
                               'dataset it was trained on')
-    attributes = detector.contents.get('attributes')  # names, '__no_attribute__' first; None: no head
-    model = build_network(detector.net, num_classes, settings, num_attributes=len(attributes) if attributes else 0)
+    model = build_network(detector.net, num_classes, settings)
     load_model_weights(model, detector.contents, detector.path, net=detector.net)
     model.place(device).eval()
     return model
