@@ -288,3 +288,25 @@ def test_a_full_size_model_converts_and_detects_as_a_res101_butd_file(tmp_path):
     found = detector(image)
     assert detector.model.backbone.layer4[0].conv2.dilation == (2, 2)
     assert len(found) > 0 and found.boxes.shape[1] == 4
+
+
+def test_the_attribute_branch_loads_into_the_attribute_head_and_computes_butds_attr_prob(tmp_path):
+    """The converted ``attr_head.*`` tensors in the network's attribute head (nets/attribute_head.py, the shared
+    contract): its attr_prob against the Caffe branch computed from the blobs."""
+    pytest.importorskip('faster_rcnn.nets.attribute_head', reason='the attribute head is not part of this tree')
+    L = _layers(seed=7)
+    path = tmp_path / 'butd.caffemodel'
+    _write(path, L)
+    settings = ModelSettings.from_config(layout_config(BUTD_LAYOUT, ['TEST.RPN_POST_NMS_TOP_N', '6']), 'res101_butd')
+    model = FasterRCNN(ResNetButd(units=UNITS, width=WIDTH), K, settings, num_attributes=A).eval()
+    state = butd_state_dict(read_caffemodel(str(path)), _expected(model, attributes=False), where=str(path),
+                            units=UNITS)
+    model.load_state_dict(state, strict=True)
+    image = torch.from_numpy(np.random.default_rng(2).uniform(-120, 130, (1, 3, 200, 224)).astype(np.float32))
+    with torch.no_grad():
+        out = model(image, torch.tensor([[200.0, 224.0, 1.0]]))
+    ref_res4 = caffe_res4(image.double(), L)
+    pooled = torch.from_numpy(caffe_roi_pool(ref_res4[0].numpy(), out.rois[:, 1:].numpy().astype(np.float64)))
+    _, cls_prob, _, attr_prob = caffe_heads(pooled, L)
+    assert len(out.rois) > 0 and out.attr_prob.shape == (len(out.rois), A)
+    assert _rel(out.cls_prob, cls_prob) < 1e-4 and _rel(out.attr_prob, attr_prob) < 1e-4
