@@ -277,7 +277,7 @@ def test_a_full_size_model_converts_and_detects_as_a_res101_butd_file(tmp_path):
     model_keys, test = contents['config']['model'], contents['config']['test']
     assert model_keys['TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED'] is False and model_keys['POOLING_SIZE'] == 14
     assert model_keys['ANCHOR_SCALES'] == [4.0, 8.0, 16.0, 32.0] and model_keys['CHANNEL_ORDER'] == 'BGR'
-    assert test['RPN_MIN_SIZE'] == 16 and test['RPN_POST_NMS_TOP_N'] == 8
+    assert test['RPN_MIN_SIZE'] == 16 and test['RPN_POST_NMS_TOP_N'] == 8 and model_keys['TRAIN.RPN_MIN_SIZE'] == 16
     layers = read_caffemodel(str(path))
     mean, _, factor = (b.data for b in layers['bn4b22_branch2c'].blobs)
     torch.testing.assert_close(contents['model']['backbone.layer3.22.bn3.running_mean'],

@@ -20,7 +20,8 @@ def _settings(*pairs: str) -> ModelSettings:
 
 def test_the_network_has_butds_layout():
     s = _settings()
-    assert 'res101_butd' in NETWORKS and 'TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED' in model_keys('res101_butd')
+    keys = model_keys('res101_butd')  # recorded in its files: fine-tuning one keeps the proposal minimum
+    assert 'res101_butd' in NETWORKS and {'TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED', 'TRAIN.RPN_MIN_SIZE'} <= set(keys)
     assert (s.network.pooling_mode, s.network.pooling_size, s.network.num_anchors) == ('pool', 14, 12)
     assert s.network.train_proposal_kwargs['min_size'] == 16 and s.network.test_proposal_kwargs['min_size'] == 16
     with torch.device('meta'):
