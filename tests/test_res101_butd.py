@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 
 from faster_rcnn.config import load_config
 from faster_rcnn.nets.factory import build_network
 from faster_rcnn.nets.registry import NETWORKS, model_keys
+from faster_rcnn.nets.resnet_butd import CaffeMaxPool
 from faster_rcnn.settings import ModelSettings
 
 YML = 'experiments/cfgs/res101_butd.yml'
@@ -74,3 +76,11 @@ def test_a_training_step_gives_finite_losses_and_gradients():
     losses['total_loss'].backward()
     assert torch.isfinite(model.backbone.layer4[2].conv2.weight.grad).all()
     assert model.backbone.layer3[0].conv1.weight.grad is not None
+
+
+def test_caffes_pool1_is_a_ceil_mode_pool_of_every_size():
+    # The padded floor-mode form (exportable) against PyTorch's ceil-mode pool, odd and even sizes.
+    pool = CaffeMaxPool()
+    for h, w in ((3, 3), (4, 7), (10, 11), (113, 150)):
+        x = torch.randn(2, 3, h, w)
+        torch.testing.assert_close(pool(x), F.max_pool2d(x, 3, 2, 0, ceil_mode=True), rtol=0, atol=0)

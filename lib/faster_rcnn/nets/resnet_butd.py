@@ -13,6 +13,7 @@ Every BatchNorm is frozen and folded into its convolution (BUTD trains none of t
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet as TorchvisionResNet
 from torchvision.ops.misc import FrozenBatchNorm2d
@@ -25,6 +26,25 @@ from .resnet import _set_stride, apply_layout
 
 # Bottleneck units per stage of ResNet-101 (res2, res3, res4, res5).
 RES101_UNITS = (3, 4, 23, 3)
+
+
+class CaffeMaxPool(nn.MaxPool2d):
+    """Caffe's pool1: kernel 3, stride 2, no padding, ceil mode, computed as a floor-mode pool over the input
+    padded with -inf to an odd size (the same windows and values).
+
+    The ceil-mode shape rule has a guard that ``torch.export`` cannot decide on a data-dependent image size; the
+    padded form has none. It stays an ``nn.MaxPool2d`` with ``ceil_mode`` True, so what reads the geometry
+    (``nets.padding_mask``) sees Caffe's pool.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(kernel_size=3, stride=2, padding=0, ceil_mode=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, C, ceil((H - 3) / 2) + 1, ceil((W - 3) / 2) + 1)."""
+        h, w = x.shape[-2], x.shape[-1]
+        x = F.pad(x, (0, (w - 1) % 2, 0, (h - 1) % 2), value=float('-inf'))
+        return F.max_pool2d(x, kernel_size=3, stride=2)
 
 
 def dilate_tail(layer4: nn.Sequential, dilation: int = 2) -> None:
@@ -62,7 +82,7 @@ class ResNetButd(Backbone):
         tv = TorchvisionResNet(Bottleneck, list(units), width_per_group=width, norm_layer=FrozenBatchNorm2d)
         self.conv1, self.bn1, self.relu = tv.conv1, tv.bn1, tv.relu
         # Caffe's pool1: no padding, the output size rounded up.
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=0, ceil_mode=True)
+        self.maxpool = CaffeMaxPool()
         self.layer1, self.layer2, self.layer3, self.layer4 = tv.layer1, tv.layer2, tv.layer3, tv.layer4
         apply_layout((self.layer1, self.layer2, self.layer3), 'caffe')
         dilate_tail(self.layer4)
