@@ -84,3 +84,25 @@ def test_caffes_pool1_is_a_ceil_mode_pool_of_every_size():
     for h, w in ((3, 3), (4, 7), (10, 11), (113, 150)):
         x = torch.randn(2, 3, h, w)
         torch.testing.assert_close(pool(x), F.max_pool2d(x, 3, 2, 0, ceil_mode=True), rtol=0, atol=0)
+
+
+def test_a_padded_batch_gives_each_image_what_it_gets_alone():
+    # A small network of the same layout (Caffe pool1, the proposal minimum, RoIPool 14, dilated res5).
+    from faster_rcnn.nets.network import FasterRCNN
+    from faster_rcnn.nets.resnet_butd import ResNetButd
+    torch.manual_seed(0)
+    settings = _settings('TEST.RPN_POST_NMS_TOP_N', '20', 'TEST.RPN_MIN_SIZE', '4')
+    model = FasterRCNN(ResNetButd(units=(1, 1, 1, 1), width=8), 4, settings).eval()
+    sizes = [(131, 170), (98, 117)]
+    images = [torch.rand(1, 3, h, w) * 50 for h, w in sizes]
+    batch = torch.zeros(2, 3, *sizes[0])
+    for i, (im, (h, w)) in enumerate(zip(images, sizes)):
+        batch[i, :, :h, :w] = im[0]
+    info = torch.tensor([[h, w, 1.0] for h, w in sizes])
+    with torch.no_grad():
+        together = model.detect(batch, info, sizes)
+        alone = [model.detect(im, info[i:i + 1], sizes[i:i + 1])[0] for i, im in enumerate(images)]
+    for a, b in zip(together, alone):
+        assert len(b.boxes) > 0
+        torch.testing.assert_close(torch.as_tensor(a.boxes), torch.as_tensor(b.boxes), atol=1e-3, rtol=0)
+        torch.testing.assert_close(torch.as_tensor(a.scores), torch.as_tensor(b.scores), atol=1e-5, rtol=0)
