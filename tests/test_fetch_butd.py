@@ -4,6 +4,7 @@ commas, no final newline). The conversion of a full-size model is in test_conver
 from __future__ import annotations
 
 import functools
+import importlib.util
 import http.server
 import os
 import subprocess
@@ -86,4 +87,27 @@ def test_over_http_and_a_page_that_is_not_a_caffemodel_is_refused(mirror, tmp_pa
 def test_unreachable_hosts_name_the_file_and_what_to_do(tmp_path):
     proc = _fetch(tmp_path, '--mirror', 'http://127.0.0.1:9', '--model', '36')
     line = _one_error_line(proc)
-    assert proc.returncode == 7 and 'objects_vocab.txt: no host answered' in line and 'download it by hand' in line
+    assert proc.returncode == 7 and 'objects_vocab.txt: no host gave it' in line and 'download it by hand' in line
+
+
+def test_a_host_that_sends_a_page_instead_of_the_model_is_passed_over_for_the_next(mirror, tmp_path):
+    spec = importlib.util.spec_from_file_location('fetch_butd_model', REPO / FETCH)
+    fetch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fetch)
+    for host in ('dead', 'live'):
+        (tmp_path / host).mkdir()
+    name = NAMES['36']
+    (tmp_path / 'dead' / name).write_text('<html>This bucket requires the requester to pay</html>')
+    (tmp_path / 'live' / name).write_bytes((mirror / name).read_bytes())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f'http://127.0.0.1:{server.server_address[1]}'
+        got = fetch.fetch_file(name, (f'{url}/dead/{name}', f'{url}/live/{name}'), str(tmp_path / 'out'), None,
+                               check=fetch.check_caffemodel)
+    finally:
+        server.shutdown()
+    assert Path(got).read_bytes() == (mirror / name).read_bytes()
+    assert (tmp_path / 'out' / (name + '.bad')).read_text().startswith('<html>')

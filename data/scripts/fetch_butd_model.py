@@ -26,6 +26,7 @@ import shutil
 import sys
 import time
 import urllib.error
+from typing import Callable
 
 from faster_rcnn.cli import ToolParser, run_tool
 from faster_rcnn.config import cfg
@@ -73,8 +74,10 @@ def _from_folder(mirror: str, name: str, dst: str) -> None:
     os.replace(dst + '.part', dst)
 
 
-def fetch_file(name: str, urls: tuple[str, ...], out_dir: str, mirror: str | None) -> str:
-    """``out_dir/name``, downloaded from the mirror or the first host that answers (kept if already there)."""
+def fetch_file(name: str, urls: tuple[str, ...], out_dir: str, mirror: str | None,
+               check: Callable[[str], None] = lambda path: None) -> str:
+    """``out_dir/name``, downloaded from the mirror or the first host that answers with a file ``check`` accepts
+    (kept if already there). ``check`` raises ModelFileError for a file that is not the one expected."""
     dst = osp.join(out_dir, name)
     if osp.isfile(dst):
         print(f'{dst} already downloaded')
@@ -82,6 +85,7 @@ def fetch_file(name: str, urls: tuple[str, ...], out_dir: str, mirror: str | Non
     os.makedirs(out_dir, exist_ok=True)
     if mirror and '://' not in mirror:
         _from_folder(mirror, name, dst)
+        _checked(dst, check)
         return dst
     if mirror:
         urls = (f'{mirror.rstrip("/")}/{name}',)
@@ -89,25 +93,31 @@ def fetch_file(name: str, urls: tuple[str, ...], out_dir: str, mirror: str | Non
     for url in urls:
         try:
             download(url, dst)
+            _checked(dst, check)
             return dst
-        except (urllib.error.URLError, OSError, ValueError) as e:
+        except (urllib.error.URLError, OSError, ValueError, DownloadError) as e:
             if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
                 raise
             failures.append(f'{url} ({getattr(e, "reason", e)})')
             print(f'  failed: {failures[-1]}')
-    raise DownloadError(f'{name}: no host answered ({"; ".join(failures)}); download it by hand from one of these '
+    raise DownloadError(f'{name}: no host gave it ({"; ".join(failures)}); download it by hand from one of these '
                         f'into {out_dir}/ (or pass --mirror)')
 
 
-def check_caffemodel(path: str) -> None:
-    """A downloaded file that is not BUTD's caffemodel (a host's HTML page, a cut transfer) is removed and named."""
+def _checked(path: str, check: Callable[[str], None]) -> None:
+    """Run ``check``; a file it refuses is moved to ``<path>.bad`` (so the next host is tried) and named."""
     try:
-        layers = read_caffemodel(path)
-        if 'cls_score' not in layers or 'rpn_cls_score' not in layers:
-            raise ModelFileError(f'{path} is a caffemodel without cls_score / rpn_cls_score: not the BUTD detector')
+        check(path)
     except ModelFileError as e:
         os.replace(path, path + '.bad')
-        raise DownloadError(f'{e}; moved to {path}.bad: fetch again, or from another host (--mirror)') from None
+        raise DownloadError(f'{e}; moved to {path}.bad') from None
+
+
+def check_caffemodel(path: str) -> None:
+    """A file that is not BUTD's caffemodel (a host's HTML page, a cut transfer) is a ModelFileError."""
+    layers = read_caffemodel(path)
+    if 'cls_score' not in layers or 'rpn_cls_score' not in layers:
+        raise ModelFileError(f'{path} is a caffemodel without cls_score / rpn_cls_score: not the BUTD detector')
     print(f'{path}: {len(layers)} layers with weights, sha256 {file_digest(path, "sha256")} (none is published)')
 
 
@@ -120,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f'vocabularies: {len(objects) - 1} objects, {len(attributes) - 1} attributes')
     for key in MODELS if args.model == 'all' else (args.model,):
         name, urls = MODELS[key]
-        existed = osp.isfile(osp.join(out_dir, name))
-        path = fetch_file(name, urls, out_dir, args.mirror)
-        if not existed:
-            check_caffemodel(path)
+        path = fetch_file(name, urls, out_dir, args.mirror, check=check_caffemodel)
         if not args.convert:
             continue
         out = osp.join(out_dir, f'res101_butd_{key}.pth')
