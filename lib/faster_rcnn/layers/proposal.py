@@ -16,7 +16,8 @@ from torch import Tensor
 
 from ..ops.nms import nms_sorted_batch
 
-__all__ = ["proposal_layer", "proposals", "Proposals", "im_shape_of", "clip_to_images", "top_scoring", "large_enough"]
+__all__ = ["proposal_layer", "proposals", "Proposals", "im_shape_of", "clip_to_images", "top_scoring",
+           "large_enough"]
 
 
 class Proposals(NamedTuple):
@@ -86,7 +87,6 @@ def _clip_rows(rows: Tensor, im_info: Tensor) -> Tensor:
     return torch.minimum(pairs, upper[:, None, :, None]).clamp_(min=0).view(rows.shape)
 
 
-@lru_cache(maxsize=8)
 def large_enough(deltas: Tensor, anchors: Tensor, im_info: Tensor, min_size: float) -> Tensor:
     """(N, M) bool: the decoded, clipped box of each anchor is at least ``min_size * scale`` wide and high.
 
