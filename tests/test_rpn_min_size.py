@@ -57,3 +57,14 @@ def test_settings_read_the_keys_and_refuse_what_has_no_meaning():
     set_key('TRAIN.RPN_MIN_SIZE', -1, c)
     with pytest.raises(ConfigError, match='TRAIN.RPN_MIN_SIZE must be >= 0'):
         NetworkSettings.from_config(c)
+
+
+def test_the_filter_reads_the_deltas_of_each_call():
+    # The same tensors, changed in place between two calls (as a training loop's buffers can be).
+    deltas, info = torch.zeros(1, 4, 4), torch.tensor([[80.0, 100.0, 2.0]])
+    first = proposals(SCORES[None], deltas, ANCHORS, info, pre_nms_top_n=2, post_nms_top_n=10, nms_thresh=0.7,
+                      min_size=4)
+    deltas[0, 1, 2] = 0.5  # B: 6 x exp(0.5) = 9.9 px wide around x = 3, 8.9 (+1) once clipped at 0: kept, the best
+    second = proposals(SCORES[None], deltas, ANCHORS, info, pre_nms_top_n=2, post_nms_top_n=10, nms_thresh=0.7,
+                       min_size=4)
+    assert first.anchors.tolist() == [[0, 2]] and second.anchors.tolist() == [[1, 0]]
