@@ -9,7 +9,8 @@ in operators that ``torch.export`` keeps and ONNX has:
    The resize is OpenCV's INTER_LINEAR rule written out as two gathers and blends (source coordinate
    ``(x + 0.5) / scale - 0.5`` in float64, clamped at the edges), so it matches ``cv2.resize`` to a float32 ulp.
 2. **Network.** The backbone head, the RPN, and the anchors shifted over the feature map (the reference order).
-3. **Proposals.** The top TEST.RPN_PRE_NMS_TOP_N anchors by foreground score (equal scores: lower index first),
+3. **Proposals.** The top TEST.RPN_PRE_NMS_TOP_N anchors by foreground score (equal scores: lower index first;
+   with TEST.RPN_MIN_SIZE, only those whose clipped box is large enough),
    decoded and clipped as ``layers.proposal`` does, NMS at TEST.RPN_NMS_THRESH with the +1 rule, the first
    TEST.RPN_POST_NMS_TOP_N kept (TEST.MODE 'top': the top TEST.RPN_TOP_N, no NMS).
 4. **RoI features.** 'crop': TensorFlow's crop_and_resize geometry (``layers.roi_pool``), sampled by RoIAlign on
