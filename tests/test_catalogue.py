@@ -191,6 +191,16 @@ def _rtl_wrong_net(root, trained):
             'voc_2007_test', '--out', str(root / 'out.pth')]
 
 
+def _caffe_args(root: Path, object_lines: int) -> list[str]:
+    """A caffemodel holding only a 1600-class cls_score (weights of one input), and a vocabulary."""
+    from caffemodel_writer import write_caffemodel
+    with open(root / 'butd.caffemodel', 'wb') as f:
+        write_caffemodel(f, [('cls_score', 'InnerProduct', [np.zeros((1601, 1), np.float32), np.zeros(1601, np.float32)])])
+    (root / 'objects_vocab.txt').write_text('\n'.join(f'o{i}' for i in range(object_lines)))
+    return ['tools/convert_from_caffe.py', '--caffemodel', str(root / 'butd.caffemodel'), '--objects-vocab',
+            str(root / 'objects_vocab.txt'), '--out', str(root / 'out.pth')]
+
+
 def _detector_resume(root, trained):
     snap = torch.load(trained, map_location='cpu', weights_only=True)
     for k in ('optimizer', 'rng', 'data', 'iter'):
@@ -320,6 +330,10 @@ CASES = [
                 lambda root: [str(root / 'm.ckpt.index'), 'not a TensorFlow checkpoint index']),
     _model_case('rtl-file-of-another-net', _rtl_wrong_net, MODEL,
                 lambda root: [str(root / 'vgg.pth'), 'holds a vgg16 network, not res101']),
+    _model_case('caffe-model-missing-layers', lambda root, t: _caffe_args(root, 1600), MODEL,
+                lambda root: [str(root / 'butd.caffemodel'), 'does not fit the BUTD network', 'layer conv1 is missing']),
+    Case('caffe-vocabulary-of-another-model', lambda root, t: _caffe_args(root, 3), USAGE,
+         lambda root: ['--objects-vocab', 'the vocabulary has 3 names', 'cls_score has 1600 classes']),
     # -- config files and --set ------------------------------------------------------------------------------
     Case('config-unknown-key', lambda root, t: ((root / 'x.yml').write_text('TRAIN:\n  LERNING_RATE: 0.1\n'),
                                                 _with_cfg(root / 'x.yml'))[-1],

@@ -53,7 +53,7 @@ def _eager_raw(model, im: np.ndarray):
 
 
 CASES = [('tiny', {}), ('tiny', {'POOLING_MODE': 'crop'}), ('tiny', {'POOLING_MODE': 'pool'}),
-         ('tiny', {'TEST.MODE': 'top', 'TEST.RPN_TOP_N': 50}), ('vgg16', {}), ('vgg16', {'POOLING_MODE': 'align'}),
+         ('tiny', {'TEST.MODE': 'top', 'TEST.RPN_TOP_N': 50}), ('tiny', {'TEST.RPN_MIN_SIZE': 24}), ('vgg16', {}), ('vgg16', {'POOLING_MODE': 'align'}),
          ('vgg16', {'POOLING_MODE': 'pool'}), ('vgg16', {'VGG16.CEIL_MODE': False}), ('res50', {}),
          ('res50', {'RESNET.MAX_POOL': True}), ('res101', {}), ('res152', {'RESNET.LAYOUT': 'slim'}),
          ('mobile', {}), ('mobile', {'MOBILENET.VERSION': 1})]

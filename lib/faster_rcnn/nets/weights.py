@@ -45,7 +45,9 @@ def candidate_paths(net: str, weights_dir: str | None = None) -> list[str]:
     """The files ``find_imagenet_weights`` tries for ``net``, in order."""
     weights_dir = weights_dir or default_weights_dir()
     cache = osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(imagenet_url(net)))
-    return [osp.join(weights_dir, f'{net}.pth'), cache]
+    # Networks that start from the same torchvision weights (res101_butd and res101) share each other's file.
+    sharing = [n for n in IMAGENET_NETS if n != net and TABLE[n].imagenet == TABLE[net].imagenet]
+    return [osp.join(weights_dir, f'{n}.pth') for n in [net, *sharing]] + [cache]
 
 
 def find_imagenet_weights(net: str, weights_dir: str | None = None) -> str:
