@@ -134,8 +134,9 @@ class Snapshots(HookBase):
     """Snapshots every TRAIN.SNAPSHOT_ITERS iterations, on a stop request, and the final one (kept apart from
     the TRAIN.SNAPSHOT_KEPT newest), each after the NaN checks; every process waits for rank 0's write."""
 
-    def __init__(self, output_dir: str, *, net: str, classes, record: dict) -> None:
+    def __init__(self, output_dir: str, *, net: str, classes, record: dict, category_ids=None) -> None:
         self.output_dir, self.net, self.classes, self.record = output_dir, net, list(classes), record
+        self.category_ids = None if category_ids is None else list(category_ids)
 
     def _write(self, final: bool) -> None:
         t = self.trainer
@@ -144,7 +145,8 @@ class Snapshots(HookBase):
         if t.info.is_main:
             t.state.last_snapshot = write_snapshot(
                 t.model, t.optimizer, t.state, settings=t.settings, net=self.net, classes=self.classes,
-                record=self.record, output_dir=self.output_dir, scaler=t.scaler, final=final)
+                record=self.record, output_dir=self.output_dir, scaler=t.scaler, final=final,
+                category_ids=self.category_ids)
         barrier(t.info)
 
     def after_step(self) -> None:
@@ -162,12 +164,15 @@ class Snapshots(HookBase):
 
 
 def default_hooks(*, writers: SummaryWriters, valroidb, classes, output_dir: str, net: str, record: dict,
-                  summary_interval: float, eval_imdb=None, eval_interval: int = 0) -> list[HookBase]:
-    """The hooks of ``trainval_net``, in their order (see the module docstring)."""
+                  summary_interval: float, eval_imdb=None, eval_interval: int = 0,
+                  category_ids=None) -> list[HookBase]:
+    """The hooks of ``trainval_net``, in their order (see the module docstring). ``category_ids``: the dataset's
+    id of classes 1..K-1, recorded in the snapshots (default 1..K-1)."""
     hooks: list[HookBase] = [NonFiniteCheck(), LogLine(), TensorBoard(writers, valroidb, classes, summary_interval)]
     if eval_imdb is not None:
         hooks.append(PeriodicEval(eval_imdb, eval_interval, output_dir, writers))
-    hooks += [StopSignals(), Snapshots(output_dir, net=net, classes=classes, record=record)]
+    hooks += [StopSignals(), Snapshots(output_dir, net=net, classes=classes, record=record,
+                                                category_ids=category_ids)]
     return hooks
 
 

@@ -1,11 +1,17 @@
 """``faster_rcnn.Detector``: a trained or converted detector as a Python object.
 
+    import cv2
     from faster_rcnn import Detector
     det = Detector.load('output/tiny/shapes_trainval/default/tiny_faster_rcnn_iter_1600.pth')
-    d = det('data/demo/test_000000.jpg')            # a path, a BGR uint8 array, a PIL image, a uint8 tensor
+    image = cv2.imread('data/demo/test_000000.jpg')  # or a path, a PIL image, a uint8 tensor (RGB)
+    d = det(image)
     d.boxes, d.scores, d.labels, d.class_names       # (D, 4) float32 in input pixels, (D,), (D,) int64
-    cv2.imwrite('out.jpg', d.draw(image, score=0.5)); json.dump(d.to_coco(image_id=1), f)
-    many = det([im1, im2, im3])                      # batches of batch_size; the same as one at a time
+    cv2.imwrite('out.jpg', d.draw(image, score=0.5))  # a BGR uint8 array
+    results = d.to_coco(image_id=1)                  # category_id: the training dataset's ids (det.category_ids)
+    many = det([image, image])                       # batches of batch_size; the same as one at a time
+
+Channel order: numpy arrays are BGR (OpenCV's), torch tensors and PIL images RGB (torchvision's, PIL's);
+``det(x, channel_order='RGB')`` (or 'BGR') overrides it for arrays and tensors.
 
 A detector holds its own settings (``ModelSettings``: normalisation, channel order, test scale, NMS, caps) taken
 from its file's recorded config when loaded, with the keyword arguments of ``load`` on top; nothing is read
@@ -20,6 +26,7 @@ through the same functions: ``data.test_loader.prepare_test_image``, ``FasterRCN
 from __future__ import annotations
 
 import copy
+import logging
 import os.path as osp
 from typing import Any, Sequence
 
@@ -29,11 +36,22 @@ import torch
 from ..config import Config, apply_record, merge_file, new_config
 from ..data.test_loader import collate_test, prepare_test_image
 from ..errors import ModelFileError, UsageError
-from ..model_file import open_detector
+from ..model_file import full_category_ids, open_detector
 from ..nets.factory import build_from_file
 from ..settings import AMP_MODES, InputSettings, ModelSettings
 from .detections import Detections
-from .images import to_bgr
+from .device import checked_device
+from .images import check_channel_order, to_bgr
+
+logger = logging.getLogger(__name__)
+
+
+def warn_no_category_ids(path: str) -> None:
+    """The one warning for a detector file from before the category ids were recorded."""
+    logger.warning('%s does not record the dataset category ids of its classes (a file from before they were '
+                   'recorded): COCO results (to_coco, demo --json) number the classes 1..K-1, which is right for '
+                   'VOC and the shapes sets but not for COCO; pass category_ids=[one per class] to to_coco', path)
+
 
 class _EagerBackend:
     """A ``FasterRCNN`` on a device: preprocessing on the host (workers), the network and NMS on the device."""
@@ -65,24 +83,39 @@ class Detector:
     ``Detector.from_model(model, classes)``.
     """
 
-    def __init__(self, backend: Any, classes: Sequence[str], *, batch_size: int = 1, source: str = '') -> None:
+    def __init__(self, backend: Any, classes: Sequence[str], *, batch_size: int = 1, source: str = '',
+                 category_ids: Sequence[int] | None = None) -> None:
         if int(batch_size) < 1:
             raise UsageError(f'batch_size={batch_size}: expected at least 1')
         self._backend = backend
         self.classes = tuple(classes)
         self.batch_size = int(batch_size)
         self.source = source
+        self._category_ids = None if category_ids is None else \
+            full_category_ids(category_ids, len(self.classes), 'category_ids', UsageError)
+
+    @property
+    def category_ids(self) -> tuple[int, ...] | None:
+        """The training dataset's category id of each class (K values, background slot 0 first; the detector
+        file's), which ``Detections.to_coco`` writes; None when unknown."""
+        return self._category_ids
+
+    @category_ids.setter
+    def category_ids(self, ids: Sequence[int] | None) -> None:
+        self._category_ids = None if ids is None else full_category_ids(ids, len(self.classes), 'category_ids',
+                                                                        UsageError)
 
     # -- construction ------------------------------------------------------------------------------------
     @classmethod
     def from_model(cls, model: torch.nn.Module, classes: Sequence[str], *, device: torch.device | str | None = None,
-                   amp: str = '', batch_size: int = 1) -> 'Detector':
-        """A detector over a built ``FasterRCNN`` (its ``settings`` decide the input and post-processing)."""
+                   amp: str = '', batch_size: int = 1, category_ids: Sequence[int] | None = None) -> 'Detector':
+        """A detector over a built ``FasterRCNN`` (its ``settings`` decide the input and post-processing).
+        ``category_ids``: the dataset's id of each class (K - 1 values, or K with the background slot)."""
         if len(classes) != model.num_classes:
             raise UsageError(f'{len(classes)} class names for a model of {model.num_classes} classes')
-        device = torch.device(device) if device is not None else next(model.parameters()).device
+        device = checked_device(device) if device is not None else next(model.parameters()).device
         model.eval()
-        return cls(_EagerBackend(model, device, amp), classes, batch_size=batch_size)
+        return cls(_EagerBackend(model, device, amp), classes, batch_size=batch_size, category_ids=category_ids)
 
     @classmethod
     def load(cls, path: str, device: torch.device | str = 'cpu', *, net: str | None = None,
@@ -95,8 +128,13 @@ class Detector:
         The file's recorded config decides the network and its settings; the keyword arguments override the
         test-time ones (default: the recorded TEST.* values). ``config`` (a yml path or a config object) is
         only for files from before the record, which need the config they were trained with. ``runtime``
-        ('onnxruntime' or 'openvino') runs an ``.onnx`` file; OpenVINO takes ``amp='bf16'``.
+        ('onnxruntime' or 'openvino') runs an ``.onnx`` file; OpenVINO takes ``amp='bf16'``. ``device``: 'cpu',
+        'cuda', 'cuda:N' (a name this machine does not have is a UsageError listing those it has).
+
+        ``category_ids`` (what ``to_coco`` writes) come from the file; a file from before they were recorded
+        says so once (a logged warning) and its detections number the classes 1..K-1.
         """
+        device = checked_device(device)
         overrides = {k: v for k, v in dict(score_thresh=score_thresh, nms=nms, max_per_image=max_per_image,
                                            scales=scales, max_size=max_size).items() if v is not None}
         if str(path).endswith('.onnx'):
@@ -121,7 +159,11 @@ class Detector:
         model = build_from_file(detector_file, settings, device)
         detector = cls.from_model(model, detector_file.classes, device=device,
                                   amp=str(c.TEST.AMP) if amp is None else amp,
-                                  batch_size=int(c.TEST.IMS_PER_BATCH) if batch_size is None else batch_size)
+                                  batch_size=int(c.TEST.IMS_PER_BATCH) if batch_size is None else batch_size,
+                                  category_ids=detector_file.category_ids)
+        if detector.category_ids is None:
+            warn_no_category_ids(str(path))
+            detector.category_ids = range(1, len(detector.classes))  # said once here, not at every to_coco
         detector.source = str(path)
         return detector
 
@@ -155,10 +197,17 @@ class Detector:
     # -- detecting ---------------------------------------------------------------------------------------
     def detect_loaded(self, batch: dict) -> list[Detections]:
         """The detections of a batch from ``data.test_loader`` (``collate_test``) built with ``loader_inputs``."""
-        return [Detections(b, s, lab.astype(np.int64), self.classes) for b, s, lab in self._backend.run(batch)]
+        return [Detections(b, s, lab.astype(np.int64), self.classes, self._category_ids)
+                for b, s, lab in self._backend.run(batch)]
 
-    def __call__(self, images: Any, channel_order: str = 'BGR') -> Detections | list[Detections]:
-        """Detect on one image, or on a list (or tuple) of images in batches of ``batch_size``."""
+    def __call__(self, images: Any, channel_order: str | None = None) -> Detections | list[Detections]:
+        """Detect on one image, or on a list (or tuple) of images in batches of ``batch_size``.
+
+        An image: a file path, a numpy uint8 array (BGR, as ``cv2.imread`` gives), a PIL image, a uint8 torch
+        tensor (RGB, as ``torchvision.io.read_image`` gives; (3, H, W) or (H, W, 3)). ``channel_order`` 'RGB' or
+        'BGR' overrides the order of arrays and tensors (e.g. 'RGB' for ``np.asarray(pil_image)``).
+        """
+        check_channel_order(channel_order)
         if isinstance(images, (list, tuple)):
             if not images:
                 return []
