@@ -112,6 +112,7 @@ def test_every_accepted_input_gives_the_same_detections(root, detector):
     assert _same(detector(Image.fromarray(gray)), detector(gray))
 
 
+@pytest.mark.filterwarnings('ignore:The image decoding:DeprecationWarning')
 def test_torchvision_tensors_are_rgb_and_equal_the_opencv_array(root, detector, tmp_path):
     from torchvision.io import decode_image, read_image
     png = tmp_path / 'im.png'  # lossless: OpenCV and torchvision decode the same pixels
