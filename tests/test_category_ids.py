@@ -119,6 +119,21 @@ def test_an_older_file_says_so_once_and_numbers_the_classes(root, trained, tmp_p
     assert results and {r['category_id'] for r in results} <= {1, 2, 3}
 
 
+@pytest.mark.slow
+def test_an_exported_graph_keeps_the_ids(trained, tmp_path):
+    contents = torch.load(trained, map_location='cpu', weights_only=True)
+    contents['category_ids'] = [0, 5, 9, 17]
+    renumbered = tmp_path / 'm.pth'
+    save_atomic(contents, str(renumbered))
+    run_tool(['tools/export.py', '--model', str(renumbered), '--format', 'onnx', '--out', str(tmp_path / 'm.onnx')])
+    graph = Detector.load(str(tmp_path / 'm.onnx'))
+    assert graph.category_ids == (0, 5, 9, 17)
+    image = np.full((160, 200, 3), 127, np.uint8)
+    cv2.circle(image, (80, 80), 40, (40, 40, 220), -1)
+    results = graph(image).to_coco(3)
+    assert {r['category_id'] for r in results} <= {5, 9, 17}
+
+
 # -- end to end: a dataset numbered 5, 9, 17 ----------------------------------------------------------------------
 def _renumbered(shapes: Path, split: str, out: Path, ids: dict[int, int]) -> Path:
     """The shapes set's COCO json of ``split`` with its categories 1, 2, 3 renumbered to ``ids``."""

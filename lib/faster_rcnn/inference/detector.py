@@ -140,7 +140,11 @@ class Detector:
         if str(path).endswith('.onnx'):
             from ..export.runtime import graph_backend
             backend = graph_backend(str(path), runtime, overrides=overrides, amp=amp, device=device)
-            return cls(backend, backend.classes, batch_size=batch_size or 1, source=str(path))
+            ids = backend.metadata.get('category_ids')
+            if ids is None:
+                warn_no_category_ids(str(path))
+                ids = range(len(backend.classes))  # said once here, not at every to_coco
+            return cls(backend, backend.classes, batch_size=batch_size or 1, source=str(path), category_ids=ids)
         if runtime != 'onnxruntime':
             raise UsageError(f'runtime={runtime!r}: a runtime is chosen for an exported .onnx file; {path} is a '
                              'network file, which runs in PyTorch')
