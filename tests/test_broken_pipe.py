@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+from faster_rcnn.cli import run_tool
 from faster_rcnn.errors import EXIT_BROKEN_PIPE
 
 from tool_runs import REPO, _env
@@ -33,6 +36,15 @@ def _read_one_line_and_close(argv: list[str]) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(argv, proc.returncode, first.decode(), err)
 
 
+def test_run_tool_ends_a_broken_pipe_with_141_and_no_message(capsys):
+    def main():
+        print('the first lines')
+        raise BrokenPipeError(32, 'Broken pipe')
+    assert run_tool(main) == EXIT_BROKEN_PIPE == 141
+    assert capsys.readouterr().err == ''
+
+
+@pytest.mark.slow
 def test_a_closed_pipe_ends_a_tool_quietly():
     done = _read_one_line_and_close([sys.executable, '-c', _TOOL])
     assert done.stdout == 'line 0 of a long listing\n'

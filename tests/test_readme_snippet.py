@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
 
 from tool_runs import REPO, _env
 
@@ -24,6 +25,7 @@ def readme_api_snippet() -> str:
     return found.group(1)
 
 
+@pytest.mark.slow
 def test_the_readme_api_snippet_runs_as_pasted(trained, tmp_path):
     snippet = readme_api_snippet()
     assert snippet.count(QUICK_START_MODEL) == 1
