@@ -91,13 +91,13 @@ class Detector:
         self.classes = tuple(classes)
         self.batch_size = int(batch_size)
         self.source = source
-        self._category_ids = None if category_ids is None else \
-            full_category_ids(category_ids, len(self.classes), 'category_ids', UsageError)
+        self.category_ids = category_ids
 
     @property
     def category_ids(self) -> tuple[int, ...] | None:
         """The training dataset's category id of each class (K values, background slot 0 first; the detector
-        file's), which ``Detections.to_coco`` writes; None when unknown."""
+        file's), which ``Detections.to_coco`` writes. A file from before they were recorded gets 0..K-1 after a
+        warning; None (unknown, ``from_model`` without them): ``to_coco`` warns and numbers the classes."""
         return self._category_ids
 
     @category_ids.setter
