@@ -68,6 +68,7 @@ def test_detector_equals_the_demo_json(root, trained, detector, tmp_path):
     for i, p in enumerate(sorted(src.glob('*.jpg'))):
         expected += thresh(str(p)).to_coco(i, file_name=str(p))
     assert written == expected and len(written) > 0
+    assert min(r['score'] for r in written) >= 0.05  # only what --thresh lets through
 
 
 def test_a_batch_equals_one_image_at_a_time(root, trained):
