@@ -234,6 +234,37 @@ def _truncated_copy(trained: Path, root: Path) -> Path:
     return root / 'cut.pth'
 
 
+# The Python API through run_tool, as a tool would end (CUDA hidden, as on a machine without a GPU).
+_API_LOAD = '''
+import os, sys
+os.environ['CUDA_VISIBLE_DEVICES'] = ''
+from faster_rcnn import Detector
+from faster_rcnn.cli import run_tool
+sys.exit(run_tool(lambda: Detector.load(sys.argv[1], device=sys.argv[2])))
+'''
+
+
+def _api_load(device: str):
+    def setup(root: Path, trained: Path) -> list[str]:
+        script = root / 'load.py'
+        script.write_text(_API_LOAD)
+        return [str(script), str(trained), device]
+    return setup
+
+
+def _api_to_coco(root: Path, trained: Path) -> list[str]:
+    script = root / 'to_coco.py'
+    script.write_text('''
+import sys
+from faster_rcnn import Detector
+from faster_rcnn.cli import run_tool
+det = Detector.load(sys.argv[1])
+sys.exit(run_tool(lambda: det(sys.argv[2]).to_coco(1, category_ids=[11, 22])))
+''')
+    image = sorted((trained.parents[4] / 'data' / 'shapes' / 'JPEGImages').glob('test_*.jpg'))[0]
+    return [str(script), str(trained), str(image)]
+
+
 CASES = [
     # -- VOC XML: every field missing, empty, of the wrong type or out of range ---------------------------
     _voc_case('voc-no-bndbox', '<object><name>cat</name></object>', DATA, 'object 0 (cat) has no <bndbox>'),
@@ -372,6 +403,14 @@ CASES = [
          lambda root: ['--boxes many', 'expected MIN-MAX']),
     Case('flags-cuda-without-gpu', lambda root, t: _test_args(t, root)[:-2] + ['--device', 'cuda'], USAGE,
          lambda root: ['--device cuda', 'CUDA is not available']),
+    Case('flags-unknown-device', lambda root, t: ['tools/demo.py', '--model', str(t), '--device', 'tpu'], USAGE,
+         lambda root: ['--device tpu', 'not a device name', 'available on this machine: cpu']),
+    Case('api-load-unknown-device', _api_load('tpu'), USAGE,
+         lambda root: ["device='tpu'", 'not a device name', 'available on this machine: cpu']),
+    Case('api-load-cuda-without-gpu', _api_load('cuda'), USAGE,
+         lambda root: ["device='cuda'", 'CUDA is not available', 'available on this machine: cpu']),
+    Case('api-to-coco-wrong-category-ids', _api_to_coco, USAGE,
+         lambda root: ['category_ids: 2 category ids for a detector of 3 classes', 'give 3']),
     Case('reval-no-detections', lambda root, t: ['tools/reval.py', str(root / 'empty'), '--imdb', 'shapes_test'], USAGE,
          lambda root: [str(root / 'empty' / 'detections.pkl'), 'does not exist']),
     Case('reval-pickle-payload', _reval_payload, DATA,

@@ -74,6 +74,7 @@ def test_cli_records_rtl_layout_with_crop_pooling_by_default(tmp_path):
     assert "275 tensors converted (skipped: 53 a BatchNorm's update counter)" in proc.stdout
     f = torch.load(out, map_location='cpu', weights_only=True)
     assert f['kind'] == 'detector' and f['net'] == 'res50' and len(f['classes']) == 21
+    assert f['category_ids'] == list(range(21))
     model_cfg = f['config']['model']
     assert model_cfg['RESNET.LAYOUT'] == 'caffe' and model_cfg['POOLING_MODE'] == 'crop'
     assert model_cfg['CHANNEL_ORDER'] == 'BGR' and model_cfg['PIXEL_STDS'] == [[[1.0, 1.0, 1.0]]]

@@ -84,6 +84,7 @@ def test_cli_converts_and_records_the_tensorflow_layout(tmp_path):
     assert '1 the learning rate' in proc.stdout
     f = torch.load(out, map_location='cpu', weights_only=True)
     assert f['kind'] == 'detector' and f['net'] == 'res50' and f['classes'] == list(classes_of('voc_2007_test'))
+    assert f['category_ids'] == list(range(21))  # VOC's results name classes 1..20
     for key, value in TF_LAYOUT.items():
         if key in f['config']['model']:
             assert f['config']['model'][key] == value, key

@@ -68,6 +68,7 @@ def test_detector_equals_the_demo_json(root, trained, detector, tmp_path):
     for i, p in enumerate(sorted(src.glob('*.jpg'))):
         expected += thresh(str(p)).to_coco(i, file_name=str(p))
     assert written == expected and len(written) > 0
+    assert min(r['score'] for r in written) >= 0.05  # only what --thresh lets through
 
 
 def test_a_batch_equals_one_image_at_a_time(root, trained):
@@ -93,15 +94,75 @@ def test_every_accepted_input_gives_the_same_detections(root, detector):
     assert len(ref) > 0 and ref.boxes.dtype == np.float32 and ref.labels.dtype == np.int64
     assert ref.labels.min() >= 1 and ref.class_names[0] in detector.classes[1:]
     rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    # Each type's own order by default: arrays BGR (OpenCV), tensors and PIL images RGB (torchvision, PIL);
+    # an explicit channel_order overrides it for arrays and tensors.
     same = [detector(str(path)), detector(path), detector(rgb, channel_order='RGB'),
-            detector(Image.fromarray(rgb)), detector(torch.from_numpy(bgr)),
-            detector(torch.from_numpy(bgr).permute(2, 0, 1)),
+            detector(Image.fromarray(rgb)), detector(torch.from_numpy(rgb)),
+            detector(torch.from_numpy(rgb).permute(2, 0, 1)),
+            detector(torch.from_numpy(bgr), channel_order='BGR'),
+            detector(torch.from_numpy(bgr).permute(2, 0, 1), channel_order='BGR'),
+            detector(bgr, channel_order='BGR'), detector([rgb], channel_order='RGB')[0],
+            detector([bgr, torch.from_numpy(rgb), Image.fromarray(rgb)])[2],
             detector(np.concatenate([bgr, np.full(bgr.shape[:2] + (1,), 255, np.uint8)], axis=2))]
     for i, d in enumerate(same):
         assert _same(d, ref), i
+    # The wrong order is a different image: the defaults matter.
+    assert not _same(detector(torch.from_numpy(bgr)), ref)
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     assert _same(detector(gray), detector(np.repeat(gray[:, :, None], 3, axis=2)))
     assert _same(detector(Image.fromarray(gray)), detector(gray))
+
+
+@pytest.mark.filterwarnings('ignore:The image decoding:DeprecationWarning')
+def test_torchvision_tensors_are_rgb_and_equal_the_opencv_array(root, detector, tmp_path):
+    from torchvision.io import decode_image, read_image
+    png = tmp_path / 'im.png'  # lossless: OpenCV and torchvision decode the same pixels
+    cv2.imwrite(str(png), cv2.imread(str(_images(root, 1)[0])))
+    bgr = cv2.imread(str(png))
+    ref = detector(bgr)
+    tensor = read_image(str(png))
+    assert tensor.shape == (3,) + bgr.shape[:2] and torch.equal(tensor[0], torch.from_numpy(bgr[:, :, 2]))
+    assert _same(detector(tensor), ref) and _same(detector(decode_image(str(png))), ref)
+    assert _same(detector(png), ref)
+
+
+def test_draw_takes_every_input_and_returns_bgr(root, detector, tmp_path):
+    from PIL import Image
+    png = tmp_path / 'im.png'
+    cv2.imwrite(str(png), cv2.imread(str(_images(root, 1)[0])))
+    bgr = cv2.imread(str(png))
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    dets = detector(bgr)
+    ref = dets.draw(bgr, score=0.1)
+    assert ref.dtype == np.uint8 and ref.shape == bgr.shape and not np.array_equal(ref, bgr)
+    assert np.array_equal(bgr, cv2.imread(str(png)))  # the input is left alone
+    pil = Image.open(png)
+    read_only = np.asarray(Image.open(png))  # PIL's array view cannot be written to
+    assert not read_only.flags.writeable
+    tensor = torch.from_numpy(rgb).permute(2, 0, 1)
+    for i, image in enumerate([str(png), png, pil, tensor, torch.from_numpy(rgb)]):
+        assert np.array_equal(dets.draw(image, score=0.1), ref), i
+    assert np.array_equal(dets.draw(read_only, score=0.1, channel_order='RGB'), ref)
+    assert np.array_equal(dets.draw(rgb, score=0.1, channel_order='RGB'), ref)
+    assert np.array_equal(dets.draw(torch.from_numpy(bgr), score=0.1, channel_order='BGR'), ref)
+    with pytest.raises(UsageError, match=r"^channel_order='bgr'"):
+        dets.draw(bgr, channel_order='bgr')
+    with pytest.raises(UsageError, match=r"^channel_order='rgb'"):
+        detector(bgr, channel_order='rgb')
+
+
+@pytest.mark.parametrize('device, words', [
+    ('tpu', ["device='tpu'", 'not a device name', 'available on this machine: cpu']),
+    ('cuda', ["device='cuda'", 'CUDA is not available', 'available on this machine: cpu']),
+    ('cuda:1', ["device='cuda:1'", 'CUDA is not available']),
+    ('meta', ["device='meta'", 'not available', 'available on this machine: cpu']),
+])
+def test_a_device_this_machine_lacks_is_one_usage_error(trained, device, words, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)  # as on a machine without CUDA
+    with pytest.raises(UsageError) as e:
+        Detector.load(str(trained), device=device)
+    message = str(e.value)
+    assert '\n' not in message and all(w in message for w in words), message
 
 
 @pytest.mark.parametrize('make, name, words', [

@@ -18,7 +18,7 @@ import sys
 import time
 
 from faster_rcnn.convert.from_rtl import RTL_POOLING_MODES, convert_rtl_state_dict
-from faster_rcnn.convert.io import parse_number_list, read_class_names, write_detector
+from faster_rcnn.convert.io import parse_number_list, read_category_ids, read_class_names, write_detector
 from faster_rcnn.convert.rtl_names import NETS
 from faster_rcnn.cli import ToolParser, run_tool
 
@@ -45,10 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t0 = time.perf_counter()
     classes = read_class_names(imdb=args.imdb, path=args.classes)
+    category_ids = read_category_ids(imdb=args.imdb, classes=classes)
     payload = convert_rtl_state_dict(args.pth, args.net, classes, pooling_mode=args.pooling,
                                      anchor_scales=parse_number_list(args.anchors, '--anchors'),
                                      anchor_ratios=parse_number_list(args.ratios, '--ratios'),
-                                     test_set=[a for a in args.set_cfgs if a != '--debug'])
+                                     test_set=[a for a in args.set_cfgs if a != '--debug'], category_ids=category_ids)
     write_detector(payload, args.out)
     skipped = ', '.join(f'{n} {why}' for why, n in payload['source']['skipped'].items()) or 'none'
     print(f'{args.net}: {payload["source"]["tensors"]} tensors converted (skipped: {skipped}), '

@@ -6,12 +6,14 @@ demo.py, plus video).
     python tools/demo.py --model output/.../res101_faster_rcnn_iter_110000.pth [--images DIR] [--output DIR]
     python tools/demo.py --model M --video clip.mp4                     # -> output/demo/clip_detections.mp4
     python tools/demo.py --model M --webcam 0 [--max-frames 300]        # Ctrl-C ends it; the video is kept
-    python tools/demo.py --model M --images DIR --json detections.json  # every detection, COCO results layout
+    python tools/demo.py --model M --images DIR --json detections.json  # the boxes drawn, as COCO results
 
 The model file records its network, classes, normalisation and test settings: no --cfg is needed (older
 snapshots take the --cfg they were trained with); an exported ``--model X.onnx`` runs under ONNX Runtime. Works
 without a display: pictures and videos go to --output (default output/demo/). Frames per second of the detector
-are printed. The detections come from ``faster_rcnn.Detector``, as in Python.
+are printed. The detections come from ``faster_rcnn.Detector``, as in Python. ``--json`` writes the detections
+scoring at least --thresh (those drawn) in COCO's results layout, with the category ids of the dataset the model
+was trained on (recorded in the model file), so that pycocotools scores them against that dataset's annotations.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from faster_rcnn.data.dataset import read_image
 from faster_rcnn.datasets.recipes import RECIPES, recipe
 from faster_rcnn.errors import DiskError, ModelFileError, UsageError
 from faster_rcnn.inference import Detections, Detector, is_graph_file
+from faster_rcnn.inference.detector import warn_no_category_ids
 from faster_rcnn.model_file import list_snapshots, open_detector
 from faster_rcnn.nets.factory import build_from_file
 from faster_rcnn.nets.registry import describe_networks
@@ -61,9 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--max-frames', type=int, default=0, help='video / webcam: stop after this many frames (0: all)')
     parser.add_argument('--output', default=None, help='folder for the pictures and videos (default: output/demo)')
     parser.add_argument('--json', default=None, metavar='FILE',
-                        help='also write every detection to FILE: a list of COCO results '
-                             '{image_id, category_id, bbox [x, y, w, h], score} plus category_name and file_name / frame')
-    parser.add_argument('--thresh', type=float, default=0.8, help='score threshold of the boxes drawn and written')
+                        help='also write the detections scoring at least --thresh (the boxes drawn) to FILE: a list '
+                             'of COCO results {image_id, category_id, bbox [x, y, w, h], score} plus category_name '
+                             'and file_name / frame; category_id is the training dataset\'s id of the class (from '
+                             'the model file), image_id the image\'s position in --images (or the frame number)')
+    parser.add_argument('--thresh', type=float, default=0.8,
+                        help='score threshold of the boxes drawn and written to --json (default: %(default)s)')
     parser.add_argument('--nms', type=float, default=None, help='per-class NMS threshold (default: TEST.NMS)')
     add_config_args(parser)
     return parser.parse_args(argv)
@@ -211,8 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     if detector is None:
         settings = model_settings(net).with_test(score_thresh=args.thresh)
         model = build_from_file(detector_file, settings, device)
+        ids = detector_file.category_ids
+        if ids is None:
+            warn_no_category_ids(model_path)
+            ids = tuple(range(len(detector_file.classes)))  # the fallback, said once above
         detector = Timed(Detector.from_model(model, detector_file.classes, device=device,
-                                             attributes=detector_file.attributes))
+                                             attributes=detector_file.attributes, category_ids=ids))
     else:
         detector = Timed(detector, filter_thresh=args.thresh)
     print(f'Detector {model_path}: {net}, {len(detector.classes) - 1} classes')

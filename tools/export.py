@@ -51,16 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     detector = Detector.load(args.model, 'cpu', config=args.cfg_file, score_thresh=args.score_thresh, nms=args.nms,
                              max_per_image=args.max_per_image, scales=args.scales, max_size=args.max_size, amp='')
     from faster_rcnn.model_file import open_detector
-    record = open_detector(args.model).record
+    detector_file = open_detector(args.model)
+    record = detector_file.record
     model = detector.model.place('cpu')
     model = model.to(memory_format=torch.contiguous_format)  # the graph is NCHW
     net = model.settings.net
     if args.format == 'onnx':
         from faster_rcnn.export.onnx_export import export_onnx
-        export_onnx(model, detector.classes, args.out, net=net, record=record, raw_outputs=args.raw_outputs)
+        export_onnx(model, detector.classes, args.out, net=net, record=record, raw_outputs=args.raw_outputs,
+                    category_ids=detector_file.category_ids)
     else:
         from faster_rcnn.export.pt2_export import export_pt2
-        export_pt2(model, detector.classes, args.out, net=net, record=record, raw_outputs=args.raw_outputs)
+        export_pt2(model, detector.classes, args.out, net=net, record=record, raw_outputs=args.raw_outputs,
+                   category_ids=detector_file.category_ids)
     print(f'{args.model} ({net}, {len(detector.classes) - 1} classes, {model.settings.network.pooling_mode} pooling) '
           f'-> {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s')
     return 0

@@ -37,7 +37,7 @@ from faster_rcnn.convert.from_rtl import convert_rtl_state_dict
 from faster_rcnn.convert.from_tensorflow import convert_tf_checkpoint
 from faster_rcnn.convert.io import write_detector
 from faster_rcnn.convert.published import RTL_DRIVE, TF_DRIVE, TF_HOSTS, PublishedModel, published
-from faster_rcnn.datasets.factory import classes_of
+from faster_rcnn.datasets.factory import category_ids_of, classes_of
 from faster_rcnn.datasets.recipes import recipe
 from faster_rcnn.cli import ToolParser, run_tool
 from faster_rcnn.utils.download import download, file_digest
@@ -212,10 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         classes = list(classes_of(r.test_imdb))
         print(f'converting {ckpt} ({args.net}, {len(classes) - 1} classes, anchors {list(r.anchor_scales)})')
+        ids = category_ids_of(r.test_imdb)  # VOC 1..20, COCO's 80 ids
         if args.source == 'tf':
-            payload = convert_tf_checkpoint(ckpt, args.net, classes, anchor_scales=r.anchor_scales)
+            payload = convert_tf_checkpoint(ckpt, args.net, classes, anchor_scales=r.anchor_scales, category_ids=ids)
         else:
-            payload = convert_rtl_state_dict(ckpt, args.net, classes, anchor_scales=r.anchor_scales)
+            payload = convert_rtl_state_dict(ckpt, args.net, classes, anchor_scales=r.anchor_scales, category_ids=ids)
         payload['source']['published'] = {'dataset': args.dataset, 'mean_ap': model.mean_ap if model else None}
         write_detector(payload, out)
         print(f'wrote {out}')

@@ -20,8 +20,9 @@ from typing import Callable, Sequence
 import torch
 
 from .config import cfg, cfg_from_file, cfg_from_list, check_record_keys, record_keys, set_key
-from .errors import (DISK_ERRNOS, EXIT_BUG, EXIT_DISK, EXIT_DISTRIBUTED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError,
-                     UserError)
+from .errors import (DISK_ERRNOS, EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_DISK, EXIT_DISTRIBUTED, EXIT_INTERRUPTED,
+                     EXIT_USAGE, UserError)
+from .inference.device import checked_device
 from .model_file import DetectorFile
 from .settings import ModelSettings, RoidbSettings, TestSettings, TrainSettings
 
@@ -115,10 +116,10 @@ def roidb_settings() -> RoidbSettings:
 
 
 def resolve_device(name: str | None) -> str:
+    """--device (default: cuda when available); one that this machine does not have is a UsageError."""
     if name is None:
         return 'cuda' if torch.cuda.is_available() else 'cpu'
-    if name.startswith('cuda') and not torch.cuda.is_available():
-        raise UsageError(f'--device {name}: CUDA is not available on this machine; use --device cpu')
+    checked_device(name, '--device')
     return name
 
 
@@ -166,12 +167,27 @@ def one_line(message: str) -> str:
     return message[len('error: '):] if message.startswith('error: ') else message
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush does not fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor behind sys.stdout (an embedding program's)
+        pass
+
+
 def run_tool(main: Callable[[], int | None]) -> int:
-    """Run a tool's ``main``; a user's mistake ends it with ``error: ...`` on stderr and its exit code."""
+    """Run a tool's ``main``; a user's mistake ends it with ``error: ...`` on stderr and its exit code. A reader
+    of its output that stops early (``| head``) ends it quietly with 141, as a Unix tool ends on SIGPIPE."""
     debug = debug_requested()
     try:
         code = main()
+        sys.stdout.flush()  # a pipe closed by its reader fails here, not in the interpreter's exit
         return int(code or 0)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         if debug:
             raise

@@ -20,6 +20,7 @@ EXIT_DISK = 6
 EXIT_NETWORK = 7
 EXIT_DISTRIBUTED = 8
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a tool that SIGPIPE ended
 EXIT_TERMINATED = 143
 
 # (code, what it means): the one source of the exit-code table.
@@ -35,6 +36,7 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (EXIT_DISTRIBUTED, 'a distributed run lost a process (it died, or did not answer within FRCNN_DIST_TIMEOUT '
                        'seconds)'),
     (EXIT_INTERRUPTED, 'interrupted (SIGINT / Ctrl-C); training writes a snapshot first'),
+    (EXIT_BROKEN_PIPE, 'the reader of its output stopped early (a pipe into head); nothing is printed'),
     (EXIT_TERMINATED, 'terminated (SIGTERM); training writes a snapshot first'),
 )
 

@@ -4,6 +4,7 @@ Every ``.pth`` this project writes (a training snapshot, a converted tf-faster-r
 holds plain Python values readable with ``torch.load(..., weights_only=True)``::
 
     {'format': 2, 'kind': 'snapshot' | 'detector', 'net': 'res101', 'classes': ['__background__', ...],
+     'category_ids': [0, 1, 2, ...],          # the dataset's category id of each class, background slot 0
      'model': state_dict,
      'config': {'model': {'PIXEL_MEANS': [[[...]]], 'RESNET.LAYOUT': 'slim', ...},   # defines the network
                 'test': {'SCALES': [600], 'NMS': 0.3, ...},                           # cfg.TEST at training time
@@ -23,17 +24,18 @@ keys to record come from the caller, ``faster_rcnn.nets.registry``).
 from __future__ import annotations
 
 import glob
+import numbers
 import os
 import os.path as osp
 import re
 import tempfile
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, UserError
 
 DETECTOR_FORMAT = 2
 SNAPSHOT_FORMAT = 2
@@ -182,13 +184,40 @@ def load_model_weights(model: torch.nn.Module, obj: dict, path: str, net: str | 
 
 
 # -- detector files ---------------------------------------------------------------------------------------
+def full_category_ids(ids: Sequence[int], num_classes: int, where: str,
+                      error: type[UserError] = CheckpointError) -> tuple[int, ...]:
+    """``ids``: one dataset category id per class, with (K values) or without (K - 1) the background slot;
+    returns the K values with slot 0 = 0. ``error`` (naming ``where``) for another length, a value that is not a
+    whole number, or an id given twice."""
+    values = list(ids)
+    if len(values) == num_classes - 1:
+        values = [0] + values
+    if len(values) != num_classes:
+        raise error(f'{where}: {len(list(ids))} category ids for a detector of {num_classes - 1} classes; give '
+                    f'{num_classes - 1} (one per class, in the order of its classes) or {num_classes} (with the '
+                    'background slot 0 first)')
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, numbers.Integral)]
+    if bad:
+        raise error(f'{where}: category ids are whole numbers, got {bad[0]!r}; give one integer id per class')
+    values = [int(v) for v in values]
+    repeated = sorted({v for v in values[1:] if values[1:].count(v) > 1})
+    if repeated:
+        raise error(f'{where}: category ids {repeated} are given to two classes; each class has its own id')
+    return tuple([0] + values[1:])
+
+
 def detector_payload(*, net: str, classes: list[str], state_dict: dict, record: dict, kind: str = 'detector',
-                     source: dict | None = None, attributes: list[str] | None = None) -> dict:
+                     source: dict | None = None, category_ids: Sequence[int] | None = None,
+                     attributes: list[str] | None = None) -> dict:
     """The dict of a detector file (a snapshot adds its training state to it). ``record``: the recorded config
-    (``faster_rcnn.config.config_record``); ``attributes``: the names of an attribute head's outputs,
-    '__no_attribute__' first (the key is absent without a head)."""
-    payload = {'format': DETECTOR_FORMAT, 'kind': kind, 'net': net, 'classes': list(classes), 'model': state_dict,
-               'config': record}
+    (``faster_rcnn.config.config_record``). ``category_ids``: the dataset's category id of each class (K - 1,
+    or K with the background slot); the default is 1..K-1, as VOC and the generated datasets number them.
+    ``attributes``: the names of an attribute head's outputs, '__no_attribute__' first (the key is absent without
+    a head)."""
+    ids = full_category_ids(range(1, len(classes)) if category_ids is None else category_ids, len(classes),
+                            'category_ids', CheckpointError)
+    payload = {'format': DETECTOR_FORMAT, 'kind': kind, 'net': net, 'classes': list(classes),
+               'category_ids': list(ids), 'model': state_dict, 'config': record}
     if source is not None:
         payload['source'] = source
     if attributes:
@@ -223,6 +252,19 @@ class DetectorFile:
     @property
     def iteration(self) -> int:
         return int(self.contents.get('iter', 0))
+
+    @property
+    def category_ids(self) -> tuple[int, ...] | None:
+        """The dataset's category id of each class (K values, background slot 0); None for files from before
+        they were recorded."""
+        ids = self.contents.get('category_ids')
+        if ids is None or self.classes is None:
+            return None
+        where = f'{self.path}: category_ids'
+        if not isinstance(ids, (list, tuple)) or len(ids) != len(self.classes):
+            raise CheckpointError(f'{where}: expected one id per class with the background slot 0 first '
+                                  f'({len(self.classes)} values), got {ids!r}; the file is damaged or was edited')
+        return full_category_ids(ids, len(self.classes), where, CheckpointError)
 
 
 def open_detector(path: str, net: str | None = None) -> DetectorFile:

@@ -68,9 +68,9 @@ def rtl_network_of(keys) -> str | None:
 
 def convert_rtl_state_dict(path: str, net: str, classes: Sequence[str], *, pooling_mode: str = 'crop',
                            anchor_scales: Sequence[float] = (8, 16, 32), anchor_ratios: Sequence[float] = (0.5, 1, 2),
-                           test_set: Sequence[str] = ()) -> dict:
+                           test_set: Sequence[str] = (), category_ids: Sequence[int] | None = None) -> dict:
     """Read the rtl model ``path`` for ``net`` and ``classes`` (background first); return the detector file's
-    contents."""
+    contents. ``category_ids``: the dataset's id of each class (``io.read_category_ids``; default 1..K-1)."""
     if net not in NETS:
         raise UsageError(f'--net {net}: pytorch-faster-rcnn has vgg16, res50, res101, res152 and mobile')
     state = read_rtl_state_dict(path)
@@ -97,4 +97,4 @@ def convert_rtl_state_dict(path: str, net: str, classes: Sequence[str], *, pooli
     source = {'format': 'pytorch-faster-rcnn', 'file': osp.basename(path), 'tensors': len(converted),
               'skipped': skipped, 'pooling_mode': pooling_mode}
     return detector_payload(net=net, classes=list(classes), state_dict=converted, record=converted_record(config, net),
-                            kind='detector', source=source)
+                            kind='detector', source=source, category_ids=category_ids)

@@ -52,11 +52,12 @@ def _check_network(bundle: TensorBundle, net: str) -> None:
 def convert_tf_checkpoint(path: str, net: str, classes: Sequence[str], *,
                           anchor_scales: Sequence[float] = (8, 16, 32),
                           anchor_ratios: Sequence[float] = (0.5, 1, 2),
-                          test_set: Sequence[str] = ()) -> dict:
+                          test_set: Sequence[str] = (), category_ids: Sequence[int] | None = None) -> dict:
     """Read the tf-faster-rcnn checkpoint ``path`` (prefix, .index or folder) for ``net`` and ``classes``
     (background first) and return the detector file's contents (``torch.save`` it).
 
     ``test_set``: --set style pairs of TEST.* keys to record (e.g. an -lg model's TEST.SCALES).
+    ``category_ids``: the dataset's id of each class (``io.read_category_ids``; default 1..K-1).
     """
     if net not in SCOPES:
         raise UsageError(f'--net {net}: tf-faster-rcnn published vgg16, res50, res101, res152 and mobile')
@@ -75,4 +76,4 @@ def convert_tf_checkpoint(path: str, net: str, classes: Sequence[str], *,
     source = {'format': 'tf-faster-rcnn', 'file': osp.basename(bundle.prefix), 'tensors': len(state),
               'skipped': skipped}
     return detector_payload(net=net, classes=list(classes), state_dict=state, record=converted_record(config, net),
-                            kind='detector', source=source)
+                            kind='detector', source=source, category_ids=category_ids)

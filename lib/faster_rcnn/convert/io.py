@@ -41,6 +41,15 @@ def read_class_names(*, imdb: str | None, path: str | None) -> list[str]:
     return ['__background__'] + names
 
 
+def read_category_ids(*, imdb: str | None, classes: list[str]) -> tuple[int, ...]:
+    """The dataset category id of classes 1..K-1: the dataset's own (COCO's 80 ids 1..90 for a COCO model) with
+    --imdb, 1..K-1 for a --classes file (no ids to read there)."""
+    if imdb is not None:
+        from faster_rcnn.datasets.factory import category_ids_of
+        return tuple(category_ids_of(imdb))
+    return tuple(range(1, len(classes)))
+
+
 def write_detector(payload: dict, out: str) -> None:
     """Write a detector file atomically (no half-written file under ``out``, an earlier one kept on failure)."""
     folder = osp.dirname(osp.abspath(out))

@@ -57,6 +57,14 @@ class CombinedImdb(imdb):
                                  f'({list(parts[0].classes)} vs {list(p.classes)})')
         self.parts = parts
         self._image_index = [i for p in parts for i in p.image_index]
+        for p in parts[1:]:
+            if p.category_ids != parts[0].category_ids:
+                raise DataError(f'cannot combine {parts[0].name} and {p.name}: their category ids differ '
+                                f'({parts[0].category_ids} vs {p.category_ids})')
+
+    @property
+    def category_ids(self) -> list[int]:
+        return self.parts[0].category_ids
 
     def image_path_at(self, i: int) -> str:
         index = i

@@ -32,6 +32,8 @@ COCO_CLASSES = ('__background__', 'person', 'bicycle', 'car', 'motorcycle', 'air
                 'pizza', 'donut', 'cake', 'chair', 'couch', 'potted plant', 'bed', 'dining table', 'toilet', 'tv',
                 'laptop', 'mouse', 'remote', 'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink',
                 'refrigerator', 'book', 'clock', 'vase', 'scissors', 'teddy bear', 'hair drier', 'toothbrush')
+# Their ids in the annotation files (1..90 less ten never used): the category ids of every published COCO detector.
+COCO_CATEGORY_IDS = tuple(i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83))
 
 # tf-faster-rcnn's split names -> (annotation file stem, image folder) for the 2014/2015 sets.
 _COCO_SPLITS = {

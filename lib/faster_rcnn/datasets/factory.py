@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .coco import COCO_CLASSES, coco
+from .coco import COCO_CATEGORY_IDS, COCO_CLASSES, coco
 from .custom import get_custom_imdb, is_custom_name
 from ..errors import UsageError
 from .imdb import imdb
@@ -77,3 +77,15 @@ def classes_of(name: str, data_dir: str | None = None) -> tuple[str, ...]:
     if name.startswith('vg_') and name in __sets:
         return vg_classes(vg_root(data_dir))  # the vocabulary file alone, without the annotations
     return tuple(get_imdb(name.split('+')[0], data_dir).classes)
+
+
+def category_ids_of(name: str, data_dir: str | None = None) -> tuple[int, ...]:
+    """The dataset category id of classes 1..K-1 of the dataset ``name`` (``classes_of``'s order; a ``+`` join
+    takes its first part's): COCO's own ids for the built-in COCO sets, 1..K-1 for VOC and shapes (no files
+    needed), read from the files otherwise."""
+    first = name.split('+')[0]
+    if first.startswith('coco_') and first in __sets:
+        return COCO_CATEGORY_IDS
+    if first.startswith(('voc_', 'shapes_')) and first in __sets:  # shapes_coco_* numbers them 1..K-1 too
+        return tuple(range(1, len(classes_of(first, data_dir))))
+    return tuple(get_imdb(first, data_dir).category_ids)

@@ -74,6 +74,12 @@ class imdb:  # noqa: N801 (tf-faster-rcnn's name)
         return len(self._classes)
 
     @property
+    def category_ids(self) -> list[int]:
+        """The dataset's own id of classes 1..K-1 (what its results files call them): 1..K-1 here; a COCO json
+        has its own."""
+        return list(range(1, self.num_classes))
+
+    @property
     def image_index(self) -> list:
         return self._image_index
 

@@ -133,8 +133,10 @@ class Snapshots(HookBase):
     """Snapshots every TRAIN.SNAPSHOT_ITERS iterations, on a stop request, and the final one (kept apart from
     the TRAIN.SNAPSHOT_KEPT newest), each after the NaN checks; every process waits for rank 0's write."""
 
-    def __init__(self, output_dir: str, *, net: str, classes, record: dict, attributes=None) -> None:
+    def __init__(self, output_dir: str, *, net: str, classes, record: dict, category_ids=None,
+                 attributes=None) -> None:
         self.output_dir, self.net, self.classes, self.record = output_dir, net, list(classes), record
+        self.category_ids = None if category_ids is None else list(category_ids)
         self.attributes = list(attributes) if attributes else None
 
     def _write(self, final: bool) -> None:
@@ -145,7 +147,7 @@ class Snapshots(HookBase):
             t.state.last_snapshot = write_snapshot(
                 t.model, t.optimizer, t.state, settings=t.settings, net=self.net, classes=self.classes,
                 record=self.record, output_dir=self.output_dir, scaler=t.scaler, final=final,
-                attributes=self.attributes)
+                category_ids=self.category_ids, attributes=self.attributes)
         barrier(t.info)
 
     def after_step(self) -> None:
@@ -164,12 +166,15 @@ class Snapshots(HookBase):
 
 def default_hooks(*, writers: SummaryWriters, valroidb, classes, output_dir: str, net: str, record: dict,
                   summary_interval: float, eval_imdb=None, eval_interval: int = 0,
-                  attributes=None) -> list[HookBase]:
-    """The hooks of ``trainval_net``, in their order (see the module docstring)."""
+                  category_ids=None, attributes=None) -> list[HookBase]:
+    """The hooks of ``trainval_net``, in their order (see the module docstring). ``category_ids``: the dataset's
+    id of classes 1..K-1, recorded in the snapshots (default 1..K-1); ``attributes``: the attribute names of a
+    network with an attribute head."""
     hooks: list[HookBase] = [NonFiniteCheck(), LogLine(), TensorBoard(writers, valroidb, classes, summary_interval)]
     if eval_imdb is not None:
         hooks.append(PeriodicEval(eval_imdb, eval_interval, output_dir, writers))
-    hooks += [StopSignals(), Snapshots(output_dir, net=net, classes=classes, record=record, attributes=attributes)]
+    hooks += [StopSignals(), Snapshots(output_dir, net=net, classes=classes, record=record,
+                                       category_ids=category_ids, attributes=attributes)]
     return hooks
 
 

@@ -71,4 +71,4 @@ def build_run(config: Config, *, net: str, imdb: str, iters: int, world_size: in
                     roidb=roidb, output_dir=output_dir, tb_dir=tb_dir, max_iters=used.iters,
                     record=config_record(config, model_keys(net)), imdb_name=db.name, valroidb=valroidb,
                     imagenet_weights=weight, finetune=finetune, fresh=fresh, eval_imdb=eval_imdb,
-                    attributes=getattr(db, 'attributes', None))
+                    attributes=getattr(db, 'attributes', None), category_ids=list(db.category_ids))

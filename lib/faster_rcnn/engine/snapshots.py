@@ -9,6 +9,8 @@ global batch (world size x TRAIN.IMS_PER_BATCH).
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -26,13 +28,13 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 def write_snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState, *,
                    settings: TrainSettings, net: str, classes: list[str], record: dict, output_dir: str,
                    scaler: torch.amp.GradScaler | None, final: bool = False,
-                   attributes: list[str] | None = None) -> str:
+                   category_ids: Sequence[int] | None = None, attributes: list[str] | None = None) -> str:
     """Write ``<prefix>_iter_<N>.pth`` atomically and prune to TRAIN.SNAPSHOT_KEPT (the final one is kept on top
-    of those); returns its path. ``record``: the run's recorded config; ``attributes``: the attribute names of a
-    network with an attribute head."""
+    of those); returns its path. ``record``: the run's recorded config; ``category_ids``: the dataset's id of
+    each class (default 1..K-1); ``attributes``: the attribute names of a network with an attribute head."""
     path = snapshot_path(output_dir, settings.snapshot_prefix, state.iteration)
     payload = detector_payload(net=net, classes=classes, state_dict=unwrap(model).state_dict(), record=record,
-                               kind='snapshot', attributes=attributes)
+                               kind='snapshot', category_ids=category_ids, attributes=attributes)
     payload.update({
         'format': SNAPSHOT_FORMAT,
         'iter': state.iteration,

@@ -47,6 +47,7 @@ class TrainRun:
     eval_imdb: Any = None
     extra: dict = field(default_factory=dict)
     attributes: Sequence[str] | None = None  # the dataset's attribute names ('__no_attribute__' first): a head
+    category_ids: Sequence[int] | None = None  # the dataset's id of classes 1..K-1, recorded in every snapshot
 
 
 def _endless(loader) -> Iterator[dict]:
@@ -93,6 +94,7 @@ def train_net(run: TrainRun, info: DistInfo, extra_hooks: Sequence[HookBase] = (
                       batches=batches, first_batch=batch, settings=s, state=state, max_iters=run.max_iters, info=info)
     writers = SummaryWriters(run.tb_dir, enabled=info.is_main, inputs=s.input, use_all_gt=s.use_all_gt, seed=s.seed)
     trainer.register_hooks(default_hooks(writers=writers, valroidb=run.valroidb, classes=run.classes,
+                                         category_ids=run.category_ids,
                                          output_dir=run.output_dir, net=run.net, record=run.record,
                                          attributes=run.attributes,
                                          summary_interval=s.summary_interval, eval_imdb=run.eval_imdb,

@@ -9,10 +9,13 @@ from ..settings import ModelSettings
 FORMAT = 1
 
 
-def graph_metadata(settings: ModelSettings, classes: Sequence[str], *, net: str, record: dict | None) -> dict:
-    """The metadata of an exported ``net`` graph (plain values; ONNX stores them as strings, JSON for non-str)."""
+def graph_metadata(settings: ModelSettings, classes: Sequence[str], *, net: str, record: dict | None,
+                   category_ids: Sequence[int] | None = None) -> dict:
+    """The metadata of an exported ``net`` graph (plain values; ONNX stores them as strings, JSON for non-str).
+    ``category_ids``: the detector file's (K values, background slot 0), kept for ``to_coco``."""
     d = settings.detection
-    return {'faster_rcnn_export': str(FORMAT), 'net': net, 'classes': list(classes),
+    extra = {} if category_ids is None else {'category_ids': [int(i) for i in category_ids]}
+    return {'faster_rcnn_export': str(FORMAT), 'net': net, 'classes': list(classes), **extra,
             'channel_order': settings.input.channel_order, 'config': record or {},
             'settings': {'scales': list(settings.input.scales), 'max_size': settings.input.max_size,
                          'pixel_means': list(settings.input.pixel_means),

@@ -74,14 +74,15 @@ def example_image(size: tuple[int, int] = (224, 288)) -> torch.Tensor:
 
 
 def export_onnx(model: torch.nn.Module, classes: Sequence[str], out: str, *, net: str, record: dict | None,
-                raw_outputs: bool = False, example: torch.Tensor | None = None) -> dict:
+                raw_outputs: bool = False, example: torch.Tensor | None = None,
+                category_ids: Sequence[int] | None = None) -> dict:
     """Write ``model`` (a FasterRCNN, eval mode, CPU) as an ONNX graph at ``out``; returns its metadata."""
     _require_onnx()
     import onnx
     graph = DetectorGraph(model, raw_outputs=raw_outputs)
     program = export_program(graph, example_image() if example is None else example)
     names = list(OUTPUTS) + (list(RAW_OUTPUTS) if raw_outputs else [])
-    meta = graph_metadata(model.settings, classes, net=net, record=record)
+    meta = graph_metadata(model.settings, classes, net=net, record=record, category_ids=category_ids)
     folder = osp.dirname(osp.abspath(out))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(out) + '.', suffix='.tmp', dir=folder)

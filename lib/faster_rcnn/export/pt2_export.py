@@ -26,10 +26,10 @@ META_FILE = 'faster_rcnn.json'
 
 
 def export_pt2(model: torch.nn.Module, classes: Sequence[str], out: str, *, net: str, record: dict | None,
-               raw_outputs: bool = False) -> dict:
+               raw_outputs: bool = False, category_ids: Sequence[int] | None = None) -> dict:
     """Write ``model`` (a FasterRCNN, eval mode, CPU) as a ``.pt2`` program at ``out``; returns its metadata."""
     program = export_program(DetectorGraph(model, raw_outputs=raw_outputs), example_image())
-    meta = graph_metadata(model.settings, classes, net=net, record=record)
+    meta = graph_metadata(model.settings, classes, net=net, record=record, category_ids=category_ids)
     folder = osp.dirname(osp.abspath(out))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(out) + '.', suffix='.tmp.pt2', dir=folder)  # torch wants .pt2

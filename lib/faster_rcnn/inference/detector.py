@@ -1,11 +1,17 @@
 """``faster_rcnn.Detector``: a trained or converted detector as a Python object.
 
+    import cv2
     from faster_rcnn import Detector
     det = Detector.load('output/tiny/shapes_trainval/default/tiny_faster_rcnn_iter_1600.pth')
-    d = det('data/demo/test_000000.jpg')            # a path, a BGR uint8 array, a PIL image, a uint8 tensor
+    image = cv2.imread('data/demo/test_000000.jpg')  # or a path, a PIL image, a uint8 tensor (RGB)
+    d = det(image)
     d.boxes, d.scores, d.labels, d.class_names       # (D, 4) float32 in input pixels, (D,), (D,) int64
-    cv2.imwrite('out.jpg', d.draw(image, score=0.5)); json.dump(d.to_coco(image_id=1), f)
-    many = det([im1, im2, im3])                      # batches of batch_size; the same as one at a time
+    cv2.imwrite('out.jpg', d.draw(image, score=0.5))  # a BGR uint8 array
+    results = d.to_coco(image_id=1)                  # category_id: the training dataset's ids (det.category_ids)
+    many = det([image, image])                       # batches of batch_size; the same as one at a time
+
+Channel order: numpy arrays are BGR (OpenCV's), torch tensors and PIL images RGB (torchvision's, PIL's);
+``det(x, channel_order='RGB')`` (or 'BGR') overrides it for arrays and tensors.
 
 A detector holds its own settings (``ModelSettings``: normalisation, channel order, test scale, NMS, caps) taken
 from its file's recorded config when loaded, with the keyword arguments of ``load`` on top; nothing is read
@@ -20,6 +26,7 @@ through the same functions: ``data.test_loader.prepare_test_image``, ``FasterRCN
 from __future__ import annotations
 
 import copy
+import logging
 import os.path as osp
 from typing import Any, Sequence
 
@@ -29,15 +36,24 @@ import torch
 from ..config import Config, apply_record, merge_file, new_config
 from ..data.test_loader import collate_test, prepare_test_image
 from ..errors import ModelFileError, UsageError
-from ..model_file import open_detector
+from ..model_file import full_category_ids, open_detector
 from ..nets.factory import build_from_file
 from ..nets.postprocess import top_attributes
 from ..settings import AMP_MODES, InputSettings, ModelSettings
 from .detections import Detections
-from .images import to_bgr
+from .device import checked_device
+from .images import check_channel_order, to_bgr
 from .region_features import SELECT_MODES, RegionFeatures, Selection, regions_of_batch
 
 ATTRIBUTES_PER_BOX = 3  # the attributes a detection lists (the most probable, "no attribute" excluded)
+logger = logging.getLogger(__name__)
+
+
+def warn_no_category_ids(path: str) -> None:
+    """The one warning for a detector file from before the category ids were recorded."""
+    logger.warning('%s does not record the dataset category ids of its classes (a file from before they were '
+                   'recorded): COCO results (to_coco, demo --json) number the classes 1..K-1, which is right for '
+                   'VOC and the shapes sets but not for COCO; pass category_ids=[one per class] to to_coco', path)
 
 
 class _EagerBackend:
@@ -80,7 +96,7 @@ class Detector:
     """
 
     def __init__(self, backend: Any, classes: Sequence[str], *, batch_size: int = 1, source: str = '',
-                 attributes: Sequence[str] | None = None) -> None:
+                 attributes: Sequence[str] | None = None, category_ids: Sequence[int] | None = None) -> None:
         if int(batch_size) < 1:
             raise UsageError(f'batch_size={batch_size}: expected at least 1')
         self._backend = backend
@@ -89,23 +105,39 @@ class Detector:
         self.attributes = tuple(attributes) if attributes else None
         self.batch_size = int(batch_size)
         self.source = source
+        self.category_ids = category_ids
+
+    @property
+    def category_ids(self) -> tuple[int, ...] | None:
+        """The training dataset's category id of each class (K values, background slot 0 first; the detector
+        file's), which ``Detections.to_coco`` writes. A file from before they were recorded gets 0..K-1 after a
+        warning; None (unknown, ``from_model`` without them): ``to_coco`` warns and numbers the classes."""
+        return self._category_ids
+
+    @category_ids.setter
+    def category_ids(self, ids: Sequence[int] | None) -> None:
+        self._category_ids = None if ids is None else full_category_ids(ids, len(self.classes), 'category_ids',
+                                                                        UsageError)
 
     # -- construction ------------------------------------------------------------------------------------
     @classmethod
     def from_model(cls, model: torch.nn.Module, classes: Sequence[str], *, device: torch.device | str | None = None,
-                   amp: str = '', batch_size: int = 1, attributes: Sequence[str] | None = None) -> 'Detector':
+                   amp: str = '', batch_size: int = 1, attributes: Sequence[str] | None = None,
+                   category_ids: Sequence[int] | None = None) -> 'Detector':
         """A detector over a built ``FasterRCNN`` (its ``settings`` decide the input and post-processing);
-        ``attributes``: the names of its attribute head's outputs ('__no_attribute__' first)."""
+        ``attributes``: the names of its attribute head's outputs ('__no_attribute__' first); ``category_ids``:
+        the dataset's id of each class (K - 1 values, or K with the background slot)."""
         if len(classes) != model.num_classes:
             raise UsageError(f'{len(classes)} class names for a model of {model.num_classes} classes')
         if attributes is not None and len(attributes) != getattr(model, 'num_attributes', 0):
             raise UsageError(f'{len(attributes)} attribute names for a model with '
                              f'{getattr(model, "num_attributes", 0)} attribute outputs')
-        device = torch.device(device) if device is not None else next(model.parameters()).device
+        device = checked_device(device) if device is not None else next(model.parameters()).device
         model.eval()
         if attributes is None and getattr(model, 'num_attributes', 0):
             attributes = ['__no_attribute__'] + [f'attribute {i}' for i in range(1, model.num_attributes)]
-        return cls(_EagerBackend(model, device, amp), classes, batch_size=batch_size, attributes=attributes)
+        return cls(_EagerBackend(model, device, amp), classes, batch_size=batch_size, attributes=attributes,
+                   category_ids=category_ids)
 
     @classmethod
     def load(cls, path: str, device: torch.device | str = 'cpu', *, net: str | None = None,
@@ -118,14 +150,23 @@ class Detector:
         The file's recorded config decides the network and its settings; the keyword arguments override the
         test-time ones (default: the recorded TEST.* values). ``config`` (a yml path or a config object) is
         only for files from before the record, which need the config they were trained with. ``runtime``
-        ('onnxruntime' or 'openvino') runs an ``.onnx`` file; OpenVINO takes ``amp='bf16'``.
+        ('onnxruntime' or 'openvino') runs an ``.onnx`` file; OpenVINO takes ``amp='bf16'``. ``device``: 'cpu',
+        'cuda', 'cuda:N' (a name this machine does not have is a UsageError listing those it has).
+
+        ``category_ids`` (what ``to_coco`` writes) come from the file; a file from before they were recorded
+        says so once (a logged warning) and its detections number the classes 1..K-1.
         """
+        device = checked_device(device)
         overrides = {k: v for k, v in dict(score_thresh=score_thresh, nms=nms, max_per_image=max_per_image,
                                            scales=scales, max_size=max_size).items() if v is not None}
         if str(path).endswith('.onnx'):
             from ..export.runtime import graph_backend
             backend = graph_backend(str(path), runtime, overrides=overrides, amp=amp, device=device)
-            return cls(backend, backend.classes, batch_size=batch_size or 1, source=str(path))
+            ids = backend.metadata.get('category_ids')
+            if ids is None:
+                warn_no_category_ids(str(path))
+                ids = range(len(backend.classes))  # said once here, not at every to_coco
+            return cls(backend, backend.classes, batch_size=batch_size or 1, source=str(path), category_ids=ids)
         if runtime != 'onnxruntime':
             raise UsageError(f'runtime={runtime!r}: a runtime is chosen for an exported .onnx file; {path} is a '
                              'network file, which runs in PyTorch')
@@ -145,7 +186,11 @@ class Detector:
         detector = cls.from_model(model, detector_file.classes, device=device,
                                   amp=str(c.TEST.AMP) if amp is None else amp,
                                   batch_size=int(c.TEST.IMS_PER_BATCH) if batch_size is None else batch_size,
-                                  attributes=detector_file.attributes)
+                                  attributes=detector_file.attributes,
+                                  category_ids=detector_file.category_ids)
+        if detector.category_ids is None:
+            warn_no_category_ids(str(path))
+            detector.category_ids = range(1, len(detector.classes))  # said once here, not at every to_coco
         detector.source = str(path)
         return detector
 
@@ -186,11 +231,18 @@ class Detector:
             if len(arrays) == 5 and self.attributes is not None:
                 extra = dict(attributes=arrays[3].astype(np.int64), attribute_scores=arrays[4].astype(np.float32),
                              attribute_names=self.attributes)
-            out.append(Detections(b, s, lab.astype(np.int64), self.classes, **extra))
+            out.append(Detections(b, s, lab.astype(np.int64), self.classes, category_ids=self._category_ids,
+                                  **extra))
         return out
 
-    def __call__(self, images: Any, channel_order: str = 'BGR') -> Detections | list[Detections]:
-        """Detect on one image, or on a list (or tuple) of images in batches of ``batch_size``."""
+    def __call__(self, images: Any, channel_order: str | None = None) -> Detections | list[Detections]:
+        """Detect on one image, or on a list (or tuple) of images in batches of ``batch_size``.
+
+        An image: a file path, a numpy uint8 array (BGR, as ``cv2.imread`` gives), a PIL image, a uint8 torch
+        tensor (RGB, as ``torchvision.io.read_image`` gives; (3, H, W) or (H, W, 3)). ``channel_order`` 'RGB' or
+        'BGR' overrides the order of arrays and tensors (e.g. 'RGB' for ``np.asarray(pil_image)``).
+        """
+        check_channel_order(channel_order)
         if isinstance(images, (list, tuple)):
             if not images:
                 return []
@@ -206,7 +258,7 @@ class Detector:
 
     # -- region features ---------------------------------------------------------------------------------
     def features(self, images: Any, boxes: Any = None, *, select: str = 'butd', min_boxes: int = 10,
-                 max_boxes: int = 100, conf_thresh: float = 0.2, channel_order: str = 'BGR'
+                 max_boxes: int = 100, conf_thresh: float = 0.2, channel_order: str | None = None
                  ) -> RegionFeatures | list[RegionFeatures]:
         """Regions and their pooled features (``RegionFeatures``) of one image, or of a list of images.
 
@@ -215,6 +267,7 @@ class Detector:
         of x1, y1, x2, y2 in input pixels (a list of them for a list of images) to pool exactly those boxes.
         Batches of ``batch_size`` give what each image gives alone. See ``docs/features.md``.
         """
+        check_channel_order(channel_order)
         selection = self.selection(select, min_boxes, max_boxes, conf_thresh)
         single = not isinstance(images, (list, tuple))
         ims = [images] if single else list(images)

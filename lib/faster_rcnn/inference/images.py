@@ -1,10 +1,15 @@
 """What ``Detector`` accepts as an image, turned into the BGR uint8 (H, W, 3) array the pipeline starts from.
 
-Accepted: a file path (str or ``os.PathLike``); a numpy uint8 array (H, W, 3) in ``channel_order`` ('BGR', as
-OpenCV reads images, or 'RGB'), (H, W) grayscale or (H, W, 4) with alpha (dropped); a PIL image (any mode PIL
-converts to RGB); a uint8 torch tensor (H, W, 3) / (H, W) / (H, W, 4), or (3, H, W) channels-first. Nothing is
-rescaled: a float array or tensor is refused with the reason (its range, 0-1 or 0-255, is ambiguous), as is
-an empty image. Each refusal is one UsageError naming the argument.
+Accepted: a file path (str or ``os.PathLike``); a numpy uint8 array (H, W, 3), (H, W) grayscale or (H, W, 4)
+with alpha (dropped); a PIL image (any mode PIL converts to RGB); a uint8 torch tensor (H, W, 3) / (H, W) /
+(H, W, 4), or (3, H, W) / (4, H, W) channels-first. Nothing is rescaled: a float array or tensor is refused with
+the reason (its range, 0-1 or 0-255, is ambiguous), as is an empty image. Each refusal is one UsageError naming
+the argument.
+
+The channel order of each input type follows the library it comes from (``channel_order=None``): a numpy array
+is BGR (OpenCV's ``cv2.imread``), a torch tensor RGB (torchvision's ``read_image`` / ``decode_image``), a PIL image
+RGB (PIL's modes). ``channel_order='BGR'`` or ``'RGB'`` overrides it for arrays and tensors (an RGB numpy array,
+e.g. ``np.asarray(pil_image)``, takes 'RGB'); a PIL image's mode names its channels, so it needs none.
 """
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from ..data.dataset import read_image
 from ..errors import UsageError
 
 CHANNEL_ORDERS = ('BGR', 'RGB')
+ARRAY_ORDER = 'BGR'  # OpenCV's
+TENSOR_ORDER = 'RGB'  # torchvision's
 
 
 def _dtype_advice(floating: bool) -> str:
@@ -46,18 +53,25 @@ def _from_array(a: np.ndarray, name: str, channel_order: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def to_bgr(image: Any, channel_order: str = 'BGR', name: str = 'image') -> np.ndarray:
-    """``image`` (see the module docstring) as a BGR uint8 array (H, W, 3); UsageError / DataError naming
-    ``name`` when it cannot be used."""
-    if channel_order not in CHANNEL_ORDERS:
-        raise UsageError(f'channel_order={channel_order!r}: expected one of {list(CHANNEL_ORDERS)}')
+def check_channel_order(channel_order: str | None) -> None:
+    """UsageError unless ``channel_order`` is None (each input type's own), 'BGR' or 'RGB'."""
+    if channel_order is not None and channel_order not in CHANNEL_ORDERS:
+        raise UsageError(f'channel_order={channel_order!r}: expected one of {list(CHANNEL_ORDERS)}, or None for '
+                         'the order of each input type (numpy arrays BGR, tensors and PIL images RGB)')
+
+
+def to_bgr(image: Any, channel_order: str | None = None, name: str = 'image') -> np.ndarray:
+    """``image`` (see the module docstring) as a BGR uint8 array (H, W, 3), possibly the caller's own (not to write);
+    ``channel_order`` None: the input type's own order. UsageError / DataError naming ``name`` when it cannot
+    be used."""
+    check_channel_order(channel_order)
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
         if not os.path.isfile(path):
             raise UsageError(f'{name}: {path} is not a readable file')
         return read_image(path, stops='nothing was detected')
     if isinstance(image, np.ndarray):
-        return _from_array(image, name, channel_order)
+        return _from_array(image, name, channel_order or ARRAY_ORDER)
     module = type(image).__module__
     if module.startswith('PIL.'):
         rgb = np.asarray(image.convert('RGB'))
@@ -71,6 +85,6 @@ def to_bgr(image: Any, channel_order: str = 'BGR', name: str = 'image') -> np.nd
             t = t.permute(1, 2, 0)  # channels-first
         if t.dtype != torch.uint8:
             raise UsageError(f'{name}: expected a uint8 tensor, got {t.dtype}; {_dtype_advice(t.is_floating_point())}')
-        return _from_array(t.numpy(), name, channel_order)
+        return _from_array(t.numpy(), name, channel_order or TENSOR_ORDER)
     raise UsageError(f'{name}: expected a file path, a numpy uint8 array, a PIL image or a uint8 torch tensor, got '
                      f'{type(image).__name__}')
