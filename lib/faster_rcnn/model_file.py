@@ -160,7 +160,7 @@ def exported_kind(path: str, by_contents: bool = False) -> str | None:
 def graph_file_error(path: str, kind: str) -> CheckpointError:
     """The one line for an exported graph given where a detector file (.pth) is needed."""
     runs = ('Detector.load, test_net.py and demo.py run the .onnx' if kind == 'onnx' else
-            'a .pt2 runs with torch.export.load(path).module(), or Detector.load(path, trust_code=True)')
+            'a trusted .pt2 runs in test_net.py / demo.py --trust-code and Detector.load(path, trust_code=True)')
     return CheckpointError(f'{path} is an exported {"ONNX graph" if kind == "onnx" else "torch.export program"} '
                            f'(tools/export.py), not a detector file: pass the .pth it was exported from ({runs})')
 

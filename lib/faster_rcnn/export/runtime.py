@@ -47,7 +47,7 @@ class OutputFilter:
         """boxes (D, 4), scores (D,), labels (D,) -> the kept ones, in the graph's order (class, then score)."""
         keep = np.ones(len(scores), bool)
         if self.score_thresh is not None:
-            keep &= scores > self.score_thresh  # as nets.postprocess: a candidate scores above the threshold
+            keep &= scores > np.float32(self.score_thresh)  # in float32 as nets.postprocess: above, not at
         cap = self.max_per_image
         if cap and keep.sum() > cap:
             image_thresh = np.sort(scores[keep])[::-1][cap - 1]
@@ -272,8 +272,8 @@ class Pt2Backend(_GraphBackend):
         _check_file(path)
         if not trust_code:
             raise ModelFileError(f'{path}: a .pt2 program runs code stored in it when loaded, so it is opened only '
-                                 'when trusted: Detector.load(path, trust_code=True) (or torch.export.load(path)'
-                                 '.module()); or pass the .onnx or the .pth it was exported from')
+                                 'when trusted: pass --trust-code (Detector.load(path, trust_code=True)), or the '
+                                 '.onnx or the .pth it was exported from')
         if torch.device(device).type != 'cpu':
             raise ExportError(f'device {device}: a .pt2 program runs on the CPU here; use the .pth (or the .onnx '
                               'under onnxruntime) for CUDA')
