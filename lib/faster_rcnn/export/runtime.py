@@ -1,12 +1,15 @@
-"""Running an exported ONNX graph behind ``faster_rcnn.Detector`` (and so ``test_net.py``, ``demo.py``):
-``Detector.load('tiny.onnx')`` with ONNX Runtime, ``Detector.load('tiny.onnx', runtime='openvino')`` with OpenVINO.
+"""Running an exported graph behind ``faster_rcnn.Detector`` (and so ``test_net.py``, ``demo.py``):
+``Detector.load('tiny.onnx')`` with ONNX Runtime, ``runtime='openvino'`` with OpenVINO, ``runtime='opencv'`` with
+OpenCV 5's DNN module; ``Detector.load('tiny.pt2', trust_code=True)`` with torch.
 
 The graph's settings are baked in: a keyword argument of ``Detector.load`` that asks for another value is an
-ExportError naming the key (re-export with it), never silently ignored. ONNX Runtime uses the CPU execution
-provider with as many intra-op threads as torch uses (the machine's cores), or CUDA's where asked for and
-installed; the graph is fp32 there, so ``amp`` is an error. OpenVINO (CPU only, the ``openvino`` extra) runs it
-in fp32 by default and in bf16 with ``amp='bf16'`` (its CPU plugin's bf16 inference precision: on CPUs with AMX
-or AVX512-BF16 several times faster, at bf16's accuracy).
+ExportError naming the key (re-export with it), never silently ignored; only a higher ``score_thresh`` and a
+smaller ``max_per_image`` are honoured, by filtering the output (``OutputFilter``). ONNX Runtime uses the CPU
+execution provider with as many intra-op threads as torch uses (the machine's cores), or CUDA's where asked for
+and installed; the graph is fp32 there, so ``amp`` is an error. OpenVINO (CPU only, the ``openvino`` extra) runs
+it in fp32 by default and in bf16 with ``amp='bf16'`` (its CPU plugin's bf16 inference precision: on CPUs with
+AMX or AVX512-BF16 several times faster, at bf16's accuracy). OpenCV (CPU, fp32) imports the graph from version
+5 on. A ``.pt2`` program runs code stored in it when loaded, so it needs ``trust_code=True``.
 """
 from __future__ import annotations
 

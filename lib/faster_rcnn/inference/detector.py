@@ -61,7 +61,7 @@ class _EagerBackend:
 class Detector:
     """A detector: call it on an image (or a list of images) to get ``Detections``.
 
-    Build one with ``Detector.load(path)`` (a snapshot, a converted detector file or an exported ``.onnx`` / ``.pt2``) or
+    Build one with ``Detector.load(path)`` (a snapshot, a converted detector file, an exported ``.onnx`` or ``.pt2``) or
     ``Detector.from_model(model, classes)``.
     """
 
