@@ -25,7 +25,7 @@ from faster_rcnn.model_file import exported_kind, open_detector
 from faster_rcnn.nets.factory import build_network
 
 from settings_helpers import settings_for
-from tool_runs import REPO, _env
+from tool_runs import REPO, _dirs, _env, run_tool
 
 H, W = 100, 140
 CLASSES = ['__background__', 'circle', 'square', 'triangle', 'star']
@@ -230,3 +230,27 @@ def test_a_renamed_graph_is_still_run_by_detector_load(exported, tmp_path):
     a, b = detector(_image()), Detector.load(str(exported['onnx']))(_image())
     assert len(a) == len(b) > 0 and detector.source.endswith('graph.bin')
     np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def _mean_ap(stdout: str) -> float:
+    return float([line for line in stdout.splitlines() if line.startswith('Mean AP = ')][-1].split('=')[1])
+
+
+@pytest.mark.slow
+def test_test_net_runs_a_trusted_pt2_and_a_filtered_onnx_as_the_pth(root, trained, tmp_path):
+    """The trained snapshot, its .pt2 (--trust-code) and its .onnx with a smaller cap (--num_dets): test_net's mean
+    AP of the .pt2 is the .pth's; the capped .onnx is the capped .pth's."""
+    common = ['--imdb', 'shapes_test', '--device', 'cpu', '--workers', '0', '--set', *_dirs(root)]
+    pt2, onnx_path = tmp_path / 'full.pt2', tmp_path / 'full.onnx'
+    for kind, out in (('pt2', pt2), ('onnx', onnx_path)):
+        run_tool(['tools/export.py', '--model', str(trained), '--format', kind, '--out', str(out)])
+    eager = _mean_ap(run_tool(['tools/test_net.py', '--model', str(trained), '--tag', 'eager', *common]).stdout)
+    program = _mean_ap(run_tool(['tools/test_net.py', '--model', str(pt2), '--trust-code', '--tag', 'pt2',
+                                 *common]).stdout)
+    assert abs(eager - program) <= 0.002, (eager, program)
+    capped = ['--num_dets', '3']
+    eager3 = _mean_ap(run_tool(['tools/test_net.py', '--model', str(trained), '--tag', 'eager3', *capped,
+                                *common]).stdout)
+    graph3 = _mean_ap(run_tool(['tools/test_net.py', '--model', str(onnx_path), '--tag', 'onnx3', *capped,
+                                *common]).stdout)
+    assert abs(eager3 - graph3) <= 0.002 and eager3 != eager, (eager3, graph3, eager)

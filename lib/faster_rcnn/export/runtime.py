@@ -284,7 +284,8 @@ class Pt2Backend(_GraphBackend):
         self._configure(path, overrides, amp)
         import torchvision  # noqa: F401  (registers the nms / roi_align / roi_pool operators the program calls)
         try:
-            self.program = torch.export.load(path).module()
+            with open(path, 'rb') as f:  # a file object: torch warns about a name not ending in .pt2
+                self.program = torch.export.load(f).module()
         except Exception as e:  # a damaged archive: torch raises many types
             raise _unreadable(path, 'torch.export', e) from None
 
