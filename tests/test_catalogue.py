@@ -265,6 +265,22 @@ sys.exit(run_tool(lambda: det(sys.argv[2]).to_coco(1, category_ids=[11, 22])))
     return [str(script), str(trained), str(image)]
 
 
+def _exported(trained: Path, kind: str) -> Path:
+    """The trained snapshot exported by tools/export.py (once per session: the graph cases only read it)."""
+    out = trained.parent / f'exported.{kind}'
+    if not out.exists():
+        proc = subprocess.run([sys.executable, str(REPO / 'tools' / 'export.py'), '--model', str(trained), '--format',
+                               kind, '--out', str(out)], cwd=REPO, env=_env(), capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def _damaged_graph(root: Path) -> Path:
+    (root / 'damaged.onnx').write_bytes(b'\x08\x09 not a protobuf' * 10)
+    return root / 'damaged.onnx'
+
+
 CASES = [
     # -- VOC XML: every field missing, empty, of the wrong type or out of range ---------------------------
     _voc_case('voc-no-bndbox', '<object><name>cat</name></object>', DATA, 'object 0 (cat) has no <bndbox>'),
@@ -365,6 +381,21 @@ CASES = [
                 lambda root: [str(root / 'butd.caffemodel'), 'does not fit the BUTD network', 'layer conv1 is missing']),
     Case('caffe-vocabulary-of-another-model', lambda root, t: _caffe_args(root, 3), USAGE,
          lambda root: ['--objects-vocab', 'the vocabulary has 3 names', 'cls_score has 1600 classes']),
+    # -- exported graphs (.onnx, .pt2) where a model is taken --------------------------------------------------------
+    _model_case('model-pt2-untrusted', lambda root, t: _test_args(_exported(t, 'pt2'), root), MODEL,
+                lambda root: ['exported.pt2: a .pt2 program runs code stored in it', '--trust-code']),
+    _model_case('model-pt2-with-a-runtime', lambda root, t: _test_args(_exported(t, 'pt2'), root, '--runtime',
+                                                                        'openvino', '--trust-code'), USAGE,
+                lambda root: ["runtime 'openvino'", 'exported.pt2 is a torch.export program']),
+    _model_case('model-onnx-to-analyze', lambda root, t: ['tools/analyze_model.py', '--model',
+                                                          str(_exported(t, 'onnx')), '--no-train'], MODEL,
+                lambda root: ['exported.onnx is an exported ONNX graph', 'not a detector file', 'pass the .pth']),
+    _model_case('model-pt2-to-finetune',
+                lambda root, t: train('shapes_trainval', '--finetune', str(_exported(t, 'pt2'))), MODEL, lambda root: ['exported.pt2 is an exported torch.export program', 'pass the .pth']),
+    _model_case('model-onnx-looser-cap', lambda root, t: _test_args(_exported(t, 'onnx'), root, '--num_dets', '500'),
+                USAGE, lambda root: ['max_per_image=500', 'exported with max_per_image = 100', 'smaller cap']),
+    _model_case('model-onnx-damaged-describe', lambda root, t: ['tools/describe_model.py', str(_damaged_graph(root))],
+                MODEL, lambda root: [str(root / 'damaged.onnx'), 'cannot be read']),
     # -- config files and --set ------------------------------------------------------------------------------
     Case('config-unknown-key', lambda root, t: ((root / 'x.yml').write_text('TRAIN:\n  LERNING_RATE: 0.1\n'),
                                                 _with_cfg(root / 'x.yml'))[-1],

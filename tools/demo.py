@@ -9,7 +9,8 @@ demo.py, plus video).
     python tools/demo.py --model M --images DIR --json detections.json  # the boxes drawn, as COCO results
 
 The model file records its network, classes, normalisation and test settings: no --cfg is needed (older
-snapshots take the --cfg they were trained with); an exported ``--model X.onnx`` runs under ONNX Runtime. Works
+snapshots take the --cfg they were trained with); an exported ``--model X.onnx`` runs under ONNX Runtime (a
+``.pt2`` program in torch with ``--trust-code``). Works
 without a display: pictures and videos go to --output (default output/demo/). Frames per second of the detector
 are printed. The detections come from ``faster_rcnn.Detector``, as in Python. ``--json`` writes the detections
 scoring at least --thresh (those drawn) in COCO's results layout, with the category ids of the dataset the model
@@ -36,6 +37,7 @@ from faster_rcnn.config import cfg
 from faster_rcnn.data.dataset import read_image
 from faster_rcnn.datasets.recipes import RECIPES, recipe
 from faster_rcnn.errors import DiskError, ModelFileError, UsageError
+from faster_rcnn.export.runtime import RUNTIMES
 from faster_rcnn.inference import Detections, Detector, is_graph_file
 from faster_rcnn.inference.detector import warn_no_category_ids
 from faster_rcnn.model_file import list_snapshots, open_detector
@@ -53,9 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='without --model: the DATASET whose final model (from train_faster_rcnn.sh or '
                              'fetch_faster_rcnn_models.py) to use (default: pascal_voc_0712)')
     parser.add_argument('--model', default=None,
-                        help='a model file (<prefix>_iter_<N>.pth), or a graph from tools/export.py (.onnx)')
-    parser.add_argument('--runtime', choices=('onnxruntime', 'openvino'), default='onnxruntime',
-                        help='what runs an .onnx graph (default onnxruntime)')
+                        help='a model file (<prefix>_iter_<N>.pth), or a graph from tools/export.py (.onnx, .pt2 '
+                             'with --trust-code)')
+    parser.add_argument('--runtime', choices=RUNTIMES, default=None,
+                        help='what runs an .onnx graph (default onnxruntime; openvino; opencv: OpenCV 5\'s DNN)')
+    parser.add_argument('--trust-code', action='store_true',
+                        help='run a .pt2 program (loading one runs code stored in it: only for files you trust)')
     source = parser.add_mutually_exclusive_group()
     source.add_argument('--images', default=None, help='an image file or a folder of images (default: data/demo)')
     source.add_argument('--video', default=None, help='a video file: writes <output>/<name>_detections.mp4')
@@ -195,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(resolve_device(args.device))
     if is_graph_file(model_path):
         apply_config(args, verbose=False)
-        detector = Detector.load(model_path, runtime=args.runtime, **({} if args.nms is None else {'nms': args.nms}))
+        detector = Detector.load(model_path, runtime=args.runtime, trust_code=args.trust_code,
+                                 **({} if args.nms is None else {'nms': args.nms}))
         net = detector.metadata.get('net', 'graph')
     else:
         detector_file = open_detector(model_path, args.net)

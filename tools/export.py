@@ -24,6 +24,7 @@ import torch
 from faster_rcnn.cli import ToolParser, run_tool
 from faster_rcnn.errors import UsageError
 from faster_rcnn.inference import Detector
+from faster_rcnn.model_file import exported_kind, open_detector
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,12 +46,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.model.endswith(('.onnx', '.pt2')):
+    if exported_kind(args.model, by_contents=True) is not None:
         raise UsageError(f'--model {args.model}: already an exported graph; pass the detector file (.pth)')
     t0 = time.perf_counter()
     detector = Detector.load(args.model, 'cpu', config=args.cfg_file, score_thresh=args.score_thresh, nms=args.nms,
                              max_per_image=args.max_per_image, scales=args.scales, max_size=args.max_size, amp='')
-    from faster_rcnn.model_file import open_detector
     detector_file = open_detector(args.model)
     record = detector_file.record
     model = detector.model.place('cpu')

@@ -6,7 +6,8 @@
 
 A model file of this project (a snapshot or a converted model) records its normalisation, anchors, layout
 and test settings, so ``--cfg`` and ``--net`` are only needed for older snapshots and bare state_dicts. An
-exported ``--model X.onnx`` runs under ONNX Runtime with the settings in its graph.
+exported ``--model X.onnx`` runs under ONNX Runtime (or ``--runtime openvino / opencv``), a ``.pt2`` program in
+torch with ``--trust-code``, with the settings in the graph.
 Under torchrun each process tests every N-th image; rank 0 gathers the detections in image order, writes one
 detections.pkl and evaluates: the result is the single-process one. The numbers and the TEST keys used go to
 eval.json next to detections.pkl (read by tools/compare_runs.py).
@@ -35,10 +36,13 @@ from faster_rcnn.utils.eval_summary import write_eval_summary
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ToolParser(description='Test a Faster R-CNN network')
     parser.add_argument('--model', required=True,
-                        help='model file to test (<prefix>_iter_<N>.pth), or a graph from tools/export.py (.onnx)')
-    parser.add_argument('--runtime', choices=RUNTIMES, default='onnxruntime',
+                        help='model file to test (<prefix>_iter_<N>.pth), or a graph from tools/export.py (.onnx, '
+                             '.pt2 with --trust-code)')
+    parser.add_argument('--runtime', choices=RUNTIMES, default=None,
                         help='what runs an .onnx graph (default onnxruntime; openvino: CPU, bf16 with --set TEST.AMP '
-                             'bf16)')
+                             'bf16; opencv: OpenCV 5\'s DNN module)')
+    parser.add_argument('--trust-code', action='store_true',
+                        help='run a .pt2 program (loading one runs code stored in it: only for files you trust)')
     parser.add_argument('--imdb', dest='imdb_name', default='voc_2007_test', help='dataset to test')
     parser.add_argument('--comp', dest='comp_mode', action='store_true', help='competition mode (VOC: the '
                         'comp4_det_* result files are kept after evaluation)')
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         if is_graph_file(args.model):
             detector, step = graph_detector(args), 0
         else:
-            if args.runtime != 'onnxruntime':
+            if args.runtime is not None:
                 raise UsageError(f'--runtime {args.runtime}: a runtime runs an exported .onnx graph; {args.model} is '
                                  'a network file, which runs in PyTorch')
             detector_file = open_detector(args.model, args.net)
@@ -163,7 +167,7 @@ def graph_detector(args: argparse.Namespace) -> Detector:
     overrides = {} if args.max_per_image is None else {'max_per_image': args.max_per_image}
     if args.runtime == 'openvino' and cfg.TEST.AMP:
         overrides['amp'] = str(cfg.TEST.AMP)
-    detector = Detector.load(args.model, runtime=args.runtime, **overrides)
+    detector = Detector.load(args.model, runtime=args.runtime, trust_code=args.trust_code, **overrides)
     if 'exp_dir' in detector.metadata and not (args.set_cfgs and 'EXP_DIR' in args.set_cfgs):
         cfg.EXP_DIR = detector.metadata['exp_dir']
     return detector

@@ -30,6 +30,7 @@ import os.path as osp
 import re
 import tempfile
 import warnings
+import zipfile
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -125,16 +126,64 @@ def save_atomic(obj: Any, path: str) -> None:
         raise
 
 
+# -- exported graphs --------------------------------------------------------------------------------------
+GRAPH_SUFFIXES = ('.onnx', '.pt2')
+_ONNX_MARK = b'faster_rcnn_export'  # a metadata key of every exported ONNX graph (export/metadata.py)
+
+
+def _zip_names(path: str) -> list[str]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return []
+
+
+def exported_kind(path: str, by_contents: bool = False) -> str | None:
+    """``'onnx'`` or ``'pt2'`` when ``path`` is a graph of ``tools/export.py`` (by its suffix; with
+    ``by_contents`` also a renamed one, by what is inside), else None."""
+    suffix = osp.splitext(str(path))[1].lower()
+    if suffix in GRAPH_SUFFIXES:
+        return suffix[1:]
+    if not by_contents or not osp.isfile(path):
+        return None
+    with open(path, 'rb') as f:
+        head = f.read(2)
+        # A torch.save file is a zip holding data.pkl; a torch.export program is a zip holding archive_format.
+        if head == b'PK':
+            names = _zip_names(path)
+            return 'pt2' if any(osp.basename(n) == 'archive_format' for n in names) else None
+        # An ONNX ModelProto starts with its ir_version (field 1, a varint: byte 0x08); the metadata comes last.
+        if head[:1] == b'\x08':
+            f.seek(max(0, osp.getsize(path) - (4 << 20)))
+            return 'onnx' if _ONNX_MARK in f.read() else None
+    return None
+
+
+def graph_file_error(path: str, kind: str) -> CheckpointError:
+    """The one line for an exported graph given where a detector file (.pth) is needed."""
+    runs = ('Detector.load, test_net.py and demo.py run the .onnx' if kind == 'onnx' else
+            'a trusted .pt2 runs in test_net.py / demo.py --trust-code and Detector.load(path, trust_code=True)')
+    return CheckpointError(f'{path} is an exported {"ONNX graph" if kind == "onnx" else "torch.export program"} '
+                           f'(tools/export.py), not a detector file: pass the .pth it was exported from ({runs})')
+
+
 # -- reading ----------------------------------------------------------------------------------------------
 def load_model_file(path: str, map_location: str | torch.device = 'cpu') -> dict:
     """Read a snapshot, detector file or bare state_dict safely (``weights_only=True``); errors name the file."""
     if not osp.isfile(path):
         raise CheckpointError(f'checkpoint {path} does not exist: check --model / --weight')
+    kind = exported_kind(path)
+    if kind is not None:  # torch.load would call it corrupted (.pt2) or suggest weights_only=False (.onnx)
+        raise graph_file_error(path, kind)
     try:
         with warnings.catch_warnings():  # torch warns about old pickle protocols: the outcome is what we report
             warnings.simplefilter('ignore')
             obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for corrupt or foreign files
+        kind = exported_kind(path, by_contents=True)
+        if kind is not None:
+            raise graph_file_error(path, kind) from None
         raise CheckpointError(f'checkpoint {path} cannot be read safely ({type(e).__name__}: {e}); '
                               'it may be truncated or not a checkpoint of this project') from e
     if not isinstance(obj, dict):

@@ -142,6 +142,7 @@ def _runners(net: str, tmp: str, threads: int, use_openvino: bool) -> tuple[dict
         'onnxruntime': lambda: session.run(None, {'image': im}),
         'pt2': lambda: program(image_t),
     }
+    runners.update(_opencv_runner(onnx_path, im, threads or torch.get_num_threads(), info))
     if use_openvino:
         try:
             runners.update(_openvino_runners(onnx_path, im, threads or torch.get_num_threads(), info))
@@ -150,6 +151,22 @@ def _runners(net: str, tmp: str, threads: int, use_openvino: bool) -> tuple[dict
         except Exception as e:  # an operator it lacks: said, not hidden
             info['openvino'] = f'failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}'
     return runners, info
+
+
+def _opencv_runner(onnx_path: str, im: np.ndarray, threads: int, info: dict) -> dict[str, Callable]:
+    """The ONNX file under OpenCV's DNN module (fp32, CPU): version 5 imports it; 4.x cannot, which is recorded
+    instead of a row."""
+    import cv2
+    if int(cv2.__version__.split('.')[0]) < 5:
+        info['opencv'] = f'OpenCV {cv2.__version__} cannot import the graph (5.x can)'
+        return {}
+    cv2.setNumThreads(threads)
+    net = cv2.dnn.readNetFromONNX(onnx_path)
+
+    def run() -> tuple:
+        net.setInput(im)
+        return net.forward(['boxes', 'scores', 'labels'])
+    return {'opencv_dnn': run}
 
 
 def _openvino_runners(onnx_path: str, im: np.ndarray, threads: int, info: dict) -> dict[str, Callable]:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from faster_rcnn.errors import ModelFileError, UsageError
-from faster_rcnn.model_file import detector_payload
+from faster_rcnn.model_file import detector_payload, exported_kind, graph_file_error
 
 from .from_tensorflow import TF_LAYOUT
 from .mapping import check_classes_and_anchors, converted_record, expected_shapes, layout_config, map_tensors
@@ -40,6 +40,9 @@ def read_rtl_state_dict(path: str) -> dict[str, torch.Tensor]:
     """rtl's file (a bare state_dict, any PyTorch format from 0.2 on) read without running code."""
     if not osp.isfile(path):
         raise ModelFileError(f'{path} does not exist: pass the .pth file of the pytorch-faster-rcnn model')
+    kind = exported_kind(path, by_contents=True)
+    if kind is not None:  # torch.load would call it corrupted or suggest weights_only=False
+        raise graph_file_error(path, kind)
     try:
         with warnings.catch_warnings():  # torch warns about old pickle protocols: the outcome is what we report
             warnings.simplefilter('ignore')

@@ -19,10 +19,8 @@ import torch
 
 from ..errors import DiskError
 from .graph import DetectorGraph
-from .metadata import graph_metadata
+from .metadata import META_FILE, graph_metadata
 from .onnx_export import example_image, export_program
-
-META_FILE = 'faster_rcnn.json'
 
 
 def export_pt2(model: torch.nn.Module, classes: Sequence[str], out: str, *, net: str, record: dict | None,

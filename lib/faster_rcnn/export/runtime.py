@@ -1,28 +1,34 @@
-"""Running an exported ONNX graph behind ``faster_rcnn.Detector`` (and so ``test_net.py``, ``demo.py``):
-``Detector.load('tiny.onnx')`` with ONNX Runtime, ``Detector.load('tiny.onnx', runtime='openvino')`` with OpenVINO.
+"""Running an exported graph behind ``faster_rcnn.Detector`` (and so ``test_net.py``, ``demo.py``):
+``Detector.load('tiny.onnx')`` with ONNX Runtime, ``runtime='openvino'`` with OpenVINO, ``runtime='opencv'`` with
+OpenCV 5's DNN module; ``Detector.load('tiny.pt2', trust_code=True)`` with torch.
 
 The graph's settings are baked in: a keyword argument of ``Detector.load`` that asks for another value is an
-ExportError naming the key (re-export with it), never silently ignored. ONNX Runtime uses the CPU execution
-provider with as many intra-op threads as torch uses (the machine's cores), or CUDA's where asked for and
-installed; the graph is fp32 there, so ``amp`` is an error. OpenVINO (CPU only, the ``openvino`` extra) runs it
-in fp32 by default and in bf16 with ``amp='bf16'`` (its CPU plugin's bf16 inference precision: on CPUs with AMX
-or AVX512-BF16 several times faster, at bf16's accuracy).
+ExportError naming the key (re-export with it), never silently ignored; only a higher ``score_thresh`` and a
+smaller ``max_per_image`` are honoured, by filtering the output (``OutputFilter``). ONNX Runtime uses the CPU
+execution provider with as many intra-op threads as torch uses (the machine's cores), or CUDA's where asked for
+and installed; the graph is fp32 there, so ``amp`` is an error. OpenVINO (CPU only, the ``openvino`` extra) runs
+it in fp32 by default and in bf16 with ``amp='bf16'`` (its CPU plugin's bf16 inference precision: on CPUs with
+AMX or AVX512-BF16 several times faster, at bf16's accuracy). OpenCV (CPU, fp32) imports the graph from version
+5 on. A ``.pt2`` program runs code stored in it when loaded, so it needs ``trust_code=True``.
 """
 from __future__ import annotations
 
-import json
+import contextlib
+import dataclasses
 import os.path as osp
 
 import numpy as np
 import torch
 
 from ..errors import ExportError, ModelFileError
+from ..model_file import exported_kind
+from .metadata import decode_metadata, read_graph_metadata
 
 # Detector.load's keyword -> the baked setting it must equal.
 _BAKED = {'score_thresh': 'score_thresh', 'nms': 'nms', 'max_per_image': 'max_per_image', 'max_size': 'max_size'}
 
 
-RUNTIMES = ('onnxruntime', 'openvino')
+RUNTIMES = ('onnxruntime', 'openvino', 'opencv')
 
 
 def read_metadata(session) -> dict:
@@ -30,22 +36,45 @@ def read_metadata(session) -> dict:
     return decode_metadata(session.get_modelmeta().custom_metadata_map)
 
 
-def decode_metadata(raw: dict) -> dict:
-    """metadata_props as strings -> values (JSON decoded, except the plain-text keys)."""
-    out = {}
-    for key, value in raw.items():
-        try:
-            out[key] = json.loads(value) if key not in ('net', 'channel_order', 'exp_dir') else value
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+@dataclasses.dataclass(frozen=True)
+class OutputFilter:
+    """A higher score threshold and a smaller cap than the graph's, applied to its output: the same detections
+    as a graph exported with them (greedy NMS suppresses a box only by higher-scoring ones, so thresholding after
+    it equals thresholding before; the top ``max_per_image`` of the graph's top-N are the top ``max_per_image``)."""
+
+    score_thresh: float | None = None
+    max_per_image: int | None = None
+
+    def __call__(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """boxes (D, 4), scores (D,), labels (D,) -> the kept ones, in the graph's order (class, then score)."""
+        keep = np.ones(len(scores), bool)
+        if self.score_thresh is not None:
+            keep &= scores > np.float32(self.score_thresh)  # in float32 as nets.postprocess: above, not at
+        cap = self.max_per_image
+        if cap and keep.sum() > cap:
+            image_thresh = np.sort(scores[keep])[::-1][cap - 1]
+            keep &= scores >= image_thresh  # ties with the last one kept, as the graph and nets.postprocess do
+        return boxes[keep], scores[keep], labels[keep]
 
 
-def _check_overrides(path: str, settings: dict, overrides: dict, amp: str | None) -> None:
-    """``amp`` must be unset (pass None for a runtime that handles it) and every override the baked value."""
+def _same(wanted, baked) -> bool:
+    return baked is not None and bool(np.allclose(np.asarray(wanted, np.float64), np.asarray(baked, np.float64)))
+
+
+def _baked_error(path: str, key: str, value, baked, allowed: str = '') -> ExportError:
+    return ExportError(f'{key}={value!r}: {path} was exported with {key} = {baked!r}, which is part of the '
+                       f'graph{allowed}; export again with the new value (tools/export.py --{key.replace("_", "-")})')
+
+
+def output_filter(path: str, settings: dict, overrides: dict, amp: str | None) -> OutputFilter:
+    """Check ``Detector.load``'s keywords against the graph's baked ``settings``: ``amp`` must be unset (pass None
+    for a runtime that handles it); ``score_thresh`` above the baked value and ``max_per_image`` below it (the
+    baked 0: no cap) filter the output; every other key must equal the baked value."""
     if amp:
-        raise ExportError(f'amp={amp!r}: {path} is an fp32 ONNX graph; run it without amp (or use the .pth with '
+        raise ExportError(f'amp={amp!r}: {path} is an fp32 graph; run it without amp (or use the .pth with '
                           'Detector.load(..., amp=...))')
+    thresh = cap = None
     for key, value in overrides.items():
         if key == 'scales':
             wanted = [int(value)] if isinstance(value, (int, float)) else [int(v) for v in value]
@@ -54,9 +83,19 @@ def _check_overrides(path: str, settings: dict, overrides: dict, amp: str | None
             wanted, baked = value, settings.get(_BAKED[key])
         else:
             raise ExportError(f'{key}: not a setting of an exported graph')
-        if baked is None or not np.allclose(np.asarray(wanted, np.float64), np.asarray(baked, np.float64)):
-            raise ExportError(f'{key}={value!r}: {path} was exported with {key} = {baked!r}, which is part of the '
-                              f'graph; export again with the new value (tools/export.py --{key.replace("_", "-")})')
+        if _same(wanted, baked):
+            continue
+        if key == 'score_thresh' and baked is not None:
+            if float(value) < float(baked):
+                raise _baked_error(path, key, value, baked, '; only a higher threshold can filter its output')
+            thresh = float(value)
+        elif key == 'max_per_image' and baked is not None:
+            if int(value) <= 0 or (int(baked) > 0 and int(value) > int(baked)):
+                raise _baked_error(path, key, value, baked, '; only a smaller cap can filter its output')
+            cap = int(value)
+        else:
+            raise _baked_error(path, key, value, baked)
+    return OutputFilter(thresh, cap)
 
 
 class _GraphBackend:
@@ -70,7 +109,7 @@ class _GraphBackend:
         if 'classes' not in self.metadata or 'channel_order' not in self.metadata:
             raise ModelFileError(f'{path} has no detector metadata (classes, channel_order): export it with '
                                  'tools/export.py')
-        _check_overrides(path, self.metadata.get('settings', {}), dict(overrides or {}), amp)
+        self.filter = output_filter(path, self.metadata.get('settings', {}), dict(overrides or {}), amp)
         self.path = path
         self.classes = [str(c) for c in self.metadata['classes']]
         self.channel_order = str(self.metadata['channel_order'])
@@ -86,7 +125,7 @@ class _GraphBackend:
         """One BGR uint8 image (H, W, 3) -> boxes (D, 4), scores (D,), labels (D,)."""
         im = bgr if self.channel_order == 'BGR' else bgr[:, :, ::-1]
         boxes, scores, labels = self._outputs(np.ascontiguousarray(im))
-        return boxes.astype(np.float32), scores.astype(np.float32), labels.astype(np.int64)
+        return self.filter(boxes.astype(np.float32), scores.astype(np.float32), labels.astype(np.int64))
 
     def run(self, batch: dict) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         return [self.run_image(im) for im in batch['images']]
@@ -176,10 +215,98 @@ class OpenVinoBackend(_GraphBackend):
         return boxes, scores, labels
 
 
-def graph_backend(path: str, runtime: str = 'onnxruntime', **kwargs) -> _GraphBackend:
-    """The backend of ``runtime`` (RUNTIMES) over the exported graph ``path``."""
-    if runtime == 'onnxruntime':
+@contextlib.contextmanager
+def _quiet_opencv(cv2):
+    """OpenCV logs its importer's errors on stderr before raising them: the exception is what we report."""
+    logging = getattr(getattr(cv2, 'utils', None), 'logging', None)
+    if logging is None:
+        yield
+        return
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(level)
+
+
+class OpenCvBackend(_GraphBackend):
+    """The same graph read by OpenCV's DNN module (CPU, fp32). OpenCV 5 runs it (its new ONNX importer and graph
+    engine); OpenCV 4.x cannot import the graph's operators, which is said in one line."""
+
+    runtime = 'opencv'
+
+    def __init__(self, path: str, *, overrides: dict | None = None, amp: str | None = None,
+                 device: torch.device | str = 'cpu', threads: int | None = None) -> None:
+        import cv2
+        if torch.device(device).type != 'cpu':
+            raise ExportError(f'device {device}: runtime opencv runs on the CPU here; use runtime onnxruntime '
+                              'for CUDA')
+        _check_file(path)
+        self.metadata = read_graph_metadata(path)
+        self._configure(path, overrides, amp)
+        try:
+            with _quiet_opencv(cv2):
+                self.net = cv2.dnn.readNetFromONNX(path)
+        except cv2.error as e:
+            why = _unreadable(path, f'OpenCV {cv2.__version__}', e)
+            if int(cv2.__version__.split('.')[0]) < 5:
+                why = ExportError(f'{path}: OpenCV {cv2.__version__} cannot import this graph (its DNN module runs '
+                                  'it from version 5 on); pip install "opencv-python-headless>=5", or use runtime '
+                                  'onnxruntime')
+            raise why from None
+        if threads:
+            cv2.setNumThreads(int(threads))
+
+    def _outputs(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self.net.setInput(image)
+        boxes, scores, labels = self.net.forward(['boxes', 'scores', 'labels'])
+        return boxes, scores, labels
+
+
+class Pt2Backend(_GraphBackend):
+    """A ``.pt2`` program run by torch (CPU, fp32). Loading one runs code stored in it (torch.export compiles its
+    guards to Python and may unpickle its tensors), so it is opened only when the caller trusts it."""
+
+    runtime = 'torch.export'
+
+    def __init__(self, path: str, *, overrides: dict | None = None, amp: str | None = None,
+                 device: torch.device | str = 'cpu', threads: int | None = None, trust_code: bool = False) -> None:
+        _check_file(path)
+        if not trust_code:
+            raise ModelFileError(f'{path}: a .pt2 program runs code stored in it when loaded, so it is opened only '
+                                 'when trusted: pass --trust-code (Detector.load(path, trust_code=True)), or the '
+                                 '.onnx or the .pth it was exported from')
+        if torch.device(device).type != 'cpu':
+            raise ExportError(f'device {device}: a .pt2 program runs on the CPU here; use the .pth (or the .onnx '
+                              'under onnxruntime) for CUDA')
+        self.metadata = read_graph_metadata(path)
+        self._configure(path, overrides, amp)
+        import torchvision  # noqa: F401  (registers the nms / roi_align / roi_pool operators the program calls)
+        try:
+            with open(path, 'rb') as f:  # a file object: torch warns about a name not ending in .pt2
+                self.program = torch.export.load(f).module()
+        except Exception as e:  # a damaged archive: torch raises many types
+            raise _unreadable(path, 'torch.export', e) from None
+
+    def _outputs(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            boxes, scores, labels = self.program(torch.from_numpy(image))
+        return boxes.numpy(), scores.numpy(), labels.numpy()
+
+
+def graph_backend(path: str, runtime: str | None = None, *, trust_code: bool = False, **kwargs) -> _GraphBackend:
+    """The backend over the exported graph ``path``: a ``.pt2`` runs in torch (``trust_code`` must be True), an
+    ``.onnx`` under ``runtime`` (RUNTIMES; default onnxruntime)."""
+    if exported_kind(path, by_contents=True) == 'pt2':
+        if runtime not in (None, 'torch'):
+            raise ExportError(f'runtime {runtime!r}: {path} is a torch.export program, which runs in torch; the '
+                              'runtimes run the .onnx export')
+        return Pt2Backend(path, trust_code=trust_code, **kwargs)
+    if runtime in (None, 'onnxruntime'):
         return OnnxBackend(path, **kwargs)
     if runtime == 'openvino':
         return OpenVinoBackend(path, **kwargs)
+    if runtime == 'opencv':
+        return OpenCvBackend(path, **kwargs)
     raise ExportError(f'runtime {runtime!r}: not one of {", ".join(RUNTIMES)}')

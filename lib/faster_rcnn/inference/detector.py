@@ -16,8 +16,9 @@ Channel order: numpy arrays are BGR (OpenCV's), torch tensors and PIL images RGB
 A detector holds its own settings (``ModelSettings``: normalisation, channel order, test scale, NMS, caps) taken
 from its file's recorded config when loaded, with the keyword arguments of ``load`` on top; nothing is read
 from the global config, so detectors of different files live side by side in one process. ``amp`` and
-``batch_size`` are the detector's own run-time choices. An ``.onnx`` file runs under ONNX Runtime, or OpenVINO
-with ``runtime='openvino'`` (``faster_rcnn.export.runtime``), with the settings baked into its graph.
+``batch_size`` are the detector's own run-time choices. An ``.onnx`` file runs under ONNX Runtime, OpenVINO
+(``runtime='openvino'``) or OpenCV 5 (``runtime='opencv'``), a trusted ``.pt2`` program in torch
+(``faster_rcnn.export.runtime``), with the settings baked into the graph.
 
 ``tools/test_net.py``, ``tools/demo.py``, the evaluation during training and the TensorBoard detections run
 through the same functions: ``data.test_loader.prepare_test_image``, ``FasterRCNN.detect`` and
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os.path as osp
 from typing import Any, Sequence
 
 import numpy as np
@@ -36,7 +36,7 @@ import torch
 from ..config import Config, apply_record, merge_file, new_config
 from ..data.test_loader import collate_test, prepare_test_image
 from ..errors import ModelFileError, UsageError
-from ..model_file import full_category_ids, open_detector
+from ..model_file import exported_kind, full_category_ids, open_detector
 from ..nets.factory import build_from_file
 from ..nets.postprocess import top_attributes
 from ..settings import AMP_MODES, InputSettings, ModelSettings
@@ -91,7 +91,7 @@ class _EagerBackend:
 class Detector:
     """A detector: call it on an image (or a list of images) to get ``Detections``.
 
-    Build one with ``Detector.load(path)`` (a snapshot, a converted detector file or an exported ``.onnx``) or
+    Build one with ``Detector.load(path)`` (a snapshot, a converted detector file, an exported ``.onnx`` or ``.pt2``) or
     ``Detector.from_model(model, classes)``.
     """
 
@@ -144,30 +144,34 @@ class Detector:
              config: str | Config | None = None, score_thresh: float | None = None, nms: float | None = None,
              max_per_image: int | None = None, scales: int | Sequence[int] | None = None,
              max_size: int | None = None, amp: str | None = None, batch_size: int | None = None,
-             runtime: str = 'onnxruntime') -> 'Detector':
-        """Load a detector file (``.pth``: a snapshot or converted model) or an exported ``.onnx`` graph.
+             runtime: str | None = None, trust_code: bool = False) -> 'Detector':
+        """Load a detector file (``.pth``: a snapshot or converted model) or an exported ``.onnx`` / ``.pt2`` graph.
 
         The file's recorded config decides the network and its settings; the keyword arguments override the
         test-time ones (default: the recorded TEST.* values). ``config`` (a yml path or a config object) is
         only for files from before the record, which need the config they were trained with. ``runtime``
-        ('onnxruntime' or 'openvino') runs an ``.onnx`` file; OpenVINO takes ``amp='bf16'``. ``device``: 'cpu',
-        'cuda', 'cuda:N' (a name this machine does not have is a UsageError listing those it has).
+        ('onnxruntime', the default, 'openvino' or 'opencv') runs an ``.onnx`` file; OpenVINO takes
+        ``amp='bf16'``. A graph's settings are baked in: a higher ``score_thresh`` or a smaller ``max_per_image``
+        filters its output, other values are errors. A ``.pt2`` program runs code stored in it when loaded:
+        it needs ``trust_code=True``.
 
         ``category_ids`` (what ``to_coco`` writes) come from the file; a file from before they were recorded
-        says so once (a logged warning) and its detections number the classes 1..K-1.
+        says so once (a logged warning) and its detections number the classes 1..K-1. ``device``: 'cpu', 'cuda',
+        'cuda:N' (a name this machine does not have is a UsageError listing those it has).
         """
         device = checked_device(device)
         overrides = {k: v for k, v in dict(score_thresh=score_thresh, nms=nms, max_per_image=max_per_image,
                                            scales=scales, max_size=max_size).items() if v is not None}
-        if str(path).endswith('.onnx'):
+        if is_graph_file(path):
             from ..export.runtime import graph_backend
-            backend = graph_backend(str(path), runtime, overrides=overrides, amp=amp, device=device)
-            ids = backend.metadata.get('category_ids')
+            backend = graph_backend(str(path), runtime, overrides=overrides, amp=amp, device=device,
+                                    trust_code=trust_code)
+            ids = (getattr(backend, 'metadata', None) or {}).get('category_ids')
             if ids is None:
                 warn_no_category_ids(str(path))
                 ids = range(len(backend.classes))  # said once here, not at every to_coco
             return cls(backend, backend.classes, batch_size=batch_size or 1, source=str(path), category_ids=ids)
-        if runtime != 'onnxruntime':
+        if runtime not in (None, 'onnxruntime'):
             raise UsageError(f'runtime={runtime!r}: a runtime is chosen for an exported .onnx file; {path} is a '
                              'network file, which runs in PyTorch')
         detector_file = open_detector(str(path), net)
@@ -335,5 +339,6 @@ def _boxes_per_image(boxes: Any, num_images: int, single: bool) -> list[np.ndarr
 
 
 def is_graph_file(path: str) -> bool:
-    """Whether ``path`` names an exported graph (run by ONNX Runtime) rather than a detector file."""
-    return osp.splitext(str(path))[1].lower() == '.onnx'
+    """Whether ``path`` names an exported graph (``.onnx``: run by ONNX Runtime, OpenVINO or OpenCV; ``.pt2``: by
+    torch) rather than a detector file."""
+    return exported_kind(str(path), by_contents=True) is not None
