@@ -51,7 +51,11 @@ if [[ ! -f "${CFG_FILE}" ]]; then
   echo "error: NET ${NET}: no config ${CFG_FILE}; use vgg16, res50, res101, res101-lg, res152, mobile (or tiny with shapes)" >&2
   exit 2
 fi
-EXP_DIR=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['EXP_DIR'])" "${CFG_FILE}")
+# The experiment folder trainval_net.py writes to: the config's EXP_DIR, or the network's name where that names
+# another network (shapes.yml says tiny) or none (nets/registry.py experiment_name).
+EXP_DIR=$(python3 -c "import sys, yaml; from faster_rcnn.nets.registry import experiment_name; \
+print(experiment_name(str(yaml.safe_load(open(sys.argv[1])).get('EXP_DIR', 'default')), sys.argv[2]))" \
+  "${CFG_FILE}" "${NET_BASE}")
 PREFIX=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['TRAIN']['SNAPSHOT_PREFIX'])" "${CFG_FILE}")
 TAG=${EXTRA_ARGS_SLUG:-default}
 # GPU_ID: a CUDA device list ("0", "0,1": one process per GPU through torchrun) or "cpu".
