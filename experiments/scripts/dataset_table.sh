@@ -1,6 +1,6 @@
 # Sourced with the scripts' arguments (GPU_ID DATASET NET [KEY VALUE ...]) by train_faster_rcnn.sh,
 # test_faster_rcnn.sh and quickstart.sh: DATASET -> imdbs, schedule, anchors, config, final snapshot path.
-# Sets TRAIN_IMDB, TEST_IMDB, STEPSIZE, ITERS, ANCHOR_SET, CFG_FILE, NET_BASE, EXP_DIR, NET_FINAL, DEVICE_ARGS,
+# Sets TRAIN_IMDB, TEST_IMDB, STEPSIZE, ITERS, ANCHOR_SET, EVAL_SET, CFG_FILE, NET_BASE, EXP_DIR, NET_FINAL, DEVICE_ARGS,
 # NPROC, EXTRA_ARGS and EXTRA_ARGS_SLUG. The environment variable ITERS overrides the schedule's iteration
 # count (e.g. ITERS=1190000 for the published COCO models); FRCNN_ROOT_DIR moves output/ (as the tools do).
 if (( $# < 3 )); then
@@ -19,6 +19,7 @@ if [[ "${NET}" != "tiny" && ! -f "${CFG_FILE}" ]]; then
 fi
 ANCHORS=""
 RATIOS="[0.5,1,2]"
+EVAL_SET=()  # --set pairs of the training run only (the periodic evaluation)
 case ${DATASET} in
   pascal_voc)
     TRAIN_IMDB="voc_2007_trainval"; TEST_IMDB="voc_2007_test"
@@ -36,7 +37,9 @@ case ${DATASET} in
     # The quick start: its own config (network, anchors, cosine schedule) in experiments/cfgs/shapes.yml.
     TRAIN_IMDB="shapes_trainval"; TEST_IMDB="shapes_test"
     STEPSIZE="[100000]"; ITERS=${ITERS:-${SHAPES_ITERS:-1600}}
-    CFG_FILE="experiments/cfgs/shapes.yml" ;;
+    CFG_FILE="experiments/cfgs/shapes.yml"
+    # mAP on the 100 test images 8 times during training (a curve in TensorBoard's _val run; seconds each).
+    EVAL_SET=(TRAIN.EVAL_INTERVAL "$(( ITERS >= 8 ? ITERS / 8 : 1 ))") ;;
   *)
     echo "error: DATASET ${DATASET}: unknown; use pascal_voc, pascal_voc_0712, coco, coco_2017 or shapes" >&2
     exit 2 ;;
