@@ -78,3 +78,29 @@ def test_the_two_commands_of_the_page_train_and_end_with_a_mean_ap(tmp_path, tra
     print('smoke AP, fine-tuned AP:', aps)
     # From a detector of the same kind of pictures, a short fine-tune does better than the smoke run.
     assert aps[1] > aps[0], aps
+
+
+def readme_commands(text: str) -> list[list[str]]:
+    """The indented ``python tools/trainval_net.py`` commands of data/README.md, continuation lines joined."""
+    joined = re.sub(r'\\\n\s+', ' ', text)
+    return [shlex.split(line.strip()) for line in joined.splitlines() if line.startswith('    python tools/trainval_net.py')]
+
+
+@pytest.mark.slow
+def test_the_data_readme_voc_folder_recipe_runs_as_written(tmp_path):
+    """data/README.md's own-data commands (the COCO one is the page's smoke run): the VOC-layout one on a
+    generated folder with train / val splits, as written but for the folder."""
+    commands = readme_commands((REPO / 'data' / 'README.md').read_text())
+    assert len(commands) == 2 and 'coco_json:/data/mine/train.json:/data/mine/images' in commands[0]
+    voc = tmp_path / 'mine'
+    ensure_shapes(str(voc), ShapesSpec(seed=4, num_trainval=24, num_test=8))
+    sets = voc / 'ImageSets' / 'Main'
+    shutil.copyfile(sets / 'trainval.txt', sets / 'train.txt')
+    shutil.copyfile(sets / 'test.txt', sets / 'val.txt')
+    argv = [arg.replace('/data/mine', str(voc)) for arg in commands[1]]
+    env = {**_env(), 'FRCNN_ROOT_DIR': str(tmp_path / 'root'), 'FRCNN_DATA_DIR': str(tmp_path / 'root' / 'data')}
+    proc = subprocess.run([sys.executable, *argv[1:]], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'done solving:' in proc.stdout and 'tiny_faster_rcnn_iter_200.pth' in proc.stdout
+    assert (tmp_path / 'root' / 'output' / 'tiny').is_dir()
