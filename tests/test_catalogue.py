@@ -79,7 +79,8 @@ def make_coco(root: Path, edit: Callable[[dict], None] | None = None, raw: str |
 def train(imdb: str, *extra: str) -> list[str]:
     return ['tools/trainval_net.py', '--net', 'tiny', '--imdb', imdb, '--imdbval', '', '--iters', '2', '--cfg',
             SHAPES_CFG, '--workers', '0', '--device', 'cpu', *extra, '--set', 'TRAIN.SCALES', '[64]',
-            'TRAIN.IMS_PER_BATCH', '1', 'TRAIN.DISPLAY', '1', 'TRAIN.SNAPSHOT_ITERS', '1000', 'TRAIN.USE_FLIPPED', 'False',
+            'TRAIN.IMS_PER_BATCH', '1', 'TRAIN.DISPLAY', '1', 'TRAIN.SNAPSHOT_ITERS', '1000',
+            'TRAIN.USE_FLIPPED', 'False',
             # the schedule as given (no notice of a scaled --iters or of a run inside its warm-up on stderr)
             'TRAIN.REFERENCE_BATCH', '1', 'TRAIN.WARMUP_ITERS', '0']
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tool_runs import REPO, _dirs, run_tool
 
 from faster_rcnn.datasets.shapes import ShapesSpec, ensure_shapes
 from faster_rcnn.engine.schedule import Schedule, notices
 from faster_rcnn.engine.start import check_scratch_start
 from faster_rcnn.errors import UsageError
 from faster_rcnn.nets.registry import experiment_name
+from tool_runs import REPO, _dirs, run_tool
 
 MOBILE_CFG = str(REPO / 'experiments' / 'cfgs' / 'mobile.yml')
 
@@ -85,7 +85,8 @@ def test_a_short_tiny_run_warns_and_lands_in_the_folder_of_its_network(small_voc
                      'TRAIN.SNAPSHOT_PREFIX', 'tiny_faster_rcnn'])
     warnings = [line for line in proc.stderr.splitlines() if line.startswith('warning: ')]
     assert any(line.startswith('warning: --iters 1 trains 2 iterations') for line in warnings), proc.stderr
-    assert any('is not longer than its learning-rate warm-up (200 iterations)' in line for line in warnings), proc.stderr
+    assert any('is not longer than its learning-rate warm-up (200 iterations)' in line for line in warnings), \
+        proc.stderr
     imdb_dir = small_voc / 'output' / 'tiny'
     assert [p.name for p in imdb_dir.rglob('*.pth')] == ['tiny_faster_rcnn_iter_2.pth'], list(imdb_dir.rglob('*'))
     assert not list((small_voc / 'output' / 'mobile').rglob('*.pth'))

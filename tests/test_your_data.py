@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from tool_runs import REPO, _env
 
 from faster_rcnn.datasets.shapes import ShapesSpec, ensure_shapes
+from tool_runs import REPO, _env
 
 DOC = REPO / 'docs' / 'your-data.md'
 QUICK_START_MODEL = 'output/tiny/shapes_trainval/default/tiny_faster_rcnn_iter_1600.pth'
@@ -83,7 +83,8 @@ def test_the_two_commands_of_the_page_train_and_end_with_a_mean_ap(tmp_path, tra
 def readme_commands(text: str) -> list[list[str]]:
     """The indented ``python tools/trainval_net.py`` commands of data/README.md, continuation lines joined."""
     joined = re.sub(r'\\\n\s+', ' ', text)
-    return [shlex.split(line.strip()) for line in joined.splitlines() if line.startswith('    python tools/trainval_net.py')]
+    return [shlex.split(line.strip()) for line in joined.splitlines()
+            if line.startswith('    python tools/trainval_net.py')]
 
 
 @pytest.mark.slow
