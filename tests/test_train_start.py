@@ -3,6 +3,7 @@ without --from-scratch), --iters changed by the schedule scaling and a run insid
 each), and the output folder named after the network trained."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,15 @@ def test_only_tiny_or_an_explicit_flag_starts_from_random_weights():
     assert 'python data/scripts/fetch_imagenet_weights.py --net res50' in message
     assert '--weight data/imagenet_weights/res50.pth' in message and '--finetune <detector.pth>' in message
     assert '--from-scratch' in message and '\n' not in message
+    # A network torchvision has no ImageNet classifier of is pointed at a detector file only.
+    from faster_rcnn.nets import registry
+    registry.TABLE['nothing_to_fetch'] = replace(registry.TABLE['res50'], name='nothing_to_fetch', imagenet=None)
+    try:
+        with pytest.raises(UsageError) as err:
+            check_scratch_start('nothing_to_fetch', allowed=False)
+    finally:
+        del registry.TABLE['nothing_to_fetch']
+    assert 'fetch_imagenet_weights' not in str(err.value) and '; start from a detector file' in str(err.value)
 
 
 def test_notices_name_a_scaled_iteration_count_and_a_run_inside_its_warm_up():

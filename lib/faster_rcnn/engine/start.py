@@ -108,13 +108,15 @@ def _resume(start: StartState, path: str, snap: dict, run: Any, global_batch: in
 def check_scratch_start(net: str, allowed: bool) -> None:
     """A UsageError when ``net`` would start from a random initialisation and neither its table entry
     (``NetSpec.from_scratch``) nor the run (``allowed``: --from-scratch) says that trains."""
-    if allowed or spec(net).from_scratch:
+    entry = spec(net)
+    if allowed or entry.from_scratch:
         return
+    imagenet = (f'start from ImageNet weights (python data/scripts/fetch_imagenet_weights.py --net {net}, then '
+                f'--weight data/imagenet_weights/{net}.pth) or ' if entry.imagenet is not None else 'start ')
     raise UsageError(f'--net {net}: no --weight, no --finetune and no snapshot to resume, so it would train from '
-                     'random weights, which diverges (a NaN loss) within a few iterations; start from ImageNet '
-                     f'weights (python data/scripts/fetch_imagenet_weights.py --net {net}, then --weight '
-                     f'data/imagenet_weights/{net}.pth) or from a detector file (--finetune <detector.pth>), or '
-                     'pass --from-scratch to train from random weights anyway')
+                     f'random weights, which diverges (a NaN loss) within a few iterations; {imagenet}from a '
+                     'detector file (--finetune <detector.pth>), or pass --from-scratch to train from random weights '
+                     'anyway')
 
 
 def start_run(run: Any, info: DistInfo) -> StartState:
