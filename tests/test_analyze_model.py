@@ -218,6 +218,10 @@ def test_tool_on_the_trained_snapshot(root, trained):
     assert 'mean over 2 image(s)' in out and 'peak activation memory' in out
     assert 'training step (forward with losses + backward' in out
     assert 'no torchvision comparison' in out
+    # Both at the model's own scale (160, max 384 as trained), not the defaults' 600.
+    assert 'test scale 160 (max 384)' in out
+    train_input = re.search(r'training step \(forward with losses \+ backward, input (\d+)x(\d+)\)', out)
+    assert min(int(train_input.group(1)), int(train_input.group(2))) == 160, train_input.group(0)
 
 
 @pytest.mark.slow

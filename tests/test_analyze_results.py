@@ -221,12 +221,38 @@ def test_gallery_draws_the_images_that_lost_most(tmp_path):
     worst = 1 if result.images[1].ap_lost >= result.images[3].ap_lost else 3
     assert Path(first).name == f'001_img{worst}.jpg'
     im = cv2.imread(first)
-    assert im is not None and im.shape[1] == 80 and im.shape[0] > 60  # the picture and a header line
-    # Image 1's gt box is a Miss: drawn yellow (BGR 0, 255, 255) along its top edge, below the header line.
+    # The 60x80 image enlarged to a shorter side of 512 (x 512/60), a 26-pixel header above it, a legend below.
+    assert im is not None and im.shape[1] == 683 and im.shape[0] > 26 + 512
+    # Image 1's gt box is a Miss: drawn yellow (BGR 0, 255, 255) along its top edge (y 10 x 512/60), below the
+    # header line.
     pic1 = cv2.imread(str(tmp_path / 'gallery' / next(n for n in names if n.endswith('img1.jpg')))).astype(int)
-    top = pic1[im.shape[0] - 60 + 10, 12:38]
+    f = 512 / 60
+    top = pic1[26 + round(10 * f), round(14 * f):round(36 * f)]
     assert (np.abs(top - [0, 255, 255]).max(axis=1) < 80).mean() > 0.8, top
     assert result.images[3].det_error.tolist()[0] == TRUE_POSITIVE
+
+
+def test_gallery_pictures_are_enlarged_and_carry_a_legend():
+    """A 30x40 image is drawn 4x its size at min_side 120 (the 26-pixel header above, the legend below), a large
+    one as it is; every colour of the legend is there as a filled swatch, and the legend names every label."""
+    from faster_rcnn.analysis.gallery import GALLERY_MIN_SIDE, LEGEND, draw_errors, draw_legend
+    assert GALLERY_MIN_SIDE >= 480
+    g, d = [gt([[5, 5, 20, 20]], [1])], [dets([[5, 5, 20, 20]], [0.9], [1])]
+    errors = tide(g, d, 2).images[0]
+    small = draw_errors(np.full((30, 40, 3), 90, np.uint8), g[0], d[0], errors, CLASSES[:2], 0.5, min_side=120)
+    legend = draw_legend(160)
+    assert small.shape == (26 + 120 + legend.shape[0], 160, 3)
+    assert np.array_equal(small[26 + 120:], legend)
+    # The true positive's box, at 4x: its left edge in the TP colour at x = 20.
+    assert tuple(small[26 + 40, 20]) == LEGEND[0][1]
+    large = draw_errors(np.full((600, 800, 3), 90, np.uint8), g[0], d[0], errors, CLASSES[:2], 0.5)
+    assert large.shape[1] == 800 and large.shape[0] == 26 + 600 + draw_legend(800).shape[0]
+    wide = draw_legend(800)
+    assert wide.shape[0] < legend.shape[0]  # the entries flow into fewer rows on a wider picture
+    for _, colour in LEGEND:
+        assert (wide == np.array(colour, np.uint8)).all(axis=2).sum() >= 13 * 13, colour
+    labels = [text.split(':')[0] for text, _ in LEGEND]
+    assert {'TP', 'Cls', 'Loc', 'Both', 'Dupe', 'Bkg', 'gt missed'} <= set(labels)
 
 
 def test_gallery_of_an_unreadable_image_names_it(tmp_path):

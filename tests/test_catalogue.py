@@ -80,7 +80,10 @@ def make_coco(root: Path, edit: Callable[[dict], None] | None = None, raw: str |
 def train(imdb: str, *extra: str) -> list[str]:
     return ['tools/trainval_net.py', '--net', 'tiny', '--imdb', imdb, '--imdbval', '', '--iters', '2', '--cfg',
             SHAPES_CFG, '--workers', '0', '--device', 'cpu', *extra, '--set', 'TRAIN.SCALES', '[64]',
-            'TRAIN.IMS_PER_BATCH', '1', 'TRAIN.DISPLAY', '1', 'TRAIN.SNAPSHOT_ITERS', '1000', 'TRAIN.USE_FLIPPED', 'False']
+            'TRAIN.IMS_PER_BATCH', '1', 'TRAIN.DISPLAY', '1', 'TRAIN.SNAPSHOT_ITERS', '1000',
+            'TRAIN.USE_FLIPPED', 'False',
+            # the schedule as given (no notice of a scaled --iters or of a run inside its warm-up on stderr)
+            'TRAIN.REFERENCE_BATCH', '1', 'TRAIN.WARMUP_ITERS', '0']
 
 
 def voc_name(root: Path) -> str:
@@ -371,6 +374,8 @@ CASES = [
                 lambda root: ['--weight', 'trained from scratch']),
     _model_case('weight-is-a-detector', lambda root, t: train('shapes_trainval', '--net', 'mobile', '--weight', str(t)),
                 MODEL, lambda root: ['not a torchvision state_dict', '--finetune']),
+    _model_case('weight-none-for-mobile', lambda root, t: train('shapes_trainval', '--net', 'mobile'), USAGE,
+                lambda root: ['--net mobile', 'fetch_imagenet_weights.py --net mobile', '--finetune', '--from-scratch']),
     _model_case('resume-from-a-detector-file', _detector_resume, MODEL,
                 lambda root: ['tiny_faster_rcnn_iter_5.pth', 'without training state', '--finetune']),
     _model_case('tf-checkpoint-truncated', _tf_truncated, MODEL,

@@ -55,7 +55,8 @@ def test_two_processes_of_one_image_train_the_weights_of_one_process_of_two(tmp_
     otherwise reorder them, which changes which boxes top-N and NMS keep, a discrete (not a float) change."""
     data = tmp_path / 'same_size'
     ensure_shapes(str(data), ShapesSpec(num_trainval=12, num_test=2, min_size=160, max_size=160))
-    common = ['--net', 'mobile', '--imdb', f'voc_dir:{data}:trainval', '--imdbval', '', '--iters', '3',
+    common = ['--net', 'mobile', '--from-scratch', '--imdb', f'voc_dir:{data}:trainval', '--imdbval', '',
+              '--iters', '3',
               '--cfg', MOBILE_CFG, '--device', 'cpu', '--workers', '0']
     sets = [*_dirs(tmp_path), 'TRAIN.SCALES', '[160]', 'TRAIN.MAX_SIZE', '160', 'TRAIN.REFERENCE_BATCH', '2',
             'TRAIN.LEARNING_RATE', '0.01', 'TRAIN.SNAPSHOT_ITERS', '1', 'TRAIN.SNAPSHOT_KEPT', '5',

@@ -5,7 +5,8 @@
     python tools/analyze_model.py --net res101 --imdb voc_2007_test --images 10
     python tools/analyze_model.py --net vgg16 --set TEST.SCALES "[800]" TEST.MAX_SIZE 1333
 
---model: a snapshot or converted detector file (its recorded config applies); --net: a network with its
+--model: a snapshot or converted detector file (its recorded config applies, and its test scale is also the
+training step's unless --cfg or --set TRAIN.SCALES says otherwise); --net: a network with its
 initial weights (no download: the counts do not depend on the values, the proposals a little). With --imdb
 the first --images test images of that dataset are used at the test scale (and its first training image for
 the training step); without it, noise images of the test scale at 4:3 (a gt box in the middle for the
@@ -97,6 +98,18 @@ def train_batch(imdb_name: str | None, num_classes: int) -> tuple[torch.Tensor, 
     return images, torch.tensor([[h, w, scale]], dtype=torch.float32), [gt]
 
 
+def train_scale_from_model(args: argparse.Namespace) -> bool:
+    """A model file records its test scale, not its training one: without --cfg and without TRAIN.SCALES /
+    TRAIN.MAX_SIZE in --set, the training step of a --model is measured at its test scale (the defaults, 600 / 1000,
+    are another model's). True when it was set so."""
+    keys = set(args.set_cfgs or [])
+    if args.cfg_file is not None or keys & {'TRAIN.SCALES', 'TRAIN.MAX_SIZE'}:
+        return False
+    cfg.TRAIN.SCALES = tuple(cfg.TEST.SCALES[:1])
+    cfg.TRAIN.MAX_SIZE = cfg.TEST.MAX_SIZE
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.model and not args.net:
@@ -107,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.model:
         detector = open_detector(args.model, args.net)
         apply_detector_config(args, detector, verbose=False)
+        train_scale_from_model(args)
         net = detector.net
         model = build_from_file(detector, model_settings(net), device)
         source = f'{args.model} ({net}, {model.num_classes - 1} classes)'

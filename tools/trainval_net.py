@@ -6,6 +6,9 @@ Multi-GPU: torchrun --nproc_per_node=N tools/trainval_net.py ... (one process pe
 GPUs train the reference's schedule in images (engine/schedule.py); --keep-schedule takes the numbers as given.
 Starting again with the same --imdb / --tag / EXP_DIR resumes from the newest snapshot; --fresh starts over.
 --finetune FILE starts a new run from a detector file (ours or a converted one), also for other classes.
+Any network but tiny needs one of them (or --weight): from random weights it diverges, so such a run is refused
+unless --from-scratch asks for it. Output goes to output/<EXP_DIR>/<imdb>/<tag>, EXP_DIR the network's name unless
+the config names the experiment otherwise.
 """
 from __future__ import annotations
 
@@ -41,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              'model; its recorded normalisation, anchors and layout are kept). Classes the new '
                              '--imdb shares with it keep their predictor rows, others start fresh. Not a resume '
                              '(which happens by itself in the same output folder) and not --weight (ImageNet)')
+    parser.add_argument('--from-scratch', action='store_true',
+                        help='let a network other than tiny start from random weights (without it, a run with no '
+                             '--weight, no --finetune and no snapshot to resume is refused: it diverges)')
     parser.add_argument('--workers', type=int, default=None,
                         help='data loader worker processes (default: DATA_LOADER.NUM_WORKERS)')
     parser.add_argument('--fresh', action='store_true',
@@ -66,7 +72,7 @@ def train(args: argparse.Namespace, info) -> str:
         cfg.TRAIN.SCALE_SCHEDULE = False
     run = build_run(cfg, net=net, imdb=args.imdb_name, iters=args.max_iters, world_size=info.world_size,
                     imdbval=args.imdbval_name, tag=args.tag, weight=args.weight, finetune=detector, fresh=args.fresh,
-                    workers=args.workers, verbose=info.is_main)
+                    workers=args.workers, verbose=info.is_main, from_scratch=args.from_scratch)
     return train_net(run, info)
 
 

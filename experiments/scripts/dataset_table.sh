@@ -1,6 +1,6 @@
 # Sourced with the scripts' arguments (GPU_ID DATASET NET [KEY VALUE ...]) by train_faster_rcnn.sh,
 # test_faster_rcnn.sh and quickstart.sh: DATASET -> imdbs, schedule, anchors, config, final snapshot path.
-# Sets TRAIN_IMDB, TEST_IMDB, STEPSIZE, ITERS, ANCHOR_SET, CFG_FILE, NET_BASE, EXP_DIR, NET_FINAL, DEVICE_ARGS,
+# Sets TRAIN_IMDB, TEST_IMDB, STEPSIZE, ITERS, ANCHOR_SET, EVAL_SET, CFG_FILE, NET_BASE, EXP_DIR, NET_FINAL, DEVICE_ARGS,
 # NPROC, EXTRA_ARGS and EXTRA_ARGS_SLUG. The environment variable ITERS overrides the schedule's iteration
 # count (e.g. ITERS=1190000 for the published COCO models); FRCNN_ROOT_DIR moves output/ (as the tools do).
 if (( $# < 3 )); then
@@ -21,6 +21,7 @@ ANCHORS=""
 RATIOS="[0.5,1,2]"
 # A dataset's own training recipe (KEY VALUE pairs, before the user's, which override them).
 RECIPE_SET=()
+EVAL_SET=()  # --set pairs of the training run only (the periodic evaluation)
 case ${DATASET} in
   pascal_voc)
     TRAIN_IMDB="voc_2007_trainval"; TEST_IMDB="voc_2007_test"
@@ -38,7 +39,9 @@ case ${DATASET} in
     # The quick start: its own config (network, anchors, cosine schedule) in experiments/cfgs/shapes.yml.
     TRAIN_IMDB="shapes_trainval"; TEST_IMDB="shapes_test"
     STEPSIZE="[100000]"; ITERS=${ITERS:-${SHAPES_ITERS:-1600}}
-    CFG_FILE="experiments/cfgs/shapes.yml" ;;
+    CFG_FILE="experiments/cfgs/shapes.yml"
+    # mAP on the 100 test images 8 times during training (a curve in TensorBoard's _val run; seconds each).
+    EVAL_SET=(TRAIN.EVAL_INTERVAL "$(( ITERS >= 8 ? ITERS / 8 : 1 ))") ;;
   vg)
     # bottom-up-attention's recipe: 380k iterations on 8 GPUs of one image each, LR 0.001 stepped at 350k. Counted
     # at a reference batch of 8, the schedule scales to any world size (1 GPU: 3.04M iterations at LR 1.25e-4).
@@ -68,7 +71,11 @@ if [[ ! -f "${CFG_FILE}" ]]; then
   echo "error: NET ${NET}: no config ${CFG_FILE}; use vgg16, res50, res101, res101-lg, res152, mobile (or tiny with shapes)" >&2
   exit 2
 fi
-EXP_DIR=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['EXP_DIR'])" "${CFG_FILE}")
+# The experiment folder trainval_net.py writes to: the config's EXP_DIR, or the network's name where that names
+# another network (shapes.yml says tiny) or none (nets/registry.py experiment_name).
+EXP_DIR=$(python3 -c "import sys, yaml; from faster_rcnn.nets.registry import experiment_name; \
+print(experiment_name(str(yaml.safe_load(open(sys.argv[1])).get('EXP_DIR', 'default')), sys.argv[2]))" \
+  "${CFG_FILE}" "${NET_BASE}")
 PREFIX=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['TRAIN']['SNAPSHOT_PREFIX'])" "${CFG_FILE}")
 TAG=${EXTRA_ARGS_SLUG:-default}
 # GPU_ID: a CUDA device list ("0", "0,1": one process per GPU through torchrun) or "cpu".

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The quick start: install, generate the `shapes` dataset, train the small network on it on this machine's
-# CPU (or GPU 0), test it (prints "Mean AP = ..."), and draw its detections on data/demo.
+# CPU (or GPU 0), evaluating it on shapes_test 8 times on the way (a mean AP curve in TensorBoard), test it
+# (prints "Mean AP = ..."), and draw its detections on data/demo.
 #   bash experiments/scripts/quickstart.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -13,7 +14,8 @@ python3 tools/demo.py --net tiny --model "${NET_FINAL}" --cfg experiments/cfgs/s
   --images data/demo --output output/demo --thresh 0.5
 echo
 echo "Model:        ${NET_FINAL}"
-echo "TensorBoard:  .venv/bin/tensorboard --logdir tensorboard/${EXP_DIR} --port 6006  (train and _val runs),"
+echo "TensorBoard:  .venv/bin/tensorboard --logdir tensorboard/${EXP_DIR} --port 6006  (train and _val runs; the"
+echo "              _val run's eval/mean_ap is the mAP curve, 8 points),"
 echo "              then open http://localhost:6006/ in a browser"
 echo "Demo images:  output/demo/*_detections.jpg"
 echo "Logs:         experiments/logs/"

@@ -32,7 +32,7 @@ if [[ ! -f "${NET_FINAL}" ]]; then
   "${LAUNCH[@]}" ./tools/trainval_net.py "${WEIGHT_ARGS[@]}" \
     --imdb "${TRAIN_IMDB}" --imdbval "${TEST_IMDB}" --iters "${ITERS}" \
     --cfg "${CFG_FILE}" "${TAG_ARGS[@]}" --net "${NET_BASE}" "${DEVICE_ARGS[@]}" \
-    --set "${ANCHOR_SET[@]}" TRAIN.STEPSIZE "${STEPSIZE}" "${EXTRA_ARGS[@]}"
+    --set "${ANCHOR_SET[@]}" "${EVAL_SET[@]}" TRAIN.STEPSIZE "${STEPSIZE}" "${EXTRA_ARGS[@]}"
   echo "Training took $((SECONDS - START)) s"
 else
   echo "Final model ${NET_FINAL} exists: skipping training"

@@ -17,6 +17,8 @@ the evaluation set, where files go, the model settings and the record every snap
 """
 from __future__ import annotations
 
+import copy
+import logging
 from dataclasses import replace
 
 from faster_rcnn.config import Config, config_record, get_output_dir, get_output_tb_dir
@@ -24,16 +26,19 @@ from faster_rcnn.data.roidb import combined_roidb
 from faster_rcnn.datasets.factory import get_imdb
 from faster_rcnn.errors import UsageError
 from faster_rcnn.model_file import DetectorFile
-from faster_rcnn.nets.registry import model_keys
+from faster_rcnn.nets.registry import experiment_name, model_keys
 from faster_rcnn.settings import ModelSettings, RoidbSettings, TrainSettings
 
-from .schedule import apply_schedule, describe, run_schedule
+from .schedule import apply_schedule, describe, notices, run_schedule
 from .trainer import TrainRun
+
+logger = logging.getLogger(__name__)
 
 
 def build_run(config: Config, *, net: str, imdb: str, iters: int, world_size: int = 1, imdbval: str = '',
               tag: str | None = None, weight: str | None = None, finetune: DetectorFile | None = None,
-              fresh: bool = False, workers: int | None = None, verbose: bool = True) -> TrainRun:
+              fresh: bool = False, workers: int | None = None, verbose: bool = True,
+              from_scratch: bool = False) -> TrainRun:
     """The run of ``net`` on the dataset(s) ``imdb`` for ``iters`` iterations at the config's TRAIN.REFERENCE_BATCH
     (scaled to ``world_size`` x TRAIN.IMS_PER_BATCH unless TRAIN.SCALE_SCHEDULE is off)."""
     settings = TrainSettings.from_config(config, workers)
@@ -43,6 +48,13 @@ def build_run(config: Config, *, net: str, imdb: str, iters: int, world_size: in
     settings = apply_schedule(settings, used)
     if verbose:
         print(describe(given, used, world_size, settings.ims_per_batch, bool(config.TRAIN.SCALE_SCHEDULE)), flush=True)
+        for line in notices(given, used):
+            logger.warning('warning: %s', line)
+    exp_dir = experiment_name(str(config.EXP_DIR), net)
+    if exp_dir != config.EXP_DIR:
+        # Another network's name (a config written for it) or none: the folder is named after this one.
+        config = copy.deepcopy(config)
+        config.EXP_DIR = exp_dir
     roidb_opts = RoidbSettings.from_config(config)
     db, roidb = combined_roidb(imdb, roidb_opts, data_dir=config.DATA_DIR)
     output_dir = get_output_dir(db.name, tag=tag, config=config)
@@ -71,4 +83,5 @@ def build_run(config: Config, *, net: str, imdb: str, iters: int, world_size: in
                     roidb=roidb, output_dir=output_dir, tb_dir=tb_dir, max_iters=used.iters,
                     record=config_record(config, model_keys(net)), imdb_name=db.name, valroidb=valroidb,
                     imagenet_weights=weight, finetune=finetune, fresh=fresh, eval_imdb=eval_imdb,
-                    attributes=getattr(db, 'attributes', None), category_ids=list(db.category_ids))
+                    attributes=getattr(db, 'attributes', None), category_ids=list(db.category_ids),
+                    from_scratch=from_scratch)

@@ -120,3 +120,19 @@ def describe(given: Schedule, used: Schedule, world_size: int, ims_per_batch: in
         lines.append(f'  warm-up: linear from {used.learning_rate * used.warmup_factor:g} (factor '
                      f'{used.warmup_factor:g}) to {used.learning_rate:g} over {used.warmup_iters} iterations')
     return '\n'.join(lines)
+
+
+def notices(given: Schedule, used: Schedule) -> list[str]:
+    """One line for each thing about the used schedule a user would not expect from the command: ``--iters``
+    changed by the scaling, and a run that ends before its learning-rate warm-up does (never at the full rate)."""
+    lines = []
+    if used.iters != given.iters:
+        lines.append(f'--iters {given.iters} trains {used.iters} iterations: the config\'s schedule is for a global '
+                     f'batch of {given.reference_batch} (TRAIN.REFERENCE_BATCH) and this run\'s is '
+                     f'{used.global_batch}, so it is scaled to the same number of images; --keep-schedule trains '
+                     f'{given.iters}')
+    if used.warmup_iters >= used.iters:
+        lines.append(f'the run ({used.iters} iterations) is not longer than its learning-rate warm-up '
+                     f'({used.warmup_iters} iterations): it never trains at the full LEARNING_RATE; shorten it, e.g. '
+                     f'--set TRAIN.WARMUP_ITERS {max(used.iters // 10, 1)}')
+    return lines

@@ -8,7 +8,8 @@ loop begins from:
 3. remove the temporaries of snapshot writes a kill interrupted;
 4. resume from the newest snapshot that reads back whole (weights, optimizer, scaler, the position in images,
    and the RNG states to put back), else fine-tune from a detector file, else load ImageNet weights, else
-   start from scratch.
+   start from scratch: only a network made for it (``tiny``) or a run that asks for it (``--from-scratch``),
+   since the others diverge within a few iterations from a random initialisation (``check_scratch_start``).
 
 The RNG states of a resume are put back by ``first_batch`` only after the data loader has drawn its first
 batch: its workers start then and may draw from the global generators, which an uninterrupted run did long
@@ -21,10 +22,11 @@ from typing import Any, Iterator
 
 import torch
 
-from faster_rcnn.errors import CheckpointError
+from faster_rcnn.errors import CheckpointError, UsageError
 from faster_rcnn.model_file import (check_same_network, list_snapshots, load_model_file, load_model_weights,
                                     remove_stray_temporaries)
 from faster_rcnn.nets.factory import build_network
+from faster_rcnn.nets.registry import spec
 from faster_rcnn.nets.weights import load_imagenet_weights
 
 from .distributed import DistInfo
@@ -103,6 +105,20 @@ def _resume(start: StartState, path: str, snap: dict, run: Any, global_batch: in
     start.resume_path, start.how = path, 'resume'
 
 
+def check_scratch_start(net: str, allowed: bool) -> None:
+    """A UsageError when ``net`` would start from a random initialisation and neither its table entry
+    (``NetSpec.from_scratch``) nor the run (``allowed``: --from-scratch) says that trains."""
+    entry = spec(net)
+    if allowed or entry.from_scratch:
+        return
+    imagenet = (f'start from ImageNet weights (python data/scripts/fetch_imagenet_weights.py --net {net}, then '
+                f'--weight data/imagenet_weights/{net}.pth) or ' if entry.imagenet is not None else 'start ')
+    raise UsageError(f'--net {net}: no --weight, no --finetune and no snapshot to resume, so it would train from '
+                     f'random weights, which diverges (a NaN loss) within a few iterations; {imagenet}from a '
+                     'detector file (--finetune <detector.pth>), or pass --from-scratch to train from random weights '
+                     'anyway')
+
+
 def start_run(run: Any, info: DistInfo) -> StartState:
     """The start state of ``run`` (an ``engine.trainer.TrainRun``) on this process, steps 1-4 above."""
     s, device, verbose = run.train, info.device, info.is_main
@@ -131,8 +147,10 @@ def start_run(run: Any, info: DistInfo) -> StartState:
             print(f'Loading initial model weights from {run.imagenet_weights}', flush=True)
         load_imagenet_weights(model, run.imagenet_weights)
         start.how = 'imagenet'
-    elif verbose:
-        print('No pretrained weights: training from scratch', flush=True)
+    else:
+        check_scratch_start(run.net, run.from_scratch)
+        if verbose:
+            print('No pretrained weights: training from scratch', flush=True)
     return start
 
 

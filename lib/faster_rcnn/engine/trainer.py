@@ -44,6 +44,7 @@ class TrainRun:
     imagenet_weights: str | None = None
     finetune: DetectorFile | None = None
     fresh: bool = False
+    from_scratch: bool = False  # a network other than tiny may start from random weights (engine.start)
     eval_imdb: Any = None
     extra: dict = field(default_factory=dict)
     attributes: Sequence[str] | None = None  # the dataset's attribute names ('__no_attribute__' first): a head

@@ -60,13 +60,15 @@ def _tiny(s: BackboneSettings) -> Backbone:
 class NetSpec:
     """One network: ``build`` makes its backbone; ``model_keys`` are its own recorded config keys (besides
     ``COMMON_MODEL_KEYS``); ``imagenet`` names torchvision's weight enum and member (None: trained from scratch
-    or from a detector)."""
+    or from a detector); ``from_scratch``: a random initialisation trains (without it, a run with no weights to
+    start from is refused unless asked for: ``engine.start``)."""
 
     name: str
     description: str
     build: Callable[[BackboneSettings], Backbone]
     model_keys: tuple[str, ...]
     imagenet: tuple[str, str] | None
+    from_scratch: bool = False
 
 
 _RESNET_KEYS = ('RESNET.LAYOUT', 'RESNET.MAX_POOL')
@@ -86,7 +88,7 @@ TABLE: dict[str, NetSpec] = {spec.name: spec for spec in (
     NetSpec('mobile', 'MobileNetV2 (MOBILENET.VERSION 2) or MobileNetV1 (1), cut at stride 16', _mobile,
             ('MOBILENET.VERSION', 'MOBILENET.DEPTH_MULTIPLIER'), ('MobileNet_V2_Weights', 'IMAGENET1K_V1')),
     NetSpec('tiny', 'a five-stage conv net trained from scratch (the shapes quick start)', _tiny,
-            ('TINY.CHANNELS', 'TINY.FC_DIM'), None),
+            ('TINY.CHANNELS', 'TINY.FC_DIM'), None, from_scratch=True),
 )}
 NETWORKS = tuple(TABLE)
 
@@ -106,3 +108,12 @@ def model_keys(net: str) -> tuple[str, ...]:
 def describe_networks() -> str:
     """``vgg16, res50, res101, res152, mobile or tiny``: for the tools' help strings."""
     return ', '.join(NETWORKS[:-1]) + f' or {NETWORKS[-1]}'
+
+
+def experiment_name(exp_dir: str, net: str) -> str:
+    """The experiment folder (``output/<name>/...``) of a run of ``net`` whose config says EXP_DIR ``exp_dir``:
+    ``exp_dir`` itself, unless it is the default or names another network of the table (a config written for
+    that one, e.g. shapes.yml's ``tiny`` with ``--net res50``): then ``net``, so the folder says what was trained."""
+    if exp_dir == 'default' or (exp_dir in TABLE and exp_dir != net):
+        return net
+    return exp_dir
