@@ -28,7 +28,8 @@ def test_a_short_training_learns_the_attributes(root):
                     '--tag', 'attr', '--set', *_dirs(root)], timeout=1800).stdout
     printed = re.search(r'Attribute mAP at gt boxes   = (\d\.\d+)', out)
     assert printed and out.index('Mean AP') < out.index('Attribute mAP'), out[-2000:]
-    summary = json.loads((root / 'output' / 'tiny' / 'shapes_attr_test' / 'attr' / model.stem / 'eval.json').read_text())
+    folder = root / 'output' / 'tiny' / 'shapes_attr_test' / 'attr' / model.stem
+    summary = json.loads((folder / 'eval.json').read_text())
     at_gt = summary['attributes']['at_gt_boxes']
     assert at_gt['mean_ap'] == pytest.approx(float(printed.group(1)), abs=1e-4)
     assert set(at_gt['per_attribute']) == {'red', 'green', 'blue', 'yellow', 'purple', 'solid', 'outline'}

@@ -82,7 +82,8 @@ def _voc_xml(filename: str, w: int, h: int, objects: list[dict]) -> str:
              f'  <size><width>{w}</width><height>{h}</height><depth>3</depth></size>']
     for o in objects:
         x1, y1, x2, y2 = (v + 1 for v in o['box'])  # VOC files are 1-based
-        parts += ['  <object>', f'    <name>{CLASSES[o["cls"]]}</name>', f'    <difficult>{int(o["difficult"])}</difficult>',
+        parts += ['  <object>', f'    <name>{CLASSES[o["cls"]]}</name>',
+                  f'    <difficult>{int(o["difficult"])}</difficult>',
                   f'    <bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox>']
         parts += [f'    <attribute>{a}</attribute>' for a in o['attributes']]
         parts.append('  </object>')
