@@ -39,11 +39,10 @@ import torch
 
 from ..cli import ToolParser
 from ..config import load_config
+from ..nets.registry import spec
 from ..settings import ModelSettings
 
 _REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
-_CFGS = {'tiny': 'shapes.yml', 'vgg16': 'vgg16.yml', 'res101': 'res101.yml', 'res50': 'res50.yml',
-         'res152': 'res152.yml', 'mobile': 'mobile.yml'}
 IMAGE_HW = (600, 1000)
 
 
@@ -69,7 +68,7 @@ def _image() -> np.ndarray:
 def _model(net: str):
     from ..nets.factory import build_network
     from .nets import _tame
-    config = load_config(osp.join(_REPO, 'experiments', 'cfgs', _CFGS.get(net, f'{net}.yml')))
+    config = load_config(osp.join(_REPO, 'experiments', 'cfgs', spec(net).config_file))
     torch.manual_seed(0)
     num_classes = 4 if net == 'tiny' else 21
     model = build_network(net, num_classes, ModelSettings.from_config(config, net))

@@ -30,10 +30,9 @@ import torch
 
 from ..cli import ToolParser
 from ..config import Config, load_config
+from ..nets.registry import spec
 
 _REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
-_CFGS = {'tiny': 'shapes.yml', 'vgg16': 'vgg16.yml', 'res101': 'res101.yml', 'res50': 'res50.yml',
-         'mobile': 'mobile.yml'}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -55,7 +54,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def _configure(net: str, batch: int, amp: str) -> Config:
     """A private config: the net's yml with this setting's batch and precision."""
-    return load_config(osp.join(_REPO, 'experiments', 'cfgs', _CFGS.get(net, f'{net}.yml')),
+    return load_config(osp.join(_REPO, 'experiments', 'cfgs', spec(net).config_file),
                        ['TEST.IMS_PER_BATCH', str(batch), 'TEST.AMP', '' if amp == 'fp32' else amp])
 
 

@@ -13,12 +13,13 @@ skipped by rule; any other name the table lacks is an error.
 """
 from __future__ import annotations
 
+from ..nets.registry import networks_where
 from .layouts import COPY
 from .tf_names import MOBILENET_LAYERS, RESNET_UNITS
 
 Entry = tuple[str, str, str]
 
-NETS = ('vgg16', 'res50', 'res101', 'res152', 'mobile')
+NETS = networks_where('rtl')
 _VGG_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 _BN = ('weight', 'bias', 'running_mean', 'running_var')
 
