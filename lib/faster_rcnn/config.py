@@ -277,6 +277,23 @@ def new_config() -> Config:
     return copy.deepcopy(_DEFAULTS)
 
 
+def declare_key(key: str, default: Any) -> None:
+    """Add the key ``key`` (dotted, its section existing or new) with ``default`` to the defaults, the global
+    ``cfg`` and every later ``new_config()``, unless it exists: how a settings field or a hook's setting declares
+    its key in its own file (``faster_rcnn.settings.setting`` / ``declare``)."""
+    *sections, leaf = key.split('.')
+    for tree in (_DEFAULTS, __C):
+        node = tree
+        for part in sections:
+            if part not in node:
+                node[part] = edict()
+            node = node[part]
+            if not isinstance(node, dict):
+                raise ConfigError(f'config key {key}: {part} is a key, not a section')
+        if leaf not in node:
+            node[leaf] = copy.deepcopy(default)
+
+
 def reset_cfg() -> None:
     """Restore every key of the global ``cfg`` to its default and forget recorded keys (tests, long processes)."""
     __C.clear()
