@@ -14,6 +14,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from ..utils.atomic import write_json_atomic
+
 # Bump when the layout of cached entries changes, so old caches are rebuilt.
 CACHE_VERSION = 1
 
@@ -86,9 +88,5 @@ def cached_entries(cache_file: str, key: str, build: Callable[[], list[dict]]) -
         except (OSError, ValueError, KeyError, TypeError) as e:
             print(f'{cache_file}: unreadable or damaged cache ({e}), rebuilding it')
     entries = build()
-    os.makedirs(osp.dirname(cache_file) or '.', exist_ok=True)
-    tmp = f'{cache_file}.tmp{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump({'key': key, 'entries': [_to_json(e) for e in entries]}, f)
-    os.replace(tmp, cache_file)
+    write_json_atomic(cache_file, {'key': key, 'entries': [_to_json(e) for e in entries]}, indent=None)
     return entries
