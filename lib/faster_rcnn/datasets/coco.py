@@ -155,7 +155,8 @@ class CocoDataset(imdb):
         data = self._data if self._data is not None else _load_json(self._ann_file)
         if not self._has_annotations:
             raise AnnotationError(f'{self._ann_file} has no "annotations": it cannot be used for training')
-        per_image: dict[int, list[dict]] = {i: [] for i in self._image_index}
+        # Every image of the file (a limited set reads the annotations of its own images only).
+        per_image: dict[int, list[dict]] = {i: [] for i in self._images}
         for k, ann in enumerate(data['annotations']):
             if ann.get('image_id') not in per_image:
                 raise AnnotationError(f'{self._ann_file}: annotation {ann.get("id", k)} refers to image_id '

@@ -56,6 +56,7 @@ class imdb:  # noqa: N801 (tf-faster-rcnn's name)
         self._roidb_handler: Callable[[], list[dict]] = self.gt_roidb
         self.competition = False
         self.config: dict = {}
+        self._limited = 0  # limit(): the first N images only (0: all)
 
     # -- names ------------------------------------------------------------------------------------------
     @property
@@ -86,10 +87,12 @@ class imdb:  # noqa: N801 (tf-faster-rcnn's name)
 
     def cache_file(self, source: str, kind: str = 'gt_roidb') -> str:
         """``<DATA_DIR>/cache/<name>_<hash of source>_<kind>.json``: the hash keeps apart datasets of one
-        name read from different folders (e.g. a test's generated set)."""
+        name read from different folders (e.g. a test's generated set); a limited set (``limit``) has its own
+        file (``..._first<N>_<kind>.json``), so it and the full set never overwrite each other's cache."""
         safe = ''.join(ch if ch.isalnum() or ch in '_-.' else '_' for ch in self.name)[-100:]
         digest = hashlib.sha1(osp.abspath(source).encode()).hexdigest()[:10]
-        return osp.join(self.cache_path, f'{safe}_{digest}_{kind}.json')
+        part = f'_first{self._limited}' if self._limited else ''
+        return osp.join(self.cache_path, f'{safe}_{digest}{part}_{kind}.json')
 
     def image_path_at(self, i: int) -> str:
         raise NotImplementedError
@@ -140,6 +143,7 @@ class imdb:  # noqa: N801 (tf-faster-rcnn's name)
         """Keep the first ``count`` images only (an evaluation on part of the set); 0 keeps all."""
         if count > 0:
             self._image_index = self._image_index[:count]
+            self._limited = len(self._image_index)
             self._roidb = None
 
     def competition_mode(self, on: bool) -> None:
