@@ -15,11 +15,12 @@ import os.path as osp
 
 import numpy as np
 
-from .cache import cached_entries, files_signature
-from .evaluation import EvalResult
 from ..errors import AnnotationError, MissingFileError
 from ..paths import default_data_dir
+from .cache import cached_entries, files_signature
+from .evaluation import EvalResult
 from .imdb import imdb, make_roidb_entry
+from .registry import register
 
 # The 80 categories of COCO 2014/2017 in id order (ids 1..90 with gaps), as the annotation files name them: the
 # classes of every published COCO detector, known without the files (factory.classes_of).
@@ -301,3 +302,8 @@ class coco(CocoDataset):  # noqa: N801 (tf-faster-rcnn's name)
         root = data_path or osp.join(data_dir, 'coco')
         super().__init__(f'coco_{year}_{image_set}', osp.join(root, 'annotations', stem + '.json'),
                          osp.join(root, 'images', folder), data_dir=data_dir)
+
+
+# coco_<year>_<split>: tf-faster-rcnn's names.
+for _year, _split in _COCO_SPLITS:
+    register(f'coco_{_year}_{_split}', lambda d, split=_split, year=_year: coco(split, year, data_dir=d), COCO_CLASSES)

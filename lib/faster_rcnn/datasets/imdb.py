@@ -1,6 +1,6 @@
 """The image database base class, with tf-faster-rcnn's names (``imdb``, ``roidb``, ``image_index``...).
 
-A roidb entry is a dict:
+A roidb entry is a dict (docs/design.md §10; ``make_roidb_entry`` builds one, ``check_roidb_entry`` checks one):
     'image': path, 'width', 'height': ints,
     'boxes': float32 (G, 4) 0-based inclusive [x1, y1, x2, y2],
     'gt_classes': int32 (G,) in 1..num_classes-1, 'gt_ishard': bool (G,) (VOC 'difficult'),
@@ -34,6 +34,30 @@ def make_roidb_entry(image: str, width: int, height: int, boxes: np.ndarray, gt_
     entry.update(extra)
     add_max_fields(entry)
     return entry
+
+
+def check_roidb_entry(entry: dict, num_classes: int) -> None:
+    """Raise ValueError saying what is wrong when ``entry`` does not have the roidb entry format (module docstring):
+    what a new reader's test calls on its entries."""
+    where = f'roidb entry of {entry.get("image")!r}'
+    for key in ('image', 'width', 'height', 'boxes', 'gt_classes', 'gt_ishard', 'gt_overlaps', 'max_classes',
+                'max_overlaps', 'seg_areas', 'flipped'):
+        if key not in entry:
+            raise ValueError(f'{where}: no {key!r}')
+    boxes, classes = entry['boxes'], entry['gt_classes']
+    g = boxes.shape[0] if isinstance(boxes, np.ndarray) and boxes.ndim == 2 else -1
+    if g < 0 or boxes.shape[1] != 4 or boxes.dtype != np.float32:
+        raise ValueError(f'{where}: boxes must be float32 (G, 4)')
+    w, h = int(entry['width']), int(entry['height'])
+    if g and ((boxes[:, 0] < 0).any() or (boxes[:, 1] < 0).any() or (boxes[:, 2] > w - 1).any()
+              or (boxes[:, 3] > h - 1).any() or (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any()):
+        raise ValueError(f'{where}: boxes must be 0-based inclusive [x1, y1, x2, y2] inside {w} x {h}')
+    if classes.dtype != np.int32 or classes.shape != (g,) or (g and (classes.min() < 1 or classes.max() >= num_classes)):
+        raise ValueError(f'{where}: gt_classes must be int32 (G,) in 1..{num_classes - 1}')
+    if entry['gt_ishard'].dtype != np.bool_ or entry['gt_ishard'].shape != (g,):
+        raise ValueError(f'{where}: gt_ishard must be bool (G,)')
+    if entry['gt_overlaps'].shape != (g, num_classes) or entry['seg_areas'].shape != (g,):
+        raise ValueError(f'{where}: gt_overlaps must be (G, {num_classes}) and seg_areas (G,)')
 
 
 def add_max_fields(entry: dict) -> None:

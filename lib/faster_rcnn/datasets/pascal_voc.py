@@ -13,14 +13,14 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from ..errors import AnnotationError, DataError, MissingFileError
+from ..paths import default_data_dir
 from .cache import cached_entries, files_signature
 from .evaluation import EvalResult, save_pr_curves
-from ..errors import DataError, MissingFileError
-from ..paths import default_data_dir
 from .imdb import imdb, make_roidb_entry
+from .registry import register
 from .validation import check_box
 from .voc_eval import voc_eval
-from ..errors import AnnotationError
 from .voc_xml import parse_voc_annotation
 
 VOC_CLASSES = ('__background__', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
@@ -229,3 +229,12 @@ class pascal_voc(VocDataset):  # noqa: N801 (tf-faster-rcnn's name)
         super().__init__(name, osp.join(devkit, f'VOC{year}'), image_set, classes=VOC_CLASSES,
                          use_diff=use_diff, use_07_metric=int(year) < 2010, year=year, data_dir=data_dir)
         self._devkit_path = devkit
+
+
+# voc_<year>_<split>[_diff]: tf-faster-rcnn's names.
+for _year in ('2007', '2012'):
+    for _split in ('train', 'val', 'trainval', 'test'):
+        register(f'voc_{_year}_{_split}', lambda d, split=_split, year=_year: pascal_voc(split, year, data_dir=d),
+                 VOC_CLASSES)
+        register(f'voc_{_year}_{_split}_diff',
+                 lambda d, split=_split, year=_year: pascal_voc(split, year, use_diff=True, data_dir=d), VOC_CLASSES)

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from ..paths import default_data_dir
+from .registry import register
 
 CLASSES = ('__background__', 'circle', 'square', 'triangle')
 
@@ -280,3 +281,10 @@ def write_demo_images(out_dir: str, indices: tuple[int, ...] = (0, 1, 2, 3), spe
             f.write(buf.tobytes())
         paths.append(path)
     return paths
+
+
+for _split in ('trainval', 'test'):
+    register(f'shapes_{_split}', lambda d, split=_split: shapes_voc(split, data_dir=d), CLASSES)
+    register(f'shapes_coco_{_split}', lambda d, split=_split: shapes_coco(split, data_dir=d), CLASSES)
+    register(f'shapes_circle_square_{_split}',
+             lambda d, split=_split: shapes_subset_voc(split, ('circle', 'square'), data_dir=d), CLASSES[:3])
