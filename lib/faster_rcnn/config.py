@@ -12,6 +12,8 @@ naming the key, so a typo in a yml fails at start-up instead of being silently i
 """
 from __future__ import annotations
 
+import logging
+
 import ast
 import copy
 import os
@@ -24,6 +26,8 @@ from easydict import EasyDict as edict
 
 from .errors import ConfigError
 from .paths import default_data_dir, default_root
+
+logger = logging.getLogger(__name__)
 
 __C = edict()
 cfg = __C
@@ -464,9 +468,8 @@ def _check_recorded(key: str, value: Any) -> None:
     if same_value(recorded, value):
         return
     if _OVERRIDE['allowed']:
-        import sys
-        print(f'warning: {key} = {format_value(value)} overrides {format_value(recorded)} recorded in {source} '
-              '(--override)', file=sys.stderr)
+        logger.warning(f'warning: {key} = {format_value(value)} overrides {format_value(recorded)} recorded in {source} '
+              '(--override)')
         return
     raise ConfigError(f'{key} = {format_value(value)} contradicts {source}, which was made with {key} = '
                       f'{format_value(recorded)}; leave the key out (the file sets it), or pass --override to run '

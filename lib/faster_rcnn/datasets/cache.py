@@ -6,6 +6,8 @@ ignored. Here a cache holds a key built from the paths, sizes and modification t
 """
 from __future__ import annotations
 
+import logging
+
 import hashlib
 import json
 import os
@@ -15,6 +17,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from ..utils.atomic import write_json_atomic
+
+logger = logging.getLogger(__name__)
 
 # Bump when the layout of cached entries changes, so old caches are rebuilt.
 CACHE_VERSION = 1
@@ -84,9 +88,9 @@ def cached_entries(cache_file: str, key: str, build: Callable[[], list[dict]]) -
                 for e in entries:
                     _check_entry(e)
                 return entries
-            print(f'{cache_file}: annotations changed since it was written, rebuilding it')
+            logger.info(f'{cache_file}: annotations changed since it was written, rebuilding it')
         except (OSError, ValueError, KeyError, TypeError) as e:
-            print(f'{cache_file}: unreadable or damaged cache ({e}), rebuilding it')
+            logger.info(f'{cache_file}: unreadable or damaged cache ({e}), rebuilding it')
     entries = build()
     write_json_atomic(cache_file, {'key': key, 'entries': [_to_json(e) for e in entries]}, indent=None)
     return entries

@@ -6,6 +6,8 @@ training roidb (the reference meant to, but its filter was a no-op) and stay ign
 """
 from __future__ import annotations
 
+import logging
+
 import contextlib
 import io
 import json
@@ -21,6 +23,8 @@ from .cache import cached_entries, files_signature
 from .evaluation import EvalResult
 from .imdb import imdb, make_roidb_entry
 from .registry import register
+
+logger = logging.getLogger(__name__)
 
 # The 80 categories of COCO 2014/2017 in id order (ids 1..90 with gaps), as the annotation files name them: the
 # classes of every published COCO detector, known without the files (factory.classes_of).
@@ -166,7 +170,7 @@ class CocoDataset(imdb):
         dropped = []
         roidb = [self._entry(i, per_image[i], dropped) for i in self._image_index]
         if dropped:
-            print(f'{self._ann_file}: {len(dropped)} zero-area boxes skipped (annotation ids '
+            logger.info(f'{self._ann_file}: {len(dropped)} zero-area boxes skipped (annotation ids '
                   f'{dropped[:10]}{" ..." if len(dropped) > 10 else ""})')
         return roidb
 
@@ -241,9 +245,9 @@ class CocoDataset(imdb):
         results = self.detections_to_coco(all_boxes)
         with open(res_file, 'w', encoding='utf-8') as f:
             json.dump(results, f)
-        print(f'Wrote COCO results to {res_file}')
+        logger.info(f'Wrote COCO results to {res_file}')
         if not self._has_annotations:
-            print(f'{self._ann_file} has no annotations: submit {res_file} to the evaluation server')
+            logger.info(f'{self._ann_file} has no annotations: submit {res_file} to the evaluation server')
             return EvalResult(float('nan'), metric='COCO AP')
         return self._do_detection_eval(res_file, results, output_dir)
 
@@ -253,7 +257,7 @@ class CocoDataset(imdb):
         with contextlib.redirect_stdout(io.StringIO()):
             gt = COCO(self._ann_file)
         if not results:
-            print('No detections: every AP is 0')
+            logger.info('No detections: every AP is 0')
             return EvalResult(0.0, {name: 0.0 for name in self.classes[1:]}, metric='COCO AP')
         dt = gt.loadRes(res_file)
         ev = COCOeval(gt, dt, 'bbox')
@@ -284,10 +288,10 @@ def per_category_ap(ev, num_categories: int) -> np.ndarray:
 
 def print_per_category_ap(ev, names) -> None:
     aps = per_category_ap(ev, len(names))
-    print('~~~~ Per-category AP @ IoU=[0.50,0.95] ~~~~')
+    logger.info('~~~~ Per-category AP @ IoU=[0.50,0.95] ~~~~')
     for name, ap in zip(names, aps):
-        print(f'{name:>20s}: {100 * ap:.1f}')
-    print(f'{"mean":>20s}: {100 * np.nanmean(aps) if np.any(~np.isnan(aps)) else float("nan"):.1f}')
+        logger.info(f'{name:>20s}: {100 * ap:.1f}')
+    logger.info(f'{"mean":>20s}: {100 * np.nanmean(aps) if np.any(~np.isnan(aps)) else float("nan"):.1f}')
 
 
 class coco(CocoDataset):  # noqa: N801 (tf-faster-rcnn's name)

@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+import logging
+
 import glob
 import os
 import os.path as osp
@@ -22,6 +24,8 @@ from .registry import register
 from .validation import check_box
 from .voc_eval import voc_eval
 from .voc_xml import parse_voc_annotation
+
+logger = logging.getLogger(__name__)
 
 VOC_CLASSES = ('__background__', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
                'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep',
@@ -183,7 +187,7 @@ class VocDataset(imdb):
         template = self.results_file_template(output_dir)
         annopath = osp.join(self._root, 'Annotations', '{:s}.xml')
         cachedir = osp.join(self.cache_path, 'annotations_cache')
-        print(f'VOC07 metric? {"Yes" if self._use_07_metric else "No"}')
+        logger.info(f'VOC07 metric? {"Yes" if self._use_07_metric else "No"}')
         aps = []
         result = EvalResult(0.0, metric='VOC07 mAP' if self._use_07_metric else 'VOC mAP')
         for cls in self.classes[1:]:
@@ -193,17 +197,17 @@ class VocDataset(imdb):
             aps.append(ap)
             result.per_class[cls] = float(ap)
             result.curves[cls] = (rec, prec)
-            print(f'AP for {cls} = {ap:.4f}')
+            logger.info(f'AP for {cls} = {ap:.4f}')
         mean_ap = float(np.mean(aps)) if aps else 0.0
         result.mean_ap = mean_ap
         save_pr_curves(output_dir, result)
-        print(f'Mean AP = {mean_ap:.4f}')
-        print('~~~~~~~~')
-        print('Results:')
+        logger.info(f'Mean AP = {mean_ap:.4f}')
+        logger.info('~~~~~~~~')
+        logger.info('Results:')
         for ap in aps:
-            print(f'{ap:.3f}')
-        print(f'{mean_ap:.3f}')
-        print('~~~~~~~~')
+            logger.info(f'{ap:.3f}')
+        logger.info(f'{mean_ap:.3f}')
+        logger.info('~~~~~~~~')
         if self.config['cleanup'] and not self.competition:
             for cls in self.classes[1:]:
                 os.remove(template.format(cls))

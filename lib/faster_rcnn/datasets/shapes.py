@@ -11,6 +11,8 @@ temporary folder and renames it, so an interrupted run never leaves a half-writt
 """
 from __future__ import annotations
 
+import logging
+
 import json
 import os
 import os.path as osp
@@ -23,6 +25,8 @@ import numpy as np
 
 from ..paths import default_data_dir
 from .registry import register
+
+logger = logging.getLogger(__name__)
 
 CLASSES = ('__background__', 'circle', 'square', 'triangle')
 
@@ -215,7 +219,7 @@ def ensure_shapes(root: str | None = None, spec: ShapesSpec | None = None, data_
         return root
     parent = osp.dirname(root)
     os.makedirs(parent, exist_ok=True)
-    print(f'Generating the shapes set ({spec.num_trainval} trainval / {spec.num_test} test images, '
+    logger.info(f'Generating the shapes set ({spec.num_trainval} trainval / {spec.num_test} test images, '
           f'seed {spec.seed}) in {root}')
     tmp = tempfile.mkdtemp(prefix='.shapes_tmp_', dir=parent)
     try:

@@ -17,6 +17,8 @@ the evaluation set, where files go, the model settings and the record every snap
 """
 from __future__ import annotations
 
+import logging
+
 from dataclasses import replace
 
 from faster_rcnn.config import Config, config_record, get_output_dir, get_output_tb_dir
@@ -30,6 +32,8 @@ from faster_rcnn.settings import ModelSettings, RoidbSettings, TrainSettings
 from .schedule import apply_schedule, describe, run_schedule
 from .trainer import TrainRun
 
+logger = logging.getLogger(__name__)
+
 
 def build_run(config: Config, *, net: str, imdb: str, iters: int, world_size: int = 1, imdbval: str = '',
               tag: str | None = None, weight: str | None = None, finetune: DetectorFile | None = None,
@@ -42,15 +46,15 @@ def build_run(config: Config, *, net: str, imdb: str, iters: int, world_size: in
                                scaled_warmup_iters=int(config.TRAIN.SCALED_WARMUP_ITERS))
     settings = apply_schedule(settings, used)
     if verbose:
-        print(describe(given, used, world_size, settings.ims_per_batch, bool(config.TRAIN.SCALE_SCHEDULE)), flush=True)
+        logger.info(describe(given, used, world_size, settings.ims_per_batch, bool(config.TRAIN.SCALE_SCHEDULE)))
     roidb_opts = RoidbSettings.from_config(config)
     db, roidb = combined_roidb(imdb, roidb_opts, data_dir=config.DATA_DIR)
     output_dir = get_output_dir(db.name, tag=tag, config=config)
     tb_dir = get_output_tb_dir(db.name, tag=tag, config=config)
     if verbose:
-        print(f'{len(roidb)} roidb entries')
-        print(f'Output will be saved to `{output_dir}`')
-        print(f'TensorFlow summaries will be saved to `{tb_dir}`')
+        logger.info(f'{len(roidb)} roidb entries')
+        logger.info(f'Output will be saved to `{output_dir}`')
+        logger.info(f'TensorFlow summaries will be saved to `{tb_dir}`')
     eval_imdb = None
     if config.TRAIN.EVAL_INTERVAL > 0:
         if not imdbval or '+' in imdbval:
@@ -59,14 +63,14 @@ def build_run(config: Config, *, net: str, imdb: str, iters: int, world_size: in
         eval_imdb = get_imdb(imdbval, config.DATA_DIR)
         eval_imdb.limit(int(config.TRAIN.EVAL_IMAGES))
         if verbose:
-            print(f'Evaluating on {eval_imdb.name} ({eval_imdb.num_images} images) every '
+            logger.info(f'Evaluating on {eval_imdb.name} ({eval_imdb.num_images} images) every '
                   f'{config.TRAIN.EVAL_INTERVAL} iterations')
     valroidb = None
     if imdbval:
         # The validation images are never flipped.
         _, valroidb = combined_roidb(imdbval, replace(roidb_opts, use_flipped=False), data_dir=config.DATA_DIR)
         if verbose:
-            print(f'{len(valroidb)} validation roidb entries')
+            logger.info(f'{len(valroidb)} validation roidb entries')
     return TrainRun(net=net, model=ModelSettings.from_config(config, net), train=settings, classes=list(db.classes),
                     roidb=roidb, output_dir=output_dir, tb_dir=tb_dir, max_iters=used.iters,
                     record=config_record(config, model_keys(net)), imdb_name=db.name, valroidb=valroidb,

@@ -7,6 +7,8 @@ one small all-reduce there, none in the other steps.
 """
 from __future__ import annotations
 
+import logging
+
 import signal
 import threading
 
@@ -14,6 +16,8 @@ import torch
 import torch.distributed as dist
 
 from faster_rcnn.engine.distributed import DistInfo
+
+logger = logging.getLogger(__name__)
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -44,8 +48,8 @@ class StopSignals:
             self._restore()
             raise KeyboardInterrupt
         self.signum = signum
-        print(f'\n{signal.Signals(signum).name} received: finishing this iteration, then writing a snapshot '
-              '(send it again to stop at once)', flush=True)
+        logger.info(f'\n{signal.Signals(signum).name} received: finishing this iteration, then writing a snapshot '
+              '(send it again to stop at once)')
 
     def requested(self, info: DistInfo, iteration: int, display: int) -> int | None:
         """The signal to stop on after ``iteration``, or None; every process gets the same answer."""

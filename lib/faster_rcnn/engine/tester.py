@@ -13,6 +13,8 @@ result is the single-process one.
 """
 from __future__ import annotations
 
+import logging
+
 import os
 import os.path as osp
 import time
@@ -26,6 +28,8 @@ from tqdm import tqdm
 from faster_rcnn.data.test_loader import build_test_loader
 from faster_rcnn.inference import Detector
 from faster_rcnn.utils.detections_file import write_detections
+
+logger = logging.getLogger(__name__)
 
 
 def _sync(detector: Detector) -> None:
@@ -77,7 +81,7 @@ def detect_dataset(detector: Detector, paths: Sequence[str], *, rank: int = 0, w
         timing.update(wall_s=elapsed, startup_s=t_first - t_start, steady_s=t_end - t_first, images=len(found),
                       detect_s=t_det)
     if progress:
-        print(f'im_detect: {len(found)} images in {elapsed:.1f}s ({len(found) / max(elapsed, 1e-9):.1f} images/s), '
+        logger.info(f'im_detect: {len(found)} images in {elapsed:.1f}s ({len(found) / max(elapsed, 1e-9):.1f} images/s), '
               f'{t_det / n:.3f}s per image to detect (network and NMS)')
     return found
 
@@ -121,9 +125,9 @@ def test_net(detector: Detector, imdb, output_dir: str, *, evaluate: bool = True
     # The reference's file format, written atomically; tools/reval.py reads it without running code.
     write_detections(all_boxes, det_file)
     if progress:
-        print(f'Wrote detections to {det_file}')
+        logger.info(f'Wrote detections to {det_file}')
     result = None
     if evaluate:
-        print('Evaluating detections')
+        logger.info('Evaluating detections')
         result = imdb.evaluate_detections(all_boxes, output_dir)
     return all_boxes, result
