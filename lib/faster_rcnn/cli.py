@@ -16,13 +16,21 @@ import os
 import pprint
 import sys
 import traceback
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from .config import cfg, cfg_from_file, cfg_from_list, check_record_keys, record_keys, set_key
-from .errors import (DISK_ERRNOS, EXIT_BUG, EXIT_DISK, EXIT_DISTRIBUTED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError,
-                     UserError)
+from .errors import (
+    DISK_ERRNOS,
+    EXIT_BUG,
+    EXIT_DISK,
+    EXIT_DISTRIBUTED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    UsageError,
+    UserError,
+)
 from .model_file import DetectorFile
 from .settings import ModelSettings, RoidbSettings, TestSettings, TrainSettings
 
@@ -62,7 +70,8 @@ class ToolParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.add_argument('--debug', action='store_true',
-                          help='show the Python traceback of an error (also with the environment variable FRCNN_DEBUG=1)')
+                          help='show the Python traceback of an error (also with the environment variable '
+                               'FRCNN_DEBUG=1)')
         self.add_argument('--quiet', action='store_true', help="only the library's warnings and the results")
         self.add_argument('--verbose', action='store_true', help="the library's debug messages too")
 

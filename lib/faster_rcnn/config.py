@@ -12,13 +12,12 @@ naming the key, so a typo in a yml fails at start-up instead of being silently i
 """
 from __future__ import annotations
 
-import logging
-
 import ast
 import copy
+import logging
 import os
 import os.path as osp
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import yaml
@@ -273,7 +272,7 @@ __C.CHANNELS_LAST = 'cpu'
 # The pristine defaults: new_config() copies them, reset_cfg() puts them back into the global cfg.
 _DEFAULTS = copy.deepcopy(__C)
 
-Config = edict  # a config object: the global ``cfg`` or a copy from ``new_config()``
+Config: TypeAlias = edict  # a config object: the global ``cfg`` or a copy from ``new_config()``
 
 
 def new_config() -> Config:
@@ -468,8 +467,8 @@ def _check_recorded(key: str, value: Any) -> None:
     if same_value(recorded, value):
         return
     if _OVERRIDE['allowed']:
-        logger.warning(f'warning: {key} = {format_value(value)} overrides {format_value(recorded)} recorded in {source} '
-              '(--override)')
+        logger.warning(f'warning: {key} = {format_value(value)} overrides {format_value(recorded)} recorded in '
+                       f'{source} (--override)')
         return
     raise ConfigError(f'{key} = {format_value(value)} contradicts {source}, which was made with {key} = '
                       f'{format_value(recorded)}; leave the key out (the file sets it), or pass --override to run '

@@ -18,9 +18,10 @@ schedule scales (``engine.schedule``). A hook or other extension with a setting 
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ def _triple(value: Any, key: str) -> tuple[float, float, float]:
     flat = np.asarray(value, dtype=np.float64).ravel()
     if flat.size != 3:
         raise ConfigError(f'config key {key}: expected 3 numbers (B, G, R), got {flat.tolist()}')
-    return tuple(float(v) for v in flat)
+    return float(flat[0]), float(flat[1]), float(flat[2])
 
 
 def _choice(value: str, choices: tuple[str, ...], key: str) -> str:
@@ -186,9 +187,9 @@ def declare(key: str, default: Any, check: Check | None = None, expect: str = ''
 def _extension_values(c: Config) -> Mapping[str, Any]:
     out = {}
     for key, ext in EXTENSIONS.items():
-        kind = type(ext.default)
-        if isinstance(ext.default, tuple):
-            kind = tuple[type(ext.default[0]), ...] if ext.default else tuple
+        kind: Any = type(ext.default)
+        if isinstance(ext.default, tuple) and ext.default:
+            kind = tuple[type(ext.default[0]), ...]  # type: ignore[misc]  # a runtime alias, as the fields' hints
         value = _convert(_value(c, key, ext.default), kind, key)
         _check(key, value, ext.check, ext.expect)
         out[key] = value
@@ -214,7 +215,7 @@ class InputSettings:
                               f'maximum, got {list(self.scales)} / {self.max_size}')
 
     @classmethod
-    def from_config(cls, c: Config, training: bool = False) -> 'InputSettings':
+    def from_config(cls, c: Config, training: bool = False) -> InputSettings:
         section = c.TRAIN if training else c.TEST
         return cls(pixel_means=_triple(c.PIXEL_MEANS, 'PIXEL_MEANS'), pixel_stds=_triple(c.PIXEL_STDS, 'PIXEL_STDS'),
                    channel_order=_choice(str(c.CHANNEL_ORDER), CHANNEL_ORDERS, 'CHANNEL_ORDER'),
@@ -246,7 +247,7 @@ class DetectionSettings:
             raise ConfigError(f'config key TEST.MAX_PER_IMAGE must be >= 0 (0: no cap), got {self.max_per_image}')
 
     @classmethod
-    def from_config(cls, c: Config) -> 'DetectionSettings':
+    def from_config(cls, c: Config) -> DetectionSettings:
         t = c.TEST
         return cls(bbox_reg=bool(t.BBOX_REG), score_thresh=float(t.SCORE_THRESH), nms=float(t.NMS),
                    max_per_image=int(t.MAX_PER_IMAGE))
@@ -268,7 +269,7 @@ class BackboneSettings:
     pooling_size: int = 7
 
     @classmethod
-    def from_config(cls, c: Config) -> 'BackboneSettings':
+    def from_config(cls, c: Config) -> BackboneSettings:
         return cls(vgg16_ceil_mode=bool(c.VGG16.CEIL_MODE), resnet_layout=str(c.RESNET.LAYOUT),
                    resnet_fixed_blocks=int(c.RESNET.FIXED_BLOCKS), resnet_max_pool=bool(c.RESNET.MAX_POOL),
                    mobilenet_version=int(c.MOBILENET.VERSION), mobilenet_fixed_layers=int(c.MOBILENET.FIXED_LAYERS),
@@ -326,7 +327,7 @@ class ProposalSettings(Declared):
     section: str = field(default='TRAIN', metadata={'internal': True})  # whose keys: TRAIN or TEST
 
     @classmethod
-    def read(cls, c: Config, section: str) -> 'ProposalSettings':
+    def read(cls, c: Config, section: str) -> ProposalSettings:
         return cls(**cls.declared_values(c, section), section=section)
 
 
@@ -379,7 +380,7 @@ class NetworkSettings:
         return self.test_proposal.kwargs()
 
     @classmethod
-    def from_config(cls, c: Config) -> 'NetworkSettings':
+    def from_config(cls, c: Config) -> NetworkSettings:
         tr = c.TRAIN
         return cls(
             anchor_scales=tuple(float(s) for s in c.ANCHOR_SCALES),
@@ -412,16 +413,16 @@ class ModelSettings:
     detection: DetectionSettings
 
     @classmethod
-    def from_config(cls, c: Config, net: str) -> 'ModelSettings':
+    def from_config(cls, c: Config, net: str) -> ModelSettings:
         return cls(net=net, backbone=BackboneSettings.from_config(c), network=NetworkSettings.from_config(c),
                    input=InputSettings.from_config(c, training=False), detection=DetectionSettings.from_config(c))
 
     @classmethod
-    def defaults(cls, net: str) -> 'ModelSettings':
+    def defaults(cls, net: str) -> ModelSettings:
         """The settings of the default config (tf-faster-rcnn's defaults) for ``net``."""
         return cls.from_config(new_config(), net)
 
-    def with_test(self, **changes: Any) -> 'ModelSettings':
+    def with_test(self, **changes: Any) -> ModelSettings:
         """A copy with test-time keys changed: ``score_thresh``, ``nms``, ``max_per_image``, ``bbox_reg`` (detection),
         ``scales``, ``max_size`` (input)."""
         detection = {k: changes.pop(k) for k in ('score_thresh', 'nms', 'max_per_image', 'bbox_reg') if k in changes}
@@ -452,7 +453,7 @@ class OptimizerSettings:
         _choice(self.kind, ('sgd', 'adamw'), 'TRAIN.OPTIMIZER')
 
     @classmethod
-    def from_config(cls, c: Config) -> 'OptimizerSettings':
+    def from_config(cls, c: Config) -> OptimizerSettings:
         tr = c.TRAIN
         return cls(kind=str(tr.OPTIMIZER), learning_rate=float(tr.LEARNING_RATE), momentum=float(tr.MOMENTUM),
                    weight_decay=float(tr.WEIGHT_DECAY), double_bias=bool(tr.DOUBLE_BIAS),
@@ -470,7 +471,7 @@ class RoidbSettings:
     proposal_method: str = 'gt'
 
     @classmethod
-    def from_config(cls, c: Config) -> 'RoidbSettings':
+    def from_config(cls, c: Config) -> RoidbSettings:
         tr = c.TRAIN
         return cls(use_flipped=bool(tr.USE_FLIPPED), use_all_gt=bool(tr.USE_ALL_GT),
                    keep_background_images=bool(tr.KEEP_BACKGROUND_IMAGES), proposal_method=str(tr.PROPOSAL_METHOD))
@@ -490,7 +491,7 @@ class TestSettings:
         _choice(self.amp, AMP_MODES, 'TEST.AMP')
 
     @classmethod
-    def from_config(cls, c: Config, num_workers: int | None = None) -> 'TestSettings':
+    def from_config(cls, c: Config, num_workers: int | None = None) -> TestSettings:
         return cls(ims_per_batch=int(c.TEST.IMS_PER_BATCH), amp=str(c.TEST.AMP),
                    num_workers=int(c.DATA_LOADER.NUM_WORKERS if num_workers is None else num_workers))
 
@@ -535,7 +536,7 @@ class TrainSettings:
                               f'{self.display} and {self.snapshot_iters}')
 
     @classmethod
-    def from_config(cls, c: Config, num_workers: int | None = None) -> 'TrainSettings':
+    def from_config(cls, c: Config, num_workers: int | None = None) -> TrainSettings:
         tr = c.TRAIN
         workers = int(c.DATA_LOADER.NUM_WORKERS if num_workers is None else num_workers)
         return cls(seed=int(c.RNG_SEED), ims_per_batch=int(tr.IMS_PER_BATCH),
@@ -557,9 +558,9 @@ class TrainSettings:
         out.update({key: int(self.extra[key]) for key, ext in EXTENSIONS.items() if ext.interval and key in self.extra})
         return out
 
-    def with_intervals(self, values: Mapping[str, int]) -> 'TrainSettings':
+    def with_intervals(self, values: Mapping[str, int]) -> TrainSettings:
         """A copy with the intervals ``values`` (names as ``intervals()``)."""
         named = {f.metadata['name']: f.name for f in fields(self) if f.metadata.get('interval')}
-        own = {named[k]: int(v) for k, v in values.items() if k in named}
+        own: dict[str, Any] = {named[k]: int(v) for k, v in values.items() if k in named}
         extra = {**self.extra, **{k: int(v) for k, v in values.items() if k not in named}}
         return replace(self, **own, extra=MappingProxyType(extra))

@@ -32,7 +32,7 @@ import os.path as osp
 import statistics
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -190,7 +190,8 @@ def _table(results: dict) -> str:
     limit = results['machine']
     best = {'fp32': max(limit['gemm_fp32_gflops'], limit['conv_fp32_gflops']),
             'bf16': max(limit['gemm_bf16_gflops'], limit['conv_bf16_gflops'])}
-    lines = ['| net | runtime | ms | x eager fp32 | GFLOP/s | share of the machine |', '| --- | --- | ---: | ---: | ---: | ---: |']
+    lines = ['| net | runtime | ms | x eager fp32 | GFLOP/s | share of the machine |',
+             '| --- | --- | ---: | ---: | ---: | ---: |']
     for net, e in results['nets'].items():
         for key, ms in e['ms'].items():
             peak = best['bf16' if key.endswith('bf16') else 'fp32']

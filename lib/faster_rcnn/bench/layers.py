@@ -7,22 +7,22 @@ time and operators dispatched per call, and a whole training step outside the ba
 """
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
 
 import torch
-
-from ..cli import ToolParser
-from ..errors import UsageError
 import torchvision
 
 from ..boxes import bbox_transform_inv, clip_boxes
+from ..cli import ToolParser
+from ..errors import UsageError
 from ..layers.anchor_target import anchor_target_layer
 from ..layers.anchors import anchors_for
 from ..layers.proposal import proposal_layer
 from ..layers.proposal_target import proposal_target_layer
 from ..layers.roi_pool import crop_and_resize, roi_features
-from .batched import median_ms, run_batched, table as batched_table
+from .batched import median_ms, run_batched
+from .batched import table as batched_table
 
 IM_INFO = (600.0, 800.0, 1.6)
 GT_BOXES = [
@@ -35,7 +35,7 @@ GT_BOXES = [
 ]
 
 
-def _parse(argv: List[str]) -> argparse.Namespace:
+def _parse(argv: list[str]) -> argparse.Namespace:
     parser = ToolParser(prog="benchmark.py layers", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--repeat", type=int, default=20, help="timed runs per layer (median reported)")
@@ -45,7 +45,7 @@ def _parse(argv: List[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(device: torch.device, repeat: int, warmup: int) -> Dict[str, object]:
+def run(device: torch.device, repeat: int, warmup: int) -> dict[str, object]:
     gen = torch.Generator().manual_seed(0)
     anchors = anchors_for(38, 50, device)
     n = anchors.shape[0]
@@ -76,7 +76,7 @@ def run(device: torch.device, repeat: int, warmup: int) -> Dict[str, object]:
         # torchvision's FasterRCNN RoI op: 7 x 7 RoIAlign, 2 x 2 samples per bin (as many samples as ours).
         return torchvision.ops.roi_align(f, crop_rois, (7, 7), 1.0 / 16, 2, False)
 
-    cases: Dict[str, Callable[[], object]] = {
+    cases: dict[str, Callable[[], object]] = {
         "proposal_train": lambda: proposal_layer(
             scores, deltas, anchors, IM_INFO, pre_nms_top_n=12000, post_nms_top_n=2000, nms_thresh=0.7
         ),
@@ -109,7 +109,7 @@ def run(device: torch.device, repeat: int, warmup: int) -> Dict[str, object]:
     }
 
 
-def _table(result: Dict[str, object]) -> str:
+def _table(result: dict[str, object]) -> str:
     notes = {
         "proposal_train": "12000 -> NMS 0.7 -> 2000",
         "proposal_test": "6000 -> NMS 0.7 -> 300",
@@ -136,7 +136,7 @@ def _table(result: Dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = _parse(list(argv) if argv is not None else [])
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -8,7 +8,7 @@ MobileNet, 7x7 for the ResNets), slim's ResNet strides, 'SAME' (ceil-mode) VGG16
 from __future__ import annotations
 
 import os.path as osp
-from typing import Sequence
+from collections.abc import Sequence
 
 from faster_rcnn.errors import ModelFileError, UsageError
 from faster_rcnn.model_file import detector_payload

@@ -60,7 +60,8 @@ def _resnet(units: tuple[int, ...]) -> list[Entry]:
 
 
 def _mobilenet_v1() -> list[Entry]:
-    out = _layer('mobilenet.Conv2d_0.0', 'backbone.features.0.0') + _layer('mobilenet.Conv2d_0.1', 'backbone.features.0.1', _BN)
+    out = _layer('mobilenet.Conv2d_0.0', 'backbone.features.0.0')
+    out += _layer('mobilenet.Conv2d_0.1', 'backbone.features.0.1', _BN)
     for i in range(1, MOBILENET_LAYERS):
         for part in ('depthwise', 'pointwise'):
             rtl, ours = f'mobilenet.Conv2d_{i}.{part}', f'backbone.features.{i}.{part}'

@@ -6,13 +6,13 @@ ignored. Here a cache holds a key built from the paths, sizes and modification t
 """
 from __future__ import annotations
 
-import logging
-
 import hashlib
 import json
+import logging
 import os
 import os.path as osp
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 

@@ -6,11 +6,10 @@ training roidb (the reference meant to, but its filter was a no-op) and stay ign
 """
 from __future__ import annotations
 
-import logging
-
 import contextlib
 import io
 import json
+import logging
 import math
 import os
 import os.path as osp

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import os.path as osp
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -52,7 +52,8 @@ def check_roidb_entry(entry: dict, num_classes: int) -> None:
     if g and ((boxes[:, 0] < 0).any() or (boxes[:, 1] < 0).any() or (boxes[:, 2] > w - 1).any()
               or (boxes[:, 3] > h - 1).any() or (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any()):
         raise ValueError(f'{where}: boxes must be 0-based inclusive [x1, y1, x2, y2] inside {w} x {h}')
-    if classes.dtype != np.int32 or classes.shape != (g,) or (g and (classes.min() < 1 or classes.max() >= num_classes)):
+    bad_range = g > 0 and (classes.min() < 1 or classes.max() >= num_classes)
+    if classes.dtype != np.int32 or classes.shape != (g,) or bad_range:
         raise ValueError(f'{where}: gt_classes must be int32 (G,) in 1..{num_classes - 1}')
     if entry['gt_ishard'].dtype != np.bool_ or entry['gt_ishard'].shape != (g,):
         raise ValueError(f'{where}: gt_ishard must be bool (G,)')

@@ -5,12 +5,11 @@
 """
 from __future__ import annotations
 
-import logging
-
 import glob
+import logging
 import os
 import os.path as osp
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image

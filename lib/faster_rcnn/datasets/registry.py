@@ -8,7 +8,7 @@ A reader's contract (docs/design.md §10): an ``imdb`` subclass whose ``roidb`` 
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import ConfigError
 from .imdb import imdb

@@ -11,9 +11,8 @@ temporary folder and renames it, so an interrupted run never leaves a half-writt
 """
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 import os
 import os.path as osp
 import shutil
@@ -270,7 +269,8 @@ def shapes_coco(image_set: str, root: str | None = None, spec: ShapesSpec | None
                        osp.join(root, 'JPEGImages'), data_dir=data_dir)
 
 
-def write_demo_images(out_dir: str, indices: tuple[int, ...] = (0, 1, 2, 3), spec: ShapesSpec | None = None) -> list[str]:
+def write_demo_images(out_dir: str, indices: tuple[int, ...] = (0, 1, 2, 3),
+                      spec: ShapesSpec | None = None) -> list[str]:
     """Write test images ``indices`` of ``spec`` (default: the shapes_test set) as JPEGs named like the
     generated set (``test_<i>.jpg``): held-out pictures for tools/demo.py."""
     spec = spec or ShapesSpec()

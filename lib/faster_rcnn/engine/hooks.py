@@ -14,7 +14,6 @@ the snapshot that it asks for, and the snapshot comes last, after everything tha
 from __future__ import annotations
 
 import logging
-
 import time
 
 from faster_rcnn.nets.network import LOSS_NAMES

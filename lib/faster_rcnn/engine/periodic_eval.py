@@ -10,7 +10,6 @@ and rank 0 evaluates. The images go through a ``Detector`` over the model being 
 from __future__ import annotations
 
 import logging
-
 import os.path as osp
 
 import torch

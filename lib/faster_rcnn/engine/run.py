@@ -18,7 +18,6 @@ the evaluation set, where files go, the model settings and the record every snap
 from __future__ import annotations
 
 import logging
-
 from dataclasses import replace
 
 from faster_rcnn.config import Config, config_record, get_output_dir, get_output_tb_dir
@@ -58,8 +57,8 @@ def build_run(config: Config, *, net: str, imdb: str, iters: int, world_size: in
     eval_imdb = None
     if config.TRAIN.EVAL_INTERVAL > 0:
         if not imdbval or '+' in imdbval:
-            raise UsageError(f'TRAIN.EVAL_INTERVAL {config.TRAIN.EVAL_INTERVAL} evaluates on --imdbval, which must name '
-                             f'one dataset (got {imdbval!r})')
+            raise UsageError(f'TRAIN.EVAL_INTERVAL {config.TRAIN.EVAL_INTERVAL} evaluates on --imdbval, which must '
+                             f'name one dataset (got {imdbval!r})')
         eval_imdb = get_imdb(imdbval, config.DATA_DIR)
         eval_imdb.limit(int(config.TRAIN.EVAL_IMAGES))
         if verbose:

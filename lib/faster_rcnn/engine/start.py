@@ -17,15 +17,20 @@ before that point.
 from __future__ import annotations
 
 import logging
-
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 from faster_rcnn.errors import CheckpointError
-from faster_rcnn.model_file import (check_same_network, list_snapshots, load_model_file, load_model_weights,
-                                    remove_stray_temporaries)
+from faster_rcnn.model_file import (
+    check_same_network,
+    list_snapshots,
+    load_model_file,
+    load_model_weights,
+    remove_stray_temporaries,
+)
 from faster_rcnn.nets.factory import build_network
 from faster_rcnn.nets.weights import load_imagenet_weights
 

@@ -8,7 +8,6 @@ one small all-reduce there, none in the other steps.
 from __future__ import annotations
 
 import logging
-
 import signal
 import threading
 
@@ -29,7 +28,7 @@ class StopSignals:
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> 'StopSignals':
+    def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for sig in _SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)

@@ -14,11 +14,10 @@ result is the single-process one.
 from __future__ import annotations
 
 import logging
-
 import os
 import os.path as osp
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -81,8 +80,8 @@ def detect_dataset(detector: Detector, paths: Sequence[str], *, rank: int = 0, w
         timing.update(wall_s=elapsed, startup_s=t_first - t_start, steady_s=t_end - t_first, images=len(found),
                       detect_s=t_det)
     if progress:
-        logger.info(f'im_detect: {len(found)} images in {elapsed:.1f}s ({len(found) / max(elapsed, 1e-9):.1f} images/s), '
-              f'{t_det / n:.3f}s per image to detect (network and NMS)')
+        logger.info(f'im_detect: {len(found)} images in {elapsed:.1f}s ({len(found) / max(elapsed, 1e-9):.1f} '
+                    f'images/s), {t_det / n:.3f}s per image to detect (network and NMS)')
     return found
 
 

@@ -22,8 +22,8 @@ A hook that needs the loss values reads ``trainer.losses`` (this step's, on the 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 
@@ -56,7 +56,7 @@ class TrainState:
 class HookBase:
     """A hook: override what you need. ``self.trainer`` is set when the trainer registers it."""
 
-    trainer: 'Trainer'
+    trainer: Trainer
 
     def before_train(self) -> None:
         pass

@@ -1,8 +1,8 @@
 """``Detections``: one image's detections as ``faster_rcnn.Detector`` returns them (numpy, on the host)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class Detections:
         """The class name of each detection."""
         return [self.classes[int(j)] for j in self.labels]
 
-    def above(self, score: float) -> 'Detections':
+    def above(self, score: float) -> Detections:
         """The detections scoring at least ``score``."""
         keep = self.scores >= score
         return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], self.classes)
@@ -61,5 +61,5 @@ class Detections:
         return draw_boxes(image, shown.boxes, shown.class_names, shown.labels.tolist(), shown.scores.tolist())
 
     @classmethod
-    def empty(cls, classes: Sequence[str]) -> 'Detections':
+    def empty(cls, classes: Sequence[str]) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), tuple(classes))

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import copy
 import os.path as osp
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ from ..nets.factory import build_from_file
 from ..settings import AMP_MODES, InputSettings, ModelSettings
 from .detections import Detections
 from .images import to_bgr
+
 
 class _EagerBackend:
     """A ``FasterRCNN`` on a device: preprocessing on the host (workers), the network and NMS on the device."""
@@ -76,7 +78,7 @@ class Detector:
     # -- construction ------------------------------------------------------------------------------------
     @classmethod
     def from_model(cls, model: torch.nn.Module, classes: Sequence[str], *, device: torch.device | str | None = None,
-                   amp: str = '', batch_size: int = 1) -> 'Detector':
+                   amp: str = '', batch_size: int = 1) -> Detector:
         """A detector over a built ``FasterRCNN`` (its ``settings`` decide the input and post-processing)."""
         if len(classes) != model.num_classes:
             raise UsageError(f'{len(classes)} class names for a model of {model.num_classes} classes')
@@ -89,7 +91,7 @@ class Detector:
              config: str | Config | None = None, score_thresh: float | None = None, nms: float | None = None,
              max_per_image: int | None = None, scales: int | Sequence[int] | None = None,
              max_size: int | None = None, amp: str | None = None, batch_size: int | None = None,
-             runtime: str = 'onnxruntime') -> 'Detector':
+             runtime: str = 'onnxruntime') -> Detector:
         """Load a detector file (``.pth``: a snapshot or converted model) or an exported ``.onnx`` graph.
 
         The file's recorded config decides the network and its settings; the keyword arguments override the

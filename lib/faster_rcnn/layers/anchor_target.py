@@ -11,8 +11,9 @@ computed once per anchors tensor, and every step is written for few operator cal
 bound by kernel launches, not arithmetic. ``anchor_target_layer`` is the one-image form (the reference's
 signature).
 """
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import NamedTuple, Optional, Sequence, Tuple, Union
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -56,17 +57,17 @@ def _geometry(anchors: Tensor, border: float) -> _AnchorGeometry:
 
 class _Candidates(NamedTuple):
     geometry: _AnchorGeometry  # of the candidate anchors only
-    index: Optional[Tensor]  # (C,) int64 rows of the candidates among the anchors; None: all anchors
+    index: Tensor | None  # (C,) int64 rows of the candidates among the anchors; None: all anchors
 
 
 @lru_cache(maxsize=16)
-def _cached_candidates(anchors: Tensor, version: int, border: float, extent: Optional[Tuple[float, float]]
+def _cached_candidates(anchors: Tensor, version: int, border: float, extent: tuple[float, float] | None
                        ) -> _Candidates:
     # Keyed by the tensor object and its version counter, so an in-place change is never served stale.
     return _candidates(anchors, border, extent)
 
 
-def _candidates(anchors: Tensor, border: float, extent: Optional[Tuple[float, float]]) -> _Candidates:
+def _candidates(anchors: Tensor, border: float, extent: tuple[float, float] | None) -> _Candidates:
     if extent is None:
         return _Candidates(_geometry(anchors, border), None)
     a = anchors.to(torch.float32)
@@ -78,7 +79,7 @@ def _candidates(anchors: Tensor, border: float, extent: Optional[Tuple[float, fl
     return _Candidates(_geometry(anchors[index], border), index)
 
 
-def _anchor_candidates(anchors: Tensor, border: float, extent: Optional[Tuple[float, float]]) -> _Candidates:
+def _anchor_candidates(anchors: Tensor, border: float, extent: tuple[float, float] | None) -> _Candidates:
     """The anchors that can be inside an image no larger than ``extent`` and their geometry, cached unless the
     tensor has no version counter or carries autograd."""
     if anchors.is_inference() or anchors.requires_grad:
@@ -91,7 +92,7 @@ def _ranks(k: int, device: torch.device) -> Tensor:
     return torch.arange(k, device=device)
 
 
-def _smallest_keys(members: Tensor, keys: Tensor, k: int) -> Tuple[Tensor, Tensor]:
+def _smallest_keys(members: Tensor, keys: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Of each row's ``members`` (N, M) bool, the ``k`` smallest ``keys``: (index (N, k), found (N, k) bool),
     in increasing key order; rows with fewer members have ``found`` False at the end."""
     values, index = torch.where(members, keys, KEY_LIMIT).topk(k, dim=1, largest=False, sorted=True)
@@ -113,8 +114,8 @@ def anchor_targets(
     rpn_positive_weight: float = -1.0,
     rpn_bbox_inside_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
     allowed_border: float = 0,
-    terms: Optional[Tensor] = None,
-    extent: Optional[Tuple[float, float]] = None,
+    terms: Tensor | None = None,
+    extent: tuple[float, float] | None = None,
 ) -> AnchorTargets:
     """Assign and sample anchors for the RPN losses of N images.
 
@@ -247,7 +248,7 @@ def _labels_and_weights(positive: Tensor, negative: Tensor, rpn_positive_weight:
 
 
 def _scatter_candidates(index: Tensor, m: int, labels: Tensor, targets: Tensor, inside_w: Tensor,
-                        outside_w: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+                        outside_w: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The candidates' labels (N, C), targets (N, 4, C) and weights (N, C, k) placed at their rows ``index``
     (C,) among all M anchors; every other anchor is ignored (-1) with zero targets and weights."""
     n = labels.shape[0]
@@ -261,12 +262,12 @@ def _scatter_candidates(index: Tensor, m: int, labels: Tensor, targets: Tensor, 
 def anchor_target_layer(
     anchors: Tensor,
     gt_boxes: Tensor,
-    im_info: Union[Tensor, Sequence[float]],
+    im_info: Tensor | Sequence[float],
     *,
-    generator: Optional[torch.Generator] = None,
-    seed: Optional[Tensor] = None,
+    generator: torch.Generator | None = None,
+    seed: Tensor | None = None,
     **settings,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Anchor targets of one image: :func:`anchor_targets` with N = 1.
 
     Args:

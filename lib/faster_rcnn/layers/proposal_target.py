@@ -14,8 +14,9 @@ in the image's own list), so an image gets the same sample alone as in any batch
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import NamedTuple, Optional, Sequence, Tuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -63,7 +64,7 @@ def _gt_geometry(boxes: Tensor) -> Tensor:
     return torch.cat((lo + 0.5 * sizes, sizes), -1)
 
 
-def _offsets_and_scales(boxes: Tensor) -> Tuple[Tensor, Tensor]:
+def _offsets_and_scales(boxes: Tensor) -> tuple[Tensor, Tensor]:
     """Boxes (R, 4) -> ((cx, cy, 0, 0), (w, h, w, h)), each (R, 4): ``(geometry - offsets) / scales`` is
     bbox_transform's (dx, dy) and its (gw / ew, gh / eh) before the log."""
     lo = boxes[:, 0:2]
@@ -91,8 +92,8 @@ def proposal_targets(
     bbox_normalize_stds: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
     bbox_inside_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
     use_gt: bool = False,
-    terms: Optional[Tensor] = None,
-    positions: Optional[Tensor] = None,
+    terms: Tensor | None = None,
+    positions: Tensor | None = None,
 ) -> ProposalTargets:
     """Sample rois and build their classification and class-specific regression targets, for N images.
 
@@ -234,10 +235,10 @@ def proposal_target_layer(
     gt_boxes: Tensor,
     num_classes: int,
     *,
-    generator: Optional[torch.Generator] = None,
-    seed: Optional[Tensor] = None,
+    generator: torch.Generator | None = None,
+    seed: Tensor | None = None,
     **settings,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Targets of one image: :func:`proposal_targets` with N = 1.
 
     Args:
@@ -255,7 +256,8 @@ def proposal_target_layer(
     gt = gt_boxes.to(device=device, dtype=torch.float32).reshape(1, -1, 5)
     if seed is None:
         seed = seeds_from_generator(1, generator, device)
-    out = proposal_targets(boxes, roi_scores.reshape(1, -1), torch.ones(boxes.shape[:2], dtype=torch.bool, device=device),
+    valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=device)
+    out = proposal_targets(boxes, roi_scores.reshape(1, -1), valid,
                            gt, torch.ones(gt.shape[:2], dtype=torch.bool, device=device), seed.reshape(1).to(device),
                            num_classes, **settings)
     return out

@@ -5,8 +5,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..model_file import DetectorFile, load_model_weights
 from ..errors import CheckpointError
+from ..model_file import DetectorFile, load_model_weights
 from ..settings import BackboneSettings, ModelSettings
 from .backbone import Backbone
 from .registry import NETWORKS, spec
@@ -23,7 +23,7 @@ def build_backbone(name: str, settings: BackboneSettings | None = None) -> Backb
     return spec(name).build(settings or BackboneSettings())
 
 
-def build_network(name: str, num_classes: int, settings: ModelSettings | None = None) -> 'FasterRCNN':
+def build_network(name: str, num_classes: int, settings: ModelSettings | None = None) -> FasterRCNN:
     """A Faster R-CNN with backbone ``name`` for ``num_classes`` classes (background included).
 
     ``settings`` default to ``ModelSettings.defaults(name)`` (tf-faster-rcnn's defaults); the module keeps them:
@@ -39,7 +39,7 @@ def build_network(name: str, num_classes: int, settings: ModelSettings | None = 
 
 
 def build_from_file(detector: DetectorFile, settings: ModelSettings, device: torch.device | str = 'cpu',
-                    num_classes: int | None = None) -> 'FasterRCNN':
+                    num_classes: int | None = None) -> FasterRCNN:
     """The network of a detector file with its weights (strictly), in eval mode on ``device``.
 
     ``settings``: the file's (its recorded config, and whatever the caller changed at test time).

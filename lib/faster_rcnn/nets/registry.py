@@ -8,8 +8,8 @@ Adding a backbone is its module and one entry here (and a yml in ``experiments/c
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import ConfigError
 from ..settings import BackboneSettings

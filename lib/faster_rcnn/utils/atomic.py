@@ -13,7 +13,8 @@ import json
 import os
 import os.path as osp
 import tempfile
-from typing import IO, Any, Iterator
+from collections.abc import Iterator
+from typing import IO, Any
 
 TMP_SUFFIX = '.tmp'
 

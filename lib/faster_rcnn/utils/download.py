@@ -1,9 +1,8 @@
 """Downloads for the data fetchers: streamed to a .part file, renamed only when complete, hashes checked."""
 from __future__ import annotations
 
-import logging
-
 import hashlib
+import logging
 import os
 import sys
 import urllib.request
