@@ -6,7 +6,6 @@ CUDA work is synchronised before and after each timed call. Then the batched lay
 time and operators dispatched per call, and a whole training step outside the backbone (``bench.batched``).
 """
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from ..layers.anchors import anchors_for
 from ..layers.proposal import proposal_layer
 from ..layers.proposal_target import proposal_target_layer
 from ..layers.roi_pool import crop_and_resize, roi_features
+from ..utils.atomic import write_json_atomic
 from .batched import median_ms, run_batched
 from .batched import table as batched_table
 
@@ -150,10 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(result))
     print(batched_table(result['batched']))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        tmp.replace(args.json)
+        write_json_atomic(str(args.json), result, indent=2)
     return 0
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import AnnotationError, MissingFileError
 from ..paths import default_data_dir
+from ..utils.atomic import write_json_atomic
 from .cache import cached_entries, files_signature
 from .evaluation import EvalResult
 from .imdb import imdb, make_roidb_entry
@@ -242,8 +243,7 @@ class CocoDataset(imdb):
         safe = ''.join(ch if ch.isalnum() or ch in '_-.' else '_' for ch in self.name)[-120:]
         res_file = osp.join(output_dir, f'detections_{safe}_results.json')
         results = self.detections_to_coco(all_boxes)
-        with open(res_file, 'w', encoding='utf-8') as f:
-            json.dump(results, f)
+        write_json_atomic(res_file, results, indent=None)
         logger.info(f'Wrote COCO results to {res_file}')
         if not self._has_annotations:
             logger.info(f'{self._ann_file} has no annotations: submit {res_file} to the evaluation server')
@@ -266,8 +266,7 @@ class CocoDataset(imdb):
         ev.summarize()
         print_per_category_ap(ev, self.classes[1:])
         stats_file = osp.join(output_dir, 'detection_results.json')
-        with open(stats_file, 'w', encoding='utf-8') as f:
-            json.dump({'stats': [float(s) for s in ev.stats]}, f)
+        write_json_atomic(stats_file, {'stats': [float(s) for s in ev.stats]}, indent=None)
         per_class = dict(zip(self.classes[1:], (float(a) for a in per_category_ap(ev, self.num_classes - 1))))
         return EvalResult(float(ev.stats[0]), per_class, metric='COCO AP', stats=[float(s) for s in ev.stats])
 
