@@ -5,7 +5,16 @@ import numpy as np
 import pytest
 import torch
 
+from faster_rcnn.cli import configure_logging
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def tool_logging():
+    """The library's messages shown as the tools show them (INFO on stdout, warnings on stderr), so tests that
+    read what a library function reports see it; tests/test_logging.py checks the silent default."""
+    configure_logging()
 
 
 @pytest.fixture(

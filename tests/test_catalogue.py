@@ -416,6 +416,8 @@ CASES = [
          lambda root: ['--set expects KEY VALUE pairs']),
     Case('config-unknown-pooling', lambda root, t: train('shapes_trainval') + ['POOLING_MODE', 'magic'], USAGE,
          lambda root: ['POOLING_MODE', "'magic'"]),
+    Case('config-layer-value-out-of-range', lambda root, t: train('shapes_trainval') + ['TRAIN.FG_FRACTION', '1.5'],
+         USAGE, lambda root: ['config key TRAIN.FG_FRACTION', 'expected a number in [0, 1]']),
     Case('config-contradicts-model', lambda root, t: _test_args(_copy(t, root / 'm.pth'), root, '--set', 'ANCHOR_SCALES',
                                                                   '[2,4]'),
          USAGE, lambda root: ['ANCHOR_SCALES = [2.0, 4.0] contradicts', str(root / 'm.pth'), '--override']),

@@ -180,12 +180,12 @@ def test_training_on_a_coco_json_records_its_ids(root, trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_json_and_to_coco_score_as_test_net_on_non_contiguous_ids(root, trained, tmp_path):
-    # The shared model's weights with the ids a training on the renumbered set records (same classes, same
+def test_demo_json_and_to_coco_score_as_test_net_on_non_contiguous_ids(root, working, tmp_path):
+    # The shared working model's weights with the ids a training on the renumbered set records (same classes, same
     # order, same images: test_training_on_a_coco_json_records_its_ids checks that training writes these).
-    contents = torch.load(trained, map_location='cpu', weights_only=True)
+    contents = torch.load(working, map_location='cpu', weights_only=True)
     contents['category_ids'] = [0, 5, 9, 17]
-    model = tmp_path / 'tiny_faster_rcnn_iter_40.pth'
+    model = tmp_path / 'tiny_faster_rcnn_iter_300.pth'
     save_atomic(contents, str(model))
     shapes = root / 'data' / 'shapes'
     images = shapes / 'JPEGImages'
@@ -222,7 +222,7 @@ def test_demo_json_and_to_coco_score_as_test_net_on_non_contiguous_ids(root, tra
     demo_ap = _coco_ap(test_json, demo)
 
     print(f'AP@[.5:.95] on ids 5, 9, 17: test_net {test_net_ap:.4f}, to_coco {api_ap:.4f}, demo --json {demo_ap:.4f}')
-    assert test_net_ap > 0.01
+    assert test_net_ap > 0.2  # a detector that works (the quick-start recipe, 300 iterations)
     assert api_ap == pytest.approx(test_net_ap, abs=1e-9) and demo_ap == pytest.approx(test_net_ap, abs=1e-9)
     # What these results scored before the ids were recorded: the class indices 1..3 match no category.
     assert _coco_ap(test_json, [{**r, 'category_id': {5: 1, 9: 2, 17: 3}[r['category_id']]} for r in api]) <= 0

@@ -1,7 +1,7 @@
 # Sourced with the scripts' arguments (GPU_ID DATASET NET [KEY VALUE ...]) by train_faster_rcnn.sh,
 # test_faster_rcnn.sh and quickstart.sh: DATASET -> imdbs, schedule, anchors, config, final snapshot path.
-# Sets TRAIN_IMDB, TEST_IMDB, STEPSIZE, ITERS, ANCHOR_SET, EVAL_SET, CFG_FILE, NET_BASE, EXP_DIR, NET_FINAL, DEVICE_ARGS,
-# NPROC, EXTRA_ARGS and EXTRA_ARGS_SLUG. The environment variable ITERS overrides the schedule's iteration
+# Sets TRAIN_IMDB, TEST_IMDB, STEPSIZE, ITERS, ANCHOR_SET, EVAL_SET, CFG_FILE, NET_BASE, NET_IMAGENET, EXP_DIR,
+# NET_FINAL, DEVICE_ARGS, NPROC, EXTRA_ARGS and EXTRA_ARGS_SLUG. The environment variable ITERS overrides the schedule's iteration
 # count (e.g. ITERS=1190000 for the published COCO models); FRCNN_ROOT_DIR moves output/ (as the tools do).
 if (( $# < 3 )); then
   echo "error: $(basename "$0"): expected GPU_ID DATASET NET [KEY VALUE ...], e.g. 0 pascal_voc vgg16; see its header" >&2
@@ -12,12 +12,8 @@ DATASET=$2
 NET=$3
 EXTRA_ARGS=("${@:4}")
 EXTRA_ARGS_SLUG=$(IFS=_; echo "${EXTRA_ARGS[*]:-}" | tr -d '[]",' | tr ' ' '_')
-CFG_FILE="experiments/cfgs/${NET}.yml"
-if [[ "${NET}" != "tiny" && ! -f "${CFG_FILE}" ]]; then
-  echo "error: NET ${NET}: no config ${CFG_FILE}; use vgg16, res50, res101, res101-lg, res152, mobile (or tiny with shapes)" >&2
-  exit 2
-fi
 ANCHORS=""
+DATASET_CFG=""
 RATIOS="[0.5,1,2]"
 # A dataset's own training recipe (KEY VALUE pairs, before the user's, which override them).
 RECIPE_SET=()
@@ -39,7 +35,7 @@ case ${DATASET} in
     # The quick start: its own config (network, anchors, cosine schedule) in experiments/cfgs/shapes.yml.
     TRAIN_IMDB="shapes_trainval"; TEST_IMDB="shapes_test"
     STEPSIZE="[100000]"; ITERS=${ITERS:-${SHAPES_ITERS:-1600}}
-    CFG_FILE="experiments/cfgs/shapes.yml"
+    DATASET_CFG="experiments/cfgs/shapes.yml"
     # mAP on the 100 test images 8 times during training (a curve in TensorBoard's _val run; seconds each).
     EVAL_SET=(TRAIN.EVAL_INTERVAL "$(( ITERS >= 8 ? ITERS / 8 : 1 ))") ;;
   vg)
@@ -55,20 +51,22 @@ case ${DATASET} in
     # shapes with colour and fill attributes: the quick-start network with an attribute head (docs/training.md).
     TRAIN_IMDB="shapes_attr_trainval"; TEST_IMDB="shapes_attr_test"
     STEPSIZE="[100000]"; ITERS=${ITERS:-${SHAPES_ITERS:-1600}}
-    CFG_FILE="experiments/cfgs/shapes.yml" ;;
+    DATASET_CFG="experiments/cfgs/shapes.yml" ;;
   *)
     echo "error: DATASET ${DATASET}: unknown; use pascal_voc, pascal_voc_0712, coco, coco_2017, vg, shapes or shapes_attr" >&2
     exit 2 ;;
 esac
-# res101-lg and the like use the base network with their own config.
-NET_BASE=${NET%-lg}
+# The network, its yml and whether it starts from ImageNet weights come from the network table
+# (nets/registry.py); a variant such as res101-lg is the base network with its own yml.
+read -r NET_BASE CFG_FILE NET_IMAGENET < <(python3 ./tools/networks.py --resolve "${NET}") || exit 2
+if [[ -n "${DATASET_CFG}" ]]; then CFG_FILE=${DATASET_CFG}; fi
 ANCHOR_SET=()
 if [[ -n "${ANCHORS}" ]]; then
   ANCHOR_SET=(ANCHOR_SCALES "${ANCHORS}" ANCHOR_RATIOS "${RATIOS}")
 fi
 ANCHOR_SET+=("${RECIPE_SET[@]}")
 if [[ ! -f "${CFG_FILE}" ]]; then
-  echo "error: NET ${NET}: no config ${CFG_FILE}; use vgg16, res50, res101, res101-lg, res152, mobile (or tiny with shapes)" >&2
+  echo "error: NET ${NET}: no config ${CFG_FILE}; add it (the network table names it: python3 tools/networks.py)" >&2
   exit 2
 fi
 # The experiment folder trainval_net.py writes to: the config's EXP_DIR, or the network's name where that names

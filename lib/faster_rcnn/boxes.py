@@ -3,8 +3,8 @@
 Boxes are ``(x1, y1, x2, y2)`` inclusive pixel indices, so a box's width is ``x2 - x1 + 1``.
 Every function works on any device and keeps the input dtype (float32 in, float32 out).
 """
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -13,7 +13,7 @@ __all__ = ["bbox_transform", "bbox_transform_inv", "clip_boxes", "bbox_overlaps"
            "signed_corners", "iou_of_signed", "best_query"]
 
 
-def _centres_and_sizes(boxes: Tensor) -> Tuple[Tensor, Tensor]:
+def _centres_and_sizes(boxes: Tensor) -> tuple[Tensor, Tensor]:
     """(N, 4) boxes -> centres (N, 2) ``(cx, cy)`` and sizes (N, 2) ``(w, h)``, +1 convention.
 
     x and y are handled together as column pairs: half the kernel launches of per-coordinate code.
@@ -67,7 +67,7 @@ def bbox_transform_inv(boxes: Tensor, deltas: Tensor) -> Tensor:
     return pred.reshape(deltas.shape)
 
 
-def clip_boxes(boxes: Tensor, im_shape: Union[Sequence[float], Tensor]) -> Tensor:
+def clip_boxes(boxes: Tensor, im_shape: Sequence[float] | Tensor) -> Tensor:
     """Clip every 4-column group of ``boxes`` (N, 4k) to ``[0, W-1] x [0, H-1]``.
 
     ``im_shape`` is ``(H, W, ...)``: a tuple or a tensor (a tensor stays on the device, so
@@ -92,7 +92,7 @@ def _signs(dtype: torch.dtype, device: torch.device) -> Tensor:
     return torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=dtype, device=device)
 
 
-def signed_corners(boxes: Tensor) -> Tuple[Tensor, Tensor]:
+def signed_corners(boxes: Tensor) -> tuple[Tensor, Tensor]:
     """Boxes (..., 4) as ``(-x1, -y1, x2, y2)`` (..., 4) and their +1 areas (...), in the boxes' dtype.
 
     With the lower corners negated, the intersection's corners of two boxes are one elementwise minimum,
@@ -135,7 +135,7 @@ def bbox_overlaps_by_query(boxes: Tensor, query_boxes: Tensor) -> Tensor:
     return iou_of_signed(signed.t().contiguous(), areas, query, query_areas)
 
 
-def best_query(overlaps: Tensor) -> Tuple[Tensor, Tensor]:
+def best_query(overlaps: Tensor) -> tuple[Tensor, Tensor]:
     """Per box, the largest IoU (..., N) and the first query reaching it (..., N) int64, from query-major
     ``overlaps`` (..., K, N), K > 0: ``overlaps.max(dim=-2)`` with argmax's first-index rule.
 

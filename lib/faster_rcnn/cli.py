@@ -11,30 +11,77 @@ A traceback without it is a bug of ours.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import pprint
 import sys
 import traceback
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from .config import cfg, cfg_from_file, cfg_from_list, check_record_keys, record_keys, set_key
-from .errors import (DISK_ERRNOS, EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_DISK, EXIT_DISTRIBUTED, EXIT_INTERRUPTED,
-                     EXIT_USAGE, UserError)
+from .errors import (
+    DISK_ERRNOS,
+    EXIT_BROKEN_PIPE,
+    EXIT_BUG,
+    EXIT_DISK,
+    EXIT_DISTRIBUTED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    UsageError,
+    UserError,
+)
 from .inference.device import checked_device
 from .model_file import DetectorFile
 from .settings import ModelSettings, RoidbSettings, TestSettings, TrainSettings
 
 
+class _StdStream(logging.StreamHandler):
+    """A handler writing to ``sys.<name>`` as it is when a message comes (so a replaced stdout is honoured)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(getattr(sys, name))
+        self._name = name
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = getattr(sys, self._name)
+        super().emit(record)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """The tools' output: the package's messages at ``level`` and above as plain lines, INFO and DEBUG on stdout,
+    warnings and errors on stderr (what the tools printed before they logged)."""
+    package = logging.getLogger('faster_rcnn')
+    for handler in [h for h in package.handlers if isinstance(h, _StdStream)]:
+        package.removeHandler(handler)
+    out, err = _StdStream('stdout'), _StdStream('stderr')
+    out.addFilter(lambda record: record.levelno < logging.WARNING)
+    err.setLevel(logging.WARNING)
+    for handler in (out, err):
+        handler.setFormatter(logging.Formatter('%(message)s'))
+        package.addHandler(handler)
+    package.setLevel(level)
+
+
 class ToolParser(argparse.ArgumentParser):
-    """argparse for the tools: every tool takes --debug (tracebacks on), and a bad flag ends the tool with one
-    line on stderr (``error: <tool>: <what is wrong>; see <tool> --help``) and exit code 2, not a usage block."""
+    """argparse for the tools: every tool takes --debug (tracebacks on) and --quiet / --verbose (the library's
+    messages: warnings only / debug too), and a bad flag ends the tool with one line on stderr
+    (``error: <tool>: <what is wrong>; see <tool> --help``) and exit code 2, not a usage block."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.add_argument('--debug', action='store_true',
-                          help='show the Python traceback of an error (also with the environment variable FRCNN_DEBUG=1)')
+                          help='show the Python traceback of an error (also with the environment variable '
+                               'FRCNN_DEBUG=1)')
+        self.add_argument('--quiet', action='store_true', help="only the library's warnings and the results")
+        self.add_argument('--verbose', action='store_true', help="the library's debug messages too")
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed, rest = super().parse_known_args(args, namespace)
+        quiet, verbose = getattr(parsed, 'quiet', False), getattr(parsed, 'verbose', False)
+        configure_logging(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+        return parsed, rest
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
         self.exit(2, f'error: {self.prog}: {message}; see {self.prog} --help\n')

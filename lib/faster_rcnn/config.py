@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import ast
 import copy
+import logging
 import os
 import os.path as osp
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import yaml
@@ -24,6 +25,8 @@ from easydict import EasyDict as edict
 
 from .errors import ConfigError
 from .paths import default_data_dir, default_root
+
+logger = logging.getLogger(__name__)
 
 __C = edict()
 cfg = __C
@@ -279,12 +282,29 @@ __C.CHANNELS_LAST = 'cpu'
 # The pristine defaults: new_config() copies them, reset_cfg() puts them back into the global cfg.
 _DEFAULTS = copy.deepcopy(__C)
 
-Config = edict  # a config object: the global ``cfg`` or a copy from ``new_config()``
+Config: TypeAlias = edict  # a config object: the global ``cfg`` or a copy from ``new_config()``
 
 
 def new_config() -> Config:
     """A fresh config object holding every default (not the global ``cfg``)."""
     return copy.deepcopy(_DEFAULTS)
+
+
+def declare_key(key: str, default: Any) -> None:
+    """Add the key ``key`` (dotted, its section existing or new) with ``default`` to the defaults, the global
+    ``cfg`` and every later ``new_config()``, unless it exists: how a settings field or a hook's setting declares
+    its key in its own file (``faster_rcnn.settings.setting`` / ``declare``)."""
+    *sections, leaf = key.split('.')
+    for tree in (_DEFAULTS, __C):
+        node = tree
+        for part in sections:
+            if part not in node:
+                node[part] = edict()
+            node = node[part]
+            if not isinstance(node, dict):
+                raise ConfigError(f'config key {key}: {part} is a key, not a section')
+        if leaf not in node:
+            node[leaf] = copy.deepcopy(default)
 
 
 def reset_cfg() -> None:
@@ -457,9 +477,8 @@ def _check_recorded(key: str, value: Any) -> None:
     if same_value(recorded, value):
         return
     if _OVERRIDE['allowed']:
-        import sys
-        print(f'warning: {key} = {format_value(value)} overrides {format_value(recorded)} recorded in {source} '
-              '(--override)', file=sys.stderr)
+        logger.warning(f'warning: {key} = {format_value(value)} overrides {format_value(recorded)} recorded in '
+                       f'{source} (--override)')
         return
     raise ConfigError(f'{key} = {format_value(value)} contradicts {source}, which was made with {key} = '
                       f'{format_value(recorded)}; leave the key out (the file sets it), or pass --override to run '

@@ -28,7 +28,6 @@ import numbers
 import os
 import os.path as osp
 import re
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -37,11 +36,12 @@ from typing import Any, Sequence
 import torch
 
 from .errors import CheckpointError, UserError
+from .utils.atomic import TMP_SUFFIX, atomic_write
 
 DETECTOR_FORMAT = 2
 SNAPSHOT_FORMAT = 2
 _ITER_RE = re.compile(r'_iter_(\d+)\.pth$')
-_TMP_SUFFIX = '.tmp'
+_TMP_SUFFIX = TMP_SUFFIX
 
 
 # -- paths ------------------------------------------------------------------------------------------------
@@ -85,12 +85,6 @@ def remove_stray_temporaries(output_dir: str, prefix: str) -> list[str]:
 
 
 # -- writing ----------------------------------------------------------------------------------------------
-def _umask_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def _os_error_in(e: BaseException) -> OSError | None:
     """The OSError with an errno at the root of ``e``'s chain, if there is one."""
     seen = set()
@@ -103,23 +97,15 @@ def _os_error_in(e: BaseException) -> OSError | None:
 
 
 def save_atomic(obj: Any, path: str) -> None:
-    """``torch.save`` to a temporary file next to ``path``, fsync, then rename over ``path``.
+    """``torch.save`` to ``path`` through the one atomic writer (``utils.atomic``: temporary file, fsync, rename,
+    fsync of the folder).
 
     Whatever fails (a full disk, a kill), the file under ``path`` is the previous one or the new one, whole.
     """
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', suffix=_TMP_SUFFIX, dir=folder)
     try:
-        with os.fdopen(fd, 'wb') as f:
+        with atomic_write(path) as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())  # mkstemp's 0600 would make snapshots private to their owner
-        os.replace(tmp, path)
     except BaseException as e:
-        if osp.exists(tmp):
-            os.unlink(tmp)
         cause = _os_error_in(e)
         if cause is not None:  # torch's zip writer wraps a failed write (a full disk) in a RuntimeError
             raise OSError(cause.errno, cause.strerror, path) from None

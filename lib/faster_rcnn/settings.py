@@ -7,16 +7,28 @@ one process never share a setting by accident.
 
 ``from_config(c)`` reads a config object (``faster_rcnn.config.cfg`` at the edge, or a private copy from
 ``new_config()``); values are checked here, and a bad one is a ConfigError naming its key.
+
+A key is declared once, as a typed field: ``rpn_batchsize: int = setting('TRAIN.RPN_BATCHSIZE', 256, _positive)``
+names its config key, its default (added to the config when ``config.py`` lacks it) and its check; reading,
+coercing to the field's type and checking are generic (``Declared``), when the config becomes settings, so a bad
+value stops the run at start naming the key. A field marked ``interval=True`` is an iteration count that the
+schedule scales (``engine.schedule``). A hook or other extension with a setting of its own calls
+``declare(key, default, check)`` in its own file; the value arrives in ``TrainSettings.extra[key]``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from .config import Config, new_config
+from .config import Config, declare_key, get_key, new_config
 from .errors import ConfigError
+
+Check = Callable[[Any], bool]
 
 CHANNEL_ORDERS = ('BGR', 'RGB')
 POOLING_MODES = ('crop', 'align', 'pool')
@@ -29,13 +41,159 @@ def _triple(value: Any, key: str) -> tuple[float, float, float]:
     flat = np.asarray(value, dtype=np.float64).ravel()
     if flat.size != 3:
         raise ConfigError(f'config key {key}: expected 3 numbers (B, G, R), got {flat.tolist()}')
-    return tuple(float(v) for v in flat)
+    return float(flat[0]), float(flat[1]), float(flat[2])
 
 
 def _choice(value: str, choices: tuple[str, ...], key: str) -> str:
     if value not in choices:
         raise ConfigError(f'config key {key}: unknown value {value!r}, expected one of {list(choices)}')
     return value
+
+
+# -- declared fields ------------------------------------------------------------------------------------------
+def unit_interval(v: float) -> bool:
+    """A check: 0 <= v <= 1."""
+    return 0.0 <= v <= 1.0
+
+
+def positive(v: float) -> bool:
+    """A check: v > 0."""
+    return v > 0
+
+
+def non_negative(v: float) -> bool:
+    """A check: v >= 0."""
+    return v >= 0
+
+
+def four_numbers(v: tuple[float, ...]) -> bool:
+    """A check: exactly four numbers (one per box coordinate)."""
+    return len(v) == 4
+
+
+def setting(key: str, default: Any, check: Check | None = None, expect: str = '', *, interval: bool = False) -> Any:
+    """A settings field read from config key ``key`` (``{S}`` stands for the section the class is read with,
+    TRAIN or TEST); ``check`` must hold for a valid value (``expect`` says what is expected); ``interval``: an
+    iteration count the schedule scales. The key joins the config's defaults when ``config.py`` lacks it."""
+    if '{S}' not in key:
+        declare_key(key, default)
+    else:
+        for section in ('TRAIN', 'TEST'):
+            declare_key(key.replace('{S}', section), default)
+    return field(default=default, metadata={'key': key, 'check': check, 'expect': expect, 'interval': interval})
+
+
+def _convert(value: Any, kind: Any, key: str) -> Any:
+    """``value`` as type ``kind`` (int, float, bool, str, tuple[int | float | str, ...]); ConfigError naming ``key``."""
+    origin = typing.get_origin(kind)
+    try:
+        if origin is tuple:
+            item = typing.get_args(kind)[0]
+            items = np.asarray(value).ravel().tolist() if not isinstance(value, (list, tuple)) else list(value)
+            return tuple(_convert(v, item, f'{key}[{i}]') for i, v in enumerate(items))
+        if kind is bool:
+            if isinstance(value, (bool, np.bool_)) or value in (0, 1):
+                return bool(value)
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise ValueError
+            return int(float(value))
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if kind is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        name = getattr(kind, '__name__', str(kind))
+        raise ConfigError(f'config key {key}: expected {name}, got {value!r}') from None
+    return value
+
+
+def _value(c: Config, key: str, default: Any) -> Any:
+    """Key ``key`` of ``c``; ``default`` for a config copied before the key was declared."""
+    try:
+        return get_key(key, c)
+    except KeyError:
+        return default
+
+
+def _check(key: str, value: Any, check: Check | None, expect: str) -> None:
+    if check is not None and not check(value):
+        raise ConfigError(f'config key {key}: {value!r} is not valid; expected {expect or check.__name__}')
+
+
+class Declared:
+    """Base of the settings classes made of ``setting(...)`` fields: ``from_config`` reads, converts and checks
+    each one; constructing one directly checks them too."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        section = str(getattr(self, 'section', 'TRAIN'))
+        for f in fields(self):  # type: ignore[arg-type]
+            if 'key' in f.metadata:
+                key = f.metadata['key'].replace('{S}', section)
+                value = _convert(getattr(self, f.name), hints[f.name], key)
+                _check(key, value, f.metadata['check'], f.metadata['expect'])
+                object.__setattr__(self, f.name, value)
+
+    @classmethod
+    def declared_values(cls, c: Config, section: str = 'TRAIN') -> dict[str, Any]:
+        """The declared fields' values in config ``c`` (``{S}`` read as ``section``), converted to their types."""
+        hints = typing.get_type_hints(cls)
+        out = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            if 'key' in f.metadata:
+                key = f.metadata['key'].replace('{S}', section)
+                out[f.name] = _convert(_value(c, key, f.default), hints[f.name], key)
+        return out
+
+    def kwargs(self) -> dict[str, Any]:
+        """The fields as the keyword arguments of the layer function they configure."""
+        return {f.name: getattr(self, f.name) for f in fields(self)  # type: ignore[arg-type]
+                if not f.metadata.get('internal')}
+
+
+@dataclass(frozen=True)
+class Extension:
+    """A setting declared by an extension (a hook, a user's layer rule) in its own file."""
+
+    key: str
+    default: Any
+    check: Check | None
+    expect: str
+    interval: bool
+
+
+EXTENSIONS: dict[str, Extension] = {}
+
+
+def declare(key: str, default: Any, check: Check | None = None, expect: str = '', *, interval: bool = False) -> str:
+    """Declare an extension's config key (e.g. ``TRAIN.GRAD_NORM_PERIOD``) with its default and check, from the
+    extension's own file; returns ``key``. Its value, converted to the default's type and checked when the config
+    becomes ``TrainSettings``, is ``TrainSettings.extra[key]`` (scaled by the schedule when ``interval``)."""
+    known = EXTENSIONS.get(key)
+    if known is not None and known.default != default:
+        raise ConfigError(f'config key {key}: declared twice with different defaults ({known.default!r}, '
+                          f'{default!r}); declare it once')
+    declare_key(key, default)
+    EXTENSIONS[key] = Extension(key, default, check, expect, interval)
+    return key
+
+
+def _extension_values(c: Config) -> Mapping[str, Any]:
+    out = {}
+    for key, ext in EXTENSIONS.items():
+        kind: Any = type(ext.default)
+        if isinstance(ext.default, tuple) and ext.default:
+            kind = tuple[type(ext.default[0]), ...]  # type: ignore[misc]  # a runtime alias, as the fields' hints
+        value = _convert(_value(c, key, ext.default), kind, key)
+        _check(key, value, ext.check, ext.expect)
+        out[key] = value
+    return MappingProxyType(out)
 
 
 @dataclass(frozen=True)
@@ -57,7 +215,7 @@ class InputSettings:
                               f'maximum, got {list(self.scales)} / {self.max_size}')
 
     @classmethod
-    def from_config(cls, c: Config, training: bool = False) -> 'InputSettings':
+    def from_config(cls, c: Config, training: bool = False) -> InputSettings:
         section = c.TRAIN if training else c.TEST
         return cls(pixel_means=_triple(c.PIXEL_MEANS, 'PIXEL_MEANS'), pixel_stds=_triple(c.PIXEL_STDS, 'PIXEL_STDS'),
                    channel_order=_choice(str(c.CHANNEL_ORDER), CHANNEL_ORDERS, 'CHANNEL_ORDER'),
@@ -89,7 +247,7 @@ class DetectionSettings:
             raise ConfigError(f'config key TEST.MAX_PER_IMAGE must be >= 0 (0: no cap), got {self.max_per_image}')
 
     @classmethod
-    def from_config(cls, c: Config) -> 'DetectionSettings':
+    def from_config(cls, c: Config) -> DetectionSettings:
         t = c.TEST
         return cls(bbox_reg=bool(t.BBOX_REG), score_thresh=float(t.SCORE_THRESH), nms=float(t.NMS),
                    max_per_image=int(t.MAX_PER_IMAGE))
@@ -111,7 +269,7 @@ class BackboneSettings:
     pooling_size: int = 7
 
     @classmethod
-    def from_config(cls, c: Config) -> 'BackboneSettings':
+    def from_config(cls, c: Config) -> BackboneSettings:
         return cls(vgg16_ceil_mode=bool(c.VGG16.CEIL_MODE), resnet_layout=str(c.RESNET.LAYOUT),
                    resnet_fixed_blocks=int(c.RESNET.FIXED_BLOCKS), resnet_max_pool=bool(c.RESNET.MAX_POOL),
                    mobilenet_version=int(c.MOBILENET.VERSION), mobilenet_fixed_layers=int(c.MOBILENET.FIXED_LAYERS),
@@ -120,10 +278,65 @@ class BackboneSettings:
                    pooling_size=int(c.POOLING_SIZE))
 
 
+_FRACTION = 'a number in [0, 1]'
+_COUNT = 'a positive number'
+
+
+@dataclass(frozen=True)
+class AnchorTargetSettings(Declared):
+    """The keyword arguments of ``layers.anchor_target.anchor_targets`` (docs/design.md §2.3)."""
+
+    rpn_positive_overlap: float = setting('TRAIN.RPN_POSITIVE_OVERLAP', 0.7, unit_interval, _FRACTION)
+    rpn_negative_overlap: float = setting('TRAIN.RPN_NEGATIVE_OVERLAP', 0.3, unit_interval, _FRACTION)
+    rpn_clobber_positives: bool = setting('TRAIN.RPN_CLOBBER_POSITIVES', False)
+    rpn_batchsize: int = setting('TRAIN.RPN_BATCHSIZE', 256, positive, _COUNT)
+    rpn_fg_fraction: float = setting('TRAIN.RPN_FG_FRACTION', 0.5, unit_interval, _FRACTION)
+    rpn_positive_weight: float = setting('TRAIN.RPN_POSITIVE_WEIGHT', -1.0)
+    rpn_bbox_inside_weights: tuple[float, ...] = setting('TRAIN.RPN_BBOX_INSIDE_WEIGHTS', (1.0, 1.0, 1.0, 1.0),
+                                                         four_numbers, '4 numbers')
+    allowed_border: int = 0
+
+
+@dataclass(frozen=True)
+class ProposalTargetSettings(Declared):
+    """The keyword arguments of ``layers.proposal_target.proposal_targets`` (docs/design.md §2.5)."""
+
+    batch_size: int = setting('TRAIN.BATCH_SIZE', 128, positive, _COUNT)
+    fg_fraction: float = setting('TRAIN.FG_FRACTION', 0.25, unit_interval, _FRACTION)
+    fg_thresh: float = setting('TRAIN.FG_THRESH', 0.5, unit_interval, _FRACTION)
+    bg_thresh_hi: float = setting('TRAIN.BG_THRESH_HI', 0.5, unit_interval, _FRACTION)
+    bg_thresh_lo: float = setting('TRAIN.BG_THRESH_LO', 0.1, unit_interval, _FRACTION)
+    bbox_normalize_targets_precomputed: bool = setting('TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED', True)
+    bbox_normalize_means: tuple[float, ...] = setting('TRAIN.BBOX_NORMALIZE_MEANS', (0.0, 0.0, 0.0, 0.0),
+                                                      four_numbers, '4 numbers')
+    bbox_normalize_stds: tuple[float, ...] = setting('TRAIN.BBOX_NORMALIZE_STDS', (0.1, 0.1, 0.2, 0.2),
+                                                     four_numbers, '4 numbers')
+    bbox_inside_weights: tuple[float, ...] = setting('TRAIN.BBOX_INSIDE_WEIGHTS', (1.0, 1.0, 1.0, 1.0),
+                                                     four_numbers, '4 numbers')
+    use_gt: bool = setting('TRAIN.USE_GT', False)
+
+
+@dataclass(frozen=True)
+class ProposalSettings(Declared):
+    """The keyword arguments of ``layers.proposal.proposals`` in training (TRAIN.*) or at test time (TEST.*,
+    ``ProposalSettings.test()``)."""
+
+    pre_nms_top_n: int = setting('{S}.RPN_PRE_NMS_TOP_N', 12000)
+    post_nms_top_n: int = setting('{S}.RPN_POST_NMS_TOP_N', 2000)
+    nms_thresh: float = setting('{S}.RPN_NMS_THRESH', 0.7, unit_interval, _FRACTION)
+    # BUTD's (py-faster-rcnn's) minimum proposal size x the image's scale; 0: no filter (tf-faster-rcnn)
+    min_size: float = setting('{S}.RPN_MIN_SIZE', 0.0, non_negative, 'a number >= 0 (0: no filter)')
+    section: str = field(default='TRAIN', metadata={'internal': True})  # whose keys: TRAIN or TEST
+
+    @classmethod
+    def read(cls, c: Config, section: str) -> ProposalSettings:
+        return cls(**cls.declared_values(c, section), section=section)
+
+
 @dataclass(frozen=True)
 class NetworkSettings:
     """The RPN, the target layers, proposals and RoI features of ``FasterRCNN`` (keyword arguments of the layer
-    functions are named as the lower-cased config keys they come from)."""
+    functions are named as the lower-cased config keys they come from; ``*_kwargs`` give them as dicts)."""
 
     anchor_scales: tuple[float, ...] = (8.0, 16.0, 32.0)
     anchor_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
@@ -131,12 +344,11 @@ class NetworkSettings:
     pooling_mode: str = 'crop'
     pooling_size: int = 7
     truncated_init: bool = False
-    anchor_target_kwargs: dict = field(default_factory=dict)
-    proposal_target_kwargs: dict = field(default_factory=dict)
-    train_proposal_kwargs: dict = field(default_factory=lambda: dict(pre_nms_top_n=12000, post_nms_top_n=2000,
-                                                                     nms_thresh=0.7, min_size=0.0))
-    test_proposal_kwargs: dict = field(default_factory=lambda: dict(pre_nms_top_n=6000, post_nms_top_n=300,
-                                                                    nms_thresh=0.7, min_size=0.0))
+    anchor_target: AnchorTargetSettings = AnchorTargetSettings()
+    proposal_target: ProposalTargetSettings = ProposalTargetSettings()
+    train_proposal: ProposalSettings = ProposalSettings()
+    test_proposal: ProposalSettings = ProposalSettings(pre_nms_top_n=6000, post_nms_top_n=300, nms_thresh=0.7,
+                                                     section='TEST')
     test_mode: str = 'nms'
     test_rpn_top_n: int = 5000
     bbox_means: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
@@ -149,11 +361,7 @@ class NetworkSettings:
         _choice(self.pooling_mode, POOLING_MODES, 'POOLING_MODE')
         _choice(self.test_mode, TEST_MODES, 'TEST.MODE')
         _choice(self.channels_last, CHANNELS_LAST_MODES, 'CHANNELS_LAST')
-        for key, kwargs in (('TRAIN', self.train_proposal_kwargs), ('TEST', self.test_proposal_kwargs)):
-            if float(kwargs.get('min_size', 0.0)) < 0:
-                raise ConfigError(f'config key {key}.RPN_MIN_SIZE must be >= 0 (0: no filter), '
-                                  f'got {kwargs["min_size"]}')
-        if self.test_mode == 'top' and float(self.test_proposal_kwargs.get('min_size', 0.0)) > 0:
+        if self.test_mode == 'top' and float(self.test_proposal.min_size) > 0:
             raise ConfigError("config key TEST.RPN_MIN_SIZE: the minimum-size filter needs TEST.MODE 'nms'; set "
                               "TEST.MODE nms or TEST.RPN_MIN_SIZE 0")
 
@@ -161,8 +369,24 @@ class NetworkSettings:
     def num_anchors(self) -> int:
         return len(self.anchor_scales) * len(self.anchor_ratios)
 
+    @property
+    def anchor_target_kwargs(self) -> dict[str, Any]:
+        return self.anchor_target.kwargs()
+
+    @property
+    def proposal_target_kwargs(self) -> dict[str, Any]:
+        return self.proposal_target.kwargs()
+
+    @property
+    def train_proposal_kwargs(self) -> dict[str, Any]:
+        return self.train_proposal.kwargs()
+
+    @property
+    def test_proposal_kwargs(self) -> dict[str, Any]:
+        return self.test_proposal.kwargs()
+
     @classmethod
-    def from_config(cls, c: Config) -> 'NetworkSettings':
+    def from_config(cls, c: Config) -> NetworkSettings:
         tr = c.TRAIN
         return cls(
             anchor_scales=tuple(float(s) for s in c.ANCHOR_SCALES),
@@ -171,23 +395,10 @@ class NetworkSettings:
             pooling_mode=_choice(str(c.POOLING_MODE), POOLING_MODES, 'POOLING_MODE'),
             pooling_size=int(c.POOLING_SIZE),
             truncated_init=bool(tr.TRUNCATED),
-            anchor_target_kwargs=dict(
-                rpn_positive_overlap=tr.RPN_POSITIVE_OVERLAP, rpn_negative_overlap=tr.RPN_NEGATIVE_OVERLAP,
-                rpn_clobber_positives=tr.RPN_CLOBBER_POSITIVES, rpn_batchsize=tr.RPN_BATCHSIZE,
-                rpn_fg_fraction=tr.RPN_FG_FRACTION, rpn_positive_weight=tr.RPN_POSITIVE_WEIGHT,
-                rpn_bbox_inside_weights=tuple(tr.RPN_BBOX_INSIDE_WEIGHTS), allowed_border=0),
-            proposal_target_kwargs=dict(
-                batch_size=tr.BATCH_SIZE, fg_fraction=tr.FG_FRACTION, fg_thresh=tr.FG_THRESH,
-                bg_thresh_hi=tr.BG_THRESH_HI, bg_thresh_lo=tr.BG_THRESH_LO,
-                bbox_normalize_targets_precomputed=tr.BBOX_NORMALIZE_TARGETS_PRECOMPUTED,
-                bbox_normalize_means=tuple(tr.BBOX_NORMALIZE_MEANS),
-                bbox_normalize_stds=tuple(tr.BBOX_NORMALIZE_STDS),
-                bbox_inside_weights=tuple(tr.BBOX_INSIDE_WEIGHTS), use_gt=bool(tr.USE_GT)),
-            train_proposal_kwargs=dict(pre_nms_top_n=tr.RPN_PRE_NMS_TOP_N, post_nms_top_n=tr.RPN_POST_NMS_TOP_N,
-                                       nms_thresh=tr.RPN_NMS_THRESH, min_size=float(tr.RPN_MIN_SIZE)),
-            test_proposal_kwargs=dict(pre_nms_top_n=c.TEST.RPN_PRE_NMS_TOP_N,
-                                      post_nms_top_n=c.TEST.RPN_POST_NMS_TOP_N,
-                                      nms_thresh=c.TEST.RPN_NMS_THRESH, min_size=float(c.TEST.RPN_MIN_SIZE)),
+            anchor_target=AnchorTargetSettings(**AnchorTargetSettings.declared_values(c)),
+            proposal_target=ProposalTargetSettings(**ProposalTargetSettings.declared_values(c)),
+            train_proposal=ProposalSettings.read(c, 'TRAIN'),
+            test_proposal=ProposalSettings.read(c, 'TEST'),
             test_mode=_choice(str(c.TEST.MODE), TEST_MODES, 'TEST.MODE'),
             test_rpn_top_n=int(c.TEST.RPN_TOP_N),
             bbox_means=tuple(float(v) for v in tr.BBOX_NORMALIZE_MEANS),
@@ -209,16 +420,16 @@ class ModelSettings:
     detection: DetectionSettings
 
     @classmethod
-    def from_config(cls, c: Config, net: str) -> 'ModelSettings':
+    def from_config(cls, c: Config, net: str) -> ModelSettings:
         return cls(net=net, backbone=BackboneSettings.from_config(c), network=NetworkSettings.from_config(c),
                    input=InputSettings.from_config(c, training=False), detection=DetectionSettings.from_config(c))
 
     @classmethod
-    def defaults(cls, net: str) -> 'ModelSettings':
+    def defaults(cls, net: str) -> ModelSettings:
         """The settings of the default config (tf-faster-rcnn's defaults) for ``net``."""
         return cls.from_config(new_config(), net)
 
-    def with_test(self, **changes: Any) -> 'ModelSettings':
+    def with_test(self, **changes: Any) -> ModelSettings:
         """A copy with test-time keys changed: ``score_thresh``, ``nms``, ``max_per_image``, ``bbox_reg`` (detection),
         ``scales``, ``max_size`` (input)."""
         detection = {k: changes.pop(k) for k in ('score_thresh', 'nms', 'max_per_image', 'bbox_reg') if k in changes}
@@ -249,7 +460,7 @@ class OptimizerSettings:
         _choice(self.kind, ('sgd', 'adamw'), 'TRAIN.OPTIMIZER')
 
     @classmethod
-    def from_config(cls, c: Config) -> 'OptimizerSettings':
+    def from_config(cls, c: Config) -> OptimizerSettings:
         tr = c.TRAIN
         return cls(kind=str(tr.OPTIMIZER), learning_rate=float(tr.LEARNING_RATE), momentum=float(tr.MOMENTUM),
                    weight_decay=float(tr.WEIGHT_DECAY), double_bias=bool(tr.DOUBLE_BIAS),
@@ -267,7 +478,7 @@ class RoidbSettings:
     proposal_method: str = 'gt'
 
     @classmethod
-    def from_config(cls, c: Config) -> 'RoidbSettings':
+    def from_config(cls, c: Config) -> RoidbSettings:
         tr = c.TRAIN
         return cls(use_flipped=bool(tr.USE_FLIPPED), use_all_gt=bool(tr.USE_ALL_GT),
                    keep_background_images=bool(tr.KEEP_BACKGROUND_IMAGES), proposal_method=str(tr.PROPOSAL_METHOD))
@@ -287,7 +498,7 @@ class TestSettings:
         _choice(self.amp, AMP_MODES, 'TEST.AMP')
 
     @classmethod
-    def from_config(cls, c: Config, num_workers: int | None = None) -> 'TestSettings':
+    def from_config(cls, c: Config, num_workers: int | None = None) -> TestSettings:
         return cls(ims_per_batch=int(c.TEST.IMS_PER_BATCH), amp=str(c.TEST.AMP),
                    num_workers=int(c.DATA_LOADER.NUM_WORKERS if num_workers is None else num_workers))
 
@@ -311,13 +522,16 @@ class TrainSettings:
     warmup_factor: float = 0.001
     amp: str = ''
     clip_grad_norm: float = 0.0
-    display: int = 10
     summary_interval: float = 180.0
-    snapshot_iters: int = 5000
+    # Iteration intervals (interval: scaled by the schedule's linear rule, engine/schedule.py; key: their name).
+    snapshot_iters: int = field(default=5000, metadata={'interval': True, 'name': 'SNAPSHOT_ITERS'})
+    display: int = field(default=10, metadata={'interval': True, 'name': 'DISPLAY'})
+    eval_interval: int = field(default=0, metadata={'interval': True, 'name': 'EVAL_INTERVAL'})
     snapshot_prefix: str = 'res101_faster_rcnn'
     snapshot_kept: int = 3
-    eval_interval: int = 0
     test: TestSettings = TestSettings()
+    # The values of the keys extensions declared (``declare``), by key.
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         _choice(self.lr_policy, ('step', 'cosine'), 'TRAIN.LR_POLICY')
@@ -329,7 +543,7 @@ class TrainSettings:
                               f'{self.display} and {self.snapshot_iters}')
 
     @classmethod
-    def from_config(cls, c: Config, num_workers: int | None = None) -> 'TrainSettings':
+    def from_config(cls, c: Config, num_workers: int | None = None) -> TrainSettings:
         tr = c.TRAIN
         workers = int(c.DATA_LOADER.NUM_WORKERS if num_workers is None else num_workers)
         return cls(seed=int(c.RNG_SEED), ims_per_batch=int(tr.IMS_PER_BATCH),
@@ -341,4 +555,19 @@ class TrainSettings:
                    clip_grad_norm=float(tr.CLIP_GRAD_NORM), display=int(tr.DISPLAY),
                    summary_interval=float(tr.SUMMARY_INTERVAL), snapshot_iters=int(tr.SNAPSHOT_ITERS),
                    snapshot_prefix=str(tr.SNAPSHOT_PREFIX), snapshot_kept=int(tr.SNAPSHOT_KEPT),
-                   eval_interval=int(tr.EVAL_INTERVAL), test=TestSettings.from_config(c, num_workers=workers))
+                   eval_interval=int(tr.EVAL_INTERVAL), test=TestSettings.from_config(c, num_workers=workers),
+                   extra=_extension_values(c))
+
+    def intervals(self) -> dict[str, int]:
+        """Every iteration interval the schedule scales, by name (the config key's last part for the fields,
+        the whole key for an extension's), in declaration order."""
+        out = {f.metadata['name']: int(getattr(self, f.name)) for f in fields(self) if f.metadata.get('interval')}
+        out.update({key: int(self.extra[key]) for key, ext in EXTENSIONS.items() if ext.interval and key in self.extra})
+        return out
+
+    def with_intervals(self, values: Mapping[str, int]) -> TrainSettings:
+        """A copy with the intervals ``values`` (names as ``intervals()``)."""
+        named = {f.metadata['name']: f.name for f in fields(self) if f.metadata.get('interval')}
+        own: dict[str, Any] = {named[k]: int(v) for k, v in values.items() if k in named}
+        extra = {**self.extra, **{k: int(v) for k, v in values.items() if k not in named}}
+        return replace(self, **own, extra=MappingProxyType(extra))

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

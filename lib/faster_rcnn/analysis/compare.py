@@ -23,8 +23,9 @@ import json
 import math
 import os.path as osp
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from ..datasets.imdb import imdb as Imdb
 from ..model_file import open_detector
@@ -46,19 +47,19 @@ class RunResults:
     folder: str
     metric: str
     mean_ap: float
-    per_class: Dict[str, float]
-    coco_stats: Optional[List[float]] = None
+    per_class: dict[str, float]
+    coco_stats: list[float] | None = None
     source: str = ''
-    model: Optional[str] = None
+    model: str | None = None
     model_note: str = ''
-    config: Optional[Dict[str, Any]] = None
-    net: Optional[str] = None
-    iteration: Optional[int] = None
-    test_config: Optional[Dict[str, Any]] = None  # the TEST keys the run was tested with (eval.json only)
+    config: dict[str, Any] | None = None
+    net: str | None = None
+    iteration: int | None = None
+    test_config: dict[str, Any] | None = None  # the TEST keys the run was tested with (eval.json only)
 
 
 # -- the model file and its config ------------------------------------------------------------------------
-def find_model_file(folder: str) -> Tuple[Optional[str], str]:
+def find_model_file(folder: str) -> tuple[str | None, str]:
     """(path, '') of the only ``output/<EXP_DIR>/*/*/<stem>.pth`` of a result folder
     ``output/<EXP_DIR>/<imdb>/<tag>/<stem>/`` (test_net names the folder after the model file's stem), or
     (None, why not)."""
@@ -75,12 +76,12 @@ def find_model_file(folder: str) -> Tuple[Optional[str], str]:
     return None, f'{len(found)} model files named {stem}.pth under {exp_dir} ({", ".join(found[:3])}); pass --models'
 
 
-def flatten_record(record: Optional[dict]) -> Optional[Dict[str, Any]]:
+def flatten_record(record: dict | None) -> dict[str, Any] | None:
     """A detector file's recorded config as ``{'KEY': value, 'TEST.KEY': value, 'EXP_DIR': value}`` (the model
     keys already carry their section, e.g. 'RESNET.LAYOUT'); None for a file without a record."""
     if not record:
         return None
-    out: Dict[str, Any] = {str(k): v for k, v in record.get('model', {}).items()}
+    out: dict[str, Any] = {str(k): v for k, v in record.get('model', {}).items()}
     out.update({f'TEST.{k}': v for k, v in record.get('test', {}).items()})
     if 'exp_dir' in record:
         out['EXP_DIR'] = record['exp_dir']
@@ -92,7 +93,7 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def differing_keys(configs: Sequence[Optional[Dict[str, Any]]]) -> List[str]:
+def differing_keys(configs: Sequence[dict[str, Any] | None]) -> list[str]:
     """The keys, sorted, whose value differs between the runs that have a config (a key one of them lacks
     counts as differing)."""
     known = [c for c in configs if c is not None]
@@ -100,7 +101,7 @@ def differing_keys(configs: Sequence[Optional[Dict[str, Any]]]) -> List[str]:
     return [k for k in keys if len({_canonical(c.get(k, '<absent>')) for c in known}) > 1]
 
 
-def attach_model(run: RunResults, model: Optional[str]) -> None:
+def attach_model(run: RunResults, model: str | None) -> None:
     """Read ``model`` (or the one :func:`find_model_file` finds) and keep its network, iteration and config."""
     note = ''
     if model is None:
@@ -116,7 +117,7 @@ def attach_model(run: RunResults, model: Optional[str]) -> None:
 
 
 # -- the numbers ------------------------------------------------------------------------------------------
-def evaluate_folder(folder: str, db: Imdb) -> Tuple[str, float, Dict[str, float], Optional[List[float]]]:
+def evaluate_folder(folder: str, db: Imdb) -> tuple[str, float, dict[str, float], list[float] | None]:
     """(metric, mean AP, per-class AP, COCO's 12 numbers or None) of the dataset's evaluation of
     ``folder/detections.pkl``, run in a temporary folder (the result folder is left as it is); the evaluation's
     printout is swallowed."""
@@ -126,7 +127,7 @@ def evaluate_folder(folder: str, db: Imdb) -> Tuple[str, float, Dict[str, float]
     return result.metric, float(result.mean_ap), {k: float(v) for k, v in result.per_class.items()}, result.stats
 
 
-def load_run(folder: str, dataset: Callable[[], Imdb], imdb_name: Optional[str] = None) -> RunResults:
+def load_run(folder: str, dataset: Callable[[], Imdb], imdb_name: str | None = None) -> RunResults:
     """A folder's numbers from its eval.json, else from evaluating it on ``dataset()`` (called only then; module
     docstring). imdb_name: the dataset the user named; an eval.json of another dataset is not used."""
     summary = read_eval_summary(folder)
@@ -143,11 +144,11 @@ def load_run(folder: str, dataset: Callable[[], Imdb], imdb_name: Optional[str] 
 
 
 # -- tables -----------------------------------------------------------------------------------------------
-def _num(v: Optional[float], digits: int = 4) -> str:
+def _num(v: float | None, digits: int = 4) -> str:
     return '-' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{v:.{digits}f}'
 
 
-def _with_diff(v: Optional[float], ref: Optional[float]) -> str:
+def _with_diff(v: float | None, ref: float | None) -> str:
     if v is None or ref is None or math.isnan(v) or math.isnan(ref):
         return _num(v)
     return f'{v:.4f} ({v - ref:+.4f})'
@@ -162,12 +163,12 @@ def _short(value: Any, width: int = 48) -> str:
 class Table:
     """A titled table; ``note`` is shown instead of the table when it has no rows."""
     title: str
-    header: List[str]
-    rows: List[List[str]] = field(default_factory=list)
+    header: list[str]
+    rows: list[list[str]] = field(default_factory=list)
     note: str = ''
 
 
-def comparison_tables(runs: Sequence[RunResults]) -> List[Table]:
+def comparison_tables(runs: Sequence[RunResults]) -> list[Table]:
     """The runs' legend, the AP table (mean, per class; runs after the first with their difference to it), COCO's
     12 numbers when any run has them, and the differing config keys."""
     labels = [f'#{i + 1}' for i in range(len(runs))]

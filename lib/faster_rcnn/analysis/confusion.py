@@ -29,8 +29,8 @@ is the number of gt boxes of class g, the sum of column p (p >= 1) the number of
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -45,15 +45,15 @@ class ConfusionMatrix:
     """counts: (K, K) int64 [gt class, predicted class], index 0 = background row / missed column (module doc).
     classes: the K class names, '__background__' first."""
     counts: np.ndarray
-    classes: Tuple[str, ...]
+    classes: tuple[str, ...]
     score_thresh: float
     iou: float
 
-    def row_labels(self) -> List[str]:
+    def row_labels(self) -> list[str]:
         """Display order of the rows: the classes, then 'background'."""
         return list(self.classes[1:]) + ['background']
 
-    def col_labels(self) -> List[str]:
+    def col_labels(self) -> list[str]:
         """Display order of the columns: the classes, then 'missed'."""
         return list(self.classes[1:]) + ['missed']
 
@@ -126,7 +126,7 @@ def confusion_matrix(gt: Sequence[ImageGroundTruth], dets: Sequence[ImageDetecti
     return ConfusionMatrix(counts=counts, classes=tuple(classes), score_thresh=float(score_thresh), iou=float(iou))
 
 
-def top_confusions(matrix: ConfusionMatrix, n: int = 5) -> List[Tuple[str, str, int]]:
+def top_confusions(matrix: ConfusionMatrix, n: int = 5) -> list[tuple[str, str, int]]:
     """The ``n`` largest off-diagonal counts between two classes (background and missed left out), as
     (gt class, predicted class, count), largest first; equal counts in class order; zero counts left out."""
     c = matrix.counts[1:, 1:].copy()

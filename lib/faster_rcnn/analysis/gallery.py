@@ -9,15 +9,26 @@ from __future__ import annotations
 import glob
 import os
 import os.path as osp
-from typing import Callable, List, Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
 
 from ..errors import DiskError, MissingFileError
 from ..utils.visualization import color_for, draw_boxes
-from .tide import (BKG, BOTH, CLS, DUPE, LOC, TRUE_POSITIVE, UNEVALUATED, ImageDetections, ImageErrors,
-                   ImageGroundTruth, TideResult)
+from .tide import (
+    BKG,
+    BOTH,
+    CLS,
+    DUPE,
+    LOC,
+    TRUE_POSITIVE,
+    UNEVALUATED,
+    ImageDetections,
+    ImageErrors,
+    ImageGroundTruth,
+    TideResult,
+)
 
 __all__ = ['ERROR_LABELS', 'GALLERY_MIN_SIDE', 'LEGEND', 'worst_images', 'draw_errors', 'draw_legend',
            'write_gallery']
@@ -51,7 +62,7 @@ LEGEND: tuple[tuple[str, tuple[int, int, int]], ...] = (
 )
 
 
-def worst_images(result: TideResult, n: int) -> List[int]:
+def worst_images(result: TideResult, n: int) -> list[int]:
     """Indices of the ``n`` images with the largest ``ap_lost`` (largest first; equal values in image order)."""
     lost = np.array([im.ap_lost for im in result.images], dtype=np.float64)
     return [int(i) for i in np.argsort(-lost, kind='stable')[:max(n, 0)]]
@@ -142,7 +153,7 @@ def draw_errors(im_bgr: np.ndarray, gt: ImageGroundTruth, dets: ImageDetections,
 
 
 def write_gallery(folder: str, result: TideResult, gt: Sequence[ImageGroundTruth], dets: Sequence[ImageDetections],
-                  classes: Sequence[str], image_path: Callable[[int], str], n: int, score_thresh: float) -> List[str]:
+                  classes: Sequence[str], image_path: Callable[[int], str], n: int, score_thresh: float) -> list[str]:
     """Draw the ``n`` images of most AP lost (:func:`worst_images`) into ``folder`` as
     ``<rank>_<image file stem>.jpg`` (rank 001 = most lost), replacing the pictures an earlier run left there;
     returns the paths written.

@@ -6,12 +6,12 @@ images that this would take in Python become a few numpy passes over the flat pa
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 
 
-def same_image_pairs(det_image: np.ndarray, gt_image: np.ndarray, num_images: int) -> Tuple[np.ndarray, np.ndarray]:
+def same_image_pairs(det_image: np.ndarray, gt_image: np.ndarray, num_images: int) -> tuple[np.ndarray, np.ndarray]:
     """Every (detection, gt) pair of the same image.
 
     det_image: (D,) image of each detection; gt_image: (G,) image of each gt, sorted (gts of an image together).
@@ -65,7 +65,7 @@ def to_xywh(boxes: np.ndarray) -> np.ndarray:
 
 
 def greedy_match(pair_det: np.ndarray, pair_gt: np.ndarray, preference: Sequence[np.ndarray], det_image: np.ndarray,
-                 num_dets: int, num_gt: int, reusable: Optional[np.ndarray] = None) -> np.ndarray:
+                 num_dets: int, num_gt: int, reusable: np.ndarray | None = None) -> np.ndarray:
     """Sequential greedy matching: detections in index order (per image), each takes its most preferred
     candidate gt that is still free, computed for all images together.
 

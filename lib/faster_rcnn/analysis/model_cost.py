@@ -36,9 +36,9 @@ from __future__ import annotations
 import time
 import weakref
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..errors import ConfigError
 from ..nets.factory import build_backbone
 from ..nets.postprocess import postprocess
+from ..nets.registry import networks_where, spec
 from ..settings import BackboneSettings
 
 PARTS = ('head', 'rpn', 'proposals', 'roi_pooling', 'tail', 'predictors', 'postprocess')
@@ -362,10 +363,6 @@ def train_step_cost(model: nn.Module, images: Tensor, im_info: Tensor, gt_boxes:
 
 
 # -- the ImageNet check --------------------------------------------------------------------------------------
-# torchvision's classifier of each backbone that has one, and the weights whose meta holds its published _ops.
-_TORCHVISION = {'vgg16': ('vgg16', 'VGG16_Weights'), 'res50': ('resnet50', 'ResNet50_Weights'),
-                'res101': ('resnet101', 'ResNet101_Weights'), 'res152': ('resnet152', 'ResNet152_Weights'),
-                'mobile': ('mobilenet_v2', 'MobileNet_V2_Weights')}
 IMAGENET_SIZE = 224
 # torchvision's last feature map at 224 px is 7 x 7: the tail's input is one 7 x 7 RoI, as POOLING_SIZE 7 gives.
 IMAGENET_GRID = 7
@@ -417,16 +414,17 @@ def imagenet_check(net: str, settings: BackboneSettings | None = None) -> Imagen
     of tests/test_analyze_model.py states the comparison). Built on the meta device: no weights, no data."""
     import torchvision.models as tvm
     settings = settings or BackboneSettings()
-    if net not in _TORCHVISION:
+    entry = spec(net)
+    if entry.classifier is None or entry.imagenet is None:
         raise ConfigError(f'--net {net}: torchvision publishes no ImageNet classifier of this backbone; the check '
-                          f'exists for {sorted(_TORCHVISION)}')
-    if net.startswith('res') and settings.resnet_layout != 'torchvision':
+                          f'exists for {sorted(networks_where(classifier=True))}')
+    if entry.family == 'resnet' and settings.resnet_layout != 'torchvision':
         raise ConfigError(f'config key RESNET.LAYOUT = {settings.resnet_layout!r}: only the torchvision layout has '
                           "torchvision's strides; check with RESNET.LAYOUT torchvision")
-    if net == 'mobile' and (settings.mobilenet_version != 2 or settings.mobilenet_depth_multiplier != 1.0):
+    if entry.family == 'mobilenet' and (settings.mobilenet_version != 2 or settings.mobilenet_depth_multiplier != 1.0):
         raise ConfigError('config keys MOBILENET.VERSION / DEPTH_MULTIPLIER: torchvision publishes MobileNetV2 at '
                           'width 1.0 only; check with MOBILENET.VERSION 2 and MOBILENET.DEPTH_MULTIPLIER 1.0')
-    builder, weights = _TORCHVISION[net]
+    builder, weights = entry.classifier, entry.imagenet[0]
     with torch.device('meta'):
         ours = build_backbone(net, settings).eval()
         theirs = getattr(tvm, builder)(weights=None).eval()
@@ -436,21 +434,24 @@ def imagenet_check(net: str, settings: BackboneSettings | None = None) -> Imagen
     tail = _macs(lambda: ours.tail(pooled))
     counted = _macs(lambda: theirs(image))
     head_hw = IMAGENET_SIZE // 16
-    if net == 'vgg16':
+    if entry.family == 'vgg':
         missing = _linear_macs(theirs.classifier[6])
         notes = ('the last max-pool (no multiply-adds) and fc8, the 1000-way classifier; the tail fc6/fc7 on the 7x7 '
                  'RoI is what torchvision runs on its pooled 7x7 map')
-    elif net.startswith('res'):
+    elif entry.family == 'resnet':
         conv1 = ours.layer4[0].conv1
         missing = _linear_macs(theirs.fc) + _conv_macs(conv1, head_hw) - _conv_macs(conv1, IMAGENET_GRID)
         notes = ("fc, and layer4's first 1x1 conv: torchvision runs it on the 14x14 map before its stride-2 3x3, "
                  'our stride-1 tail on the 7x7 RoI (the rest of layer4 has the same 7x7 outputs in both)')
-    else:
+    elif entry.family == 'mobilenet':
         expand = ours.features[14].conv[0][0]
         missing = _linear_macs(theirs.classifier[1]) + _conv_macs(expand, head_hw) - _conv_macs(expand, IMAGENET_GRID)
         notes = ("the classifier, and features[14]'s expanding 1x1 conv: torchvision runs it on the 14x14 map before "
                  'its stride-2 depthwise conv, our stride-1 tail on the 7x7 RoI')
-    published = float(getattr(tvm, weights).IMAGENET1K_V1.meta['_ops'])
+    else:
+        missing = 0.0
+        notes = f'no detection cut is described for family {entry.family!r}: head and tail only'
+    published = float(getattr(getattr(tvm, weights), entry.imagenet[1]).meta['_ops'])
     return ImagenetCheck(net=net, head=head / 1e9, tail=tail / 1e9, missing=missing / 1e9, counted=counted / 1e9,
                          published=published, notes=notes)
 

@@ -20,8 +20,8 @@ import json
 import math
 import os
 import os.path as osp
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -52,7 +52,7 @@ def dataset_metric(db: Imdb) -> str:
     return 'voc07'
 
 
-def _voc_difficult(db: VocDataset) -> List[Tuple[np.ndarray, np.ndarray]]:
+def _voc_difficult(db: VocDataset) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per image, the difficult objects of known classes: (n, 4) 0-based boxes and (n,) class indices."""
     annopath = osp.join(db.root, 'Annotations', '{:s}.xml')
     # The cache folder of VocDataset.evaluate_detections: one parse serves both.
@@ -66,7 +66,7 @@ def _voc_difficult(db: VocDataset) -> List[Tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def _coco_crowd(db: CocoDataset) -> List[Tuple[np.ndarray, np.ndarray]]:
+def _coco_crowd(db: CocoDataset) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per image, the crowd regions of known categories: (n, 4) 0-based inclusive boxes (clipped as the loader
     clips its boxes) and (n,) class indices."""
     with open(db.ann_file, encoding='utf-8') as f:
@@ -74,7 +74,7 @@ def _coco_crowd(db: CocoDataset) -> List[Tuple[np.ndarray, np.ndarray]]:
     row = {image_id: i for i, image_id in enumerate(db.image_index)}
     cat = {cid: k + 1 for k, cid in enumerate(db.category_ids)}
     sizes = {int(im['id']): (int(im['width']), int(im['height'])) for im in data['images']}
-    found: List[List[Tuple[Tuple[float, float, float, float], int]]] = [[] for _ in db.image_index]
+    found: list[list[tuple[tuple[float, float, float, float], int]]] = [[] for _ in db.image_index]
     for ann in data.get('annotations', []):
         if not ann.get('iscrowd', 0) or ann.get('image_id') not in row or ann.get('category_id') not in cat:
             continue
@@ -89,10 +89,10 @@ def _coco_crowd(db: CocoDataset) -> List[Tuple[np.ndarray, np.ndarray]]:
             for f in found]
 
 
-def ground_truth(db: Imdb) -> List[ImageGroundTruth]:
+def ground_truth(db: Imdb) -> list[ImageGroundTruth]:
     """Per image of ``db``: its roidb boxes and the ignore boxes of the module docstring (ignore boxes last)."""
     roidb = db.roidb
-    extra: Optional[List[Tuple[np.ndarray, np.ndarray]]] = None
+    extra: list[tuple[np.ndarray, np.ndarray]] | None = None
     use_roidb_hard = True
     if isinstance(db, VocDataset):
         use_roidb_hard = False  # the _diff sets' evaluation counts their difficult objects
@@ -117,7 +117,7 @@ def ground_truth(db: Imdb) -> List[ImageGroundTruth]:
 
 
 # -- detections -------------------------------------------------------------------------------------------
-def detections_per_image(all_boxes: Sequence[Sequence[np.ndarray]], num_images: int) -> List[ImageDetections]:
+def detections_per_image(all_boxes: Sequence[Sequence[np.ndarray]], num_images: int) -> list[ImageDetections]:
     """``all_boxes[cls][image]`` ((n, 5), class 0 unused) -> one ImageDetections per image (class by class,
     each class's rows in their order), in the arrays' own dtype."""
     parts, images, labels = [], [], []
@@ -146,7 +146,7 @@ def _check_finite(dets: Sequence[ImageDetections], path: str) -> None:
                             'tools/test_net.py again')
 
 
-def read_all_boxes(folder: str, db: Imdb) -> Tuple[List[List[np.ndarray]], str]:
+def read_all_boxes(folder: str, db: Imdb) -> tuple[list[list[np.ndarray]], str]:
     """``all_boxes`` of ``folder/detections.pkl`` and that file's path, checked against ``db``'s class and image
     counts (a UsageError for a missing folder or file, a DataError for another dataset's file)."""
     if not osp.isdir(folder):
@@ -166,7 +166,7 @@ def read_all_boxes(folder: str, db: Imdb) -> Tuple[List[List[np.ndarray]], str]:
     return all_boxes, det_file
 
 
-def read_results_folder(folder: str, db: Imdb) -> List[ImageDetections]:
+def read_results_folder(folder: str, db: Imdb) -> list[ImageDetections]:
     """The detections in ``folder/detections.pkl`` (checked as :func:`read_all_boxes`), one entry per image."""
     all_boxes, det_file = read_all_boxes(folder, db)
     dets = detections_per_image(all_boxes, db.num_images)
@@ -201,7 +201,7 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def read_coco_results(path: str, db: Imdb) -> List[ImageDetections]:
+def read_coco_results(path: str, db: Imdb) -> list[ImageDetections]:
     """A COCO results json (module docstring) as one ImageDetections per image of ``db`` (a COCO-format set):
     image ids through ``db.image_index``, category ids through ``db.category_ids``; corners
     ``x2 = x + w - 1``, the inverse of the project's conversion."""
@@ -248,7 +248,7 @@ def read_coco_results(path: str, db: Imdb) -> List[ImageDetections]:
             zip(np.split(boxes[order], cuts), np.split(values[order, 4], cuts), np.split(labels[order], cuts))]
 
 
-def read_results(path: str, db: Imdb) -> Tuple[List[ImageDetections], str]:
+def read_results(path: str, db: Imdb) -> tuple[list[ImageDetections], str]:
     """Detections from a test_net output folder or a COCO results ``.json``, and the folder to write into
     (the folder itself, or the json's folder)."""
     if path.endswith('.json') and not osp.isdir(path):
@@ -264,7 +264,7 @@ class Analysis:
     tide: TideResult
     confusion: ConfusionMatrix
     sizes: SizeAP
-    classes: Tuple[str, ...]
+    classes: tuple[str, ...]
 
 
 def analyze(gt: Sequence[ImageGroundTruth], dets: Sequence[ImageDetections], classes: Sequence[str], metric: str,
@@ -317,7 +317,7 @@ def size_table(sizes: SizeAP, classes: Sequence[str]) -> str:
               'coco': "COCO's 101-point AP, IoU >="}[sizes.metric]
     width = max([len('mean AP')] + [len(c) for c in classes[1:]])
 
-    def cell(v: Optional[float]) -> str:
+    def cell(v: float | None) -> str:
         return f'{"-":>8}' if v is None else f'{v:8.4f}'
 
     lines = [f'AP by object size ({metric} {sizes.iou:g}; 0-1 as the dataset\'s evaluation; small <= 32², '
@@ -330,7 +330,7 @@ def size_table(sizes: SizeAP, classes: Sequence[str]) -> str:
     return '\n'.join(lines)
 
 
-def write_analysis(folder: str, analysis: Analysis, normalize: bool = False) -> Dict[str, str]:
+def write_analysis(folder: str, analysis: Analysis, normalize: bool = False) -> dict[str, str]:
     """tide.json (TideResult.to_json), confusion.csv / confusion.png and sizes.json into ``folder``; returns
     {what: path}."""
     os.makedirs(folder, exist_ok=True)

@@ -29,8 +29,8 @@ evaluations.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -40,7 +40,7 @@ from .tide import ImageDetections, ImageGroundTruth
 
 __all__ = ['SIZE_RANGES', 'METRICS', 'RangeAP', 'SizeAP', 'size_aps', 'box_areas']
 
-SIZE_RANGES: Tuple[Tuple[str, float, float], ...] = (
+SIZE_RANGES: tuple[tuple[str, float, float], ...] = (
     ('all', 0.0, 1e5 ** 2), ('small', 0.0, 32.0 ** 2), ('medium', 32.0 ** 2, 96.0 ** 2), ('large', 96.0 ** 2, 1e5 ** 2))
 METRICS = ('voc07', 'voc', 'coco')
 _COCO_RECALLS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1)  # COCOeval's recThrs
@@ -51,10 +51,10 @@ class RangeAP:
     """One area range: the mean AP over the classes with gt in it (None: no class has), the number of
     non-ignored gt boxes in it, and each class's AP (None without gt in the range)."""
     name: str
-    area: Tuple[float, float]
-    mean_ap: Optional[float]
+    area: tuple[float, float]
+    mean_ap: float | None
     num_gt: int
-    per_class: Dict[str, Optional[float]] = field(default_factory=dict)
+    per_class: dict[str, float | None] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {'area': [float(self.area[0]), float(self.area[1])], 'mean_ap': self.mean_ap, 'num_gt': self.num_gt,
@@ -65,7 +65,7 @@ class RangeAP:
 class SizeAP:
     metric: str
     iou: float
-    ranges: List[RangeAP]
+    ranges: list[RangeAP]
 
     def to_json(self) -> dict:
         return {'metric': self.metric, 'iou': float(self.iou), 'ranges': {r.name: r.to_json() for r in self.ranges}}
@@ -129,7 +129,7 @@ def _flatten(gt: Sequence[ImageGroundTruth], dets: Sequence[ImageDetections], vo
                  gt_box=cat(g_box, (0, 4)).reshape(-1, 4))
 
 
-def _class_pairs(f: _Flat) -> Tuple[np.ndarray, np.ndarray]:
+def _class_pairs(f: _Flat) -> tuple[np.ndarray, np.ndarray]:
     """The (detection, gt) pairs of the same image and class."""
     pair_det, pair_gt = same_image_pairs(f.det_image, f.gt_image, f.num_images)
     same = f.det_label[pair_det] == f.gt_label[pair_gt]
@@ -137,7 +137,7 @@ def _class_pairs(f: _Flat) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def _voc_outcomes(f: _Flat, iou: float, gt_ignored: Sequence[np.ndarray], det_outside: Sequence[np.ndarray]
-                  ) -> List[Tuple[np.ndarray, np.ndarray]]:
+                  ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per range, (D,) true-positive and (D,) left-out flags of the VOC rule (module docstring)."""
     pair_det, pair_gt = _class_pairs(f)
     n = f.det_label.size
@@ -171,7 +171,7 @@ def _voc_outcomes(f: _Flat, iou: float, gt_ignored: Sequence[np.ndarray], det_ou
 
 
 def _coco_outcomes(f: _Flat, iou: float, gt_ignored: Sequence[np.ndarray], det_outside: Sequence[np.ndarray],
-                   max_dets: int) -> Tuple[np.ndarray, List[Tuple[np.ndarray, np.ndarray]]]:
+                   max_dets: int) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """(D,) evaluated flags (the 100 best per image and class) and, per range, (D,) true-positive and left-out
     flags of COCOeval's rule (module docstring)."""
     n = f.det_label.size
@@ -226,7 +226,7 @@ def _coco_class_ap(tp_sorted: np.ndarray, num_gt: int) -> float:
 
 
 def size_aps(gt: Sequence[ImageGroundTruth], dets: Sequence[ImageDetections], classes: Sequence[str],
-             metric: str = 'voc07', iou: float = 0.5, ranges: Sequence[Tuple[str, float, float]] = SIZE_RANGES,
+             metric: str = 'voc07', iou: float = 0.5, ranges: Sequence[tuple[str, float, float]] = SIZE_RANGES,
              max_dets: int = 100) -> SizeAP:
     """AP of each class and the mean, per area range (module docstring), of ``dets`` against ``gt`` (parallel
     per-image sequences; labels in 1..K-1; ``ignore`` boxes: VOC difficult / COCO crowd).
@@ -251,7 +251,7 @@ def size_aps(gt: Sequence[ImageGroundTruth], dets: Sequence[ImageDetections], cl
     ranked_label = f.det_label[ranking]
     result = []
     for (name, lo, hi), ignored, (tp, left_out) in zip(ranges, gt_ignored, outcomes):
-        per_class: Dict[str, Optional[float]] = {}
+        per_class: dict[str, float | None] = {}
         counted_tp = tp[ranking]
         counted = ~left_out[ranking]
         num_gt = np.bincount(f.gt_label[~ignored], minlength=len(classes))

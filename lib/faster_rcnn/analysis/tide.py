@@ -59,8 +59,8 @@ dAPs are always 0; their whole effect is through the class count of the mean.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -131,8 +131,8 @@ class ImageErrors:
 class ClassBreakdown:
     """AP (0-100) and dAPs of the main and special errors, for all classes or for one."""
     ap50: float
-    main: Dict[str, float]
-    special: Dict[str, float]
+    main: dict[str, float]
+    special: dict[str, float]
 
     def to_json(self) -> dict:
         return {"ap50": float(self.ap50), "main": {k: float(v) for k, v in self.main.items()},
@@ -147,9 +147,9 @@ class TideResult(ClassBreakdown):
     counts: number of errors of each main type (TIDE's error counts, ignored detections included).
     images: one ImageErrors per input image.
     """
-    per_class: Dict[int, ClassBreakdown]
-    counts: Dict[str, int]
-    images: List[ImageErrors]
+    per_class: dict[int, ClassBreakdown]
+    counts: dict[str, int]
+    images: list[ImageErrors]
 
     def to_json(self) -> dict:
         out = super().to_json()
@@ -216,7 +216,7 @@ def _flatten(gt: Sequence[ImageGroundTruth], dets: Sequence[ImageDetections], nu
     if any(len(s) != len(lab) for s, lab in zip(det_scores, det_labels)):
         raise ValueError("detection scores and labels differ in length")
 
-    def cat(parts: List[np.ndarray], empty: np.ndarray) -> np.ndarray:
+    def cat(parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
         return np.concatenate(parts) if parts else empty
 
     gt_count = np.array([len(lab) for lab in gt_labels], dtype=np.int64)
@@ -246,7 +246,7 @@ def _flatten(gt: Sequence[ImageGroundTruth], dets: Sequence[ImageDetections], nu
 
 
 def _same_image_pairs(det_image: np.ndarray, gt_image: np.ndarray, num_images: int
-                      ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every (detection, gt) pair of the same image, detection-major, gts in their order.
 
     det_image: (D,) sorted; gt_image: (M,) sorted.
@@ -281,7 +281,7 @@ def _pair_iou(d: np.ndarray, g: np.ndarray, crowd: bool) -> np.ndarray:
 
 
 def _segment_max(values: np.ndarray, seg_start: np.ndarray, seg_len: np.ndarray
-                 ) -> Tuple[np.ndarray, np.ndarray]:
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Max of each detection's segment of pair values, and the pair index of its first maximum.
 
     values: (P,) >= 0; seg_start, seg_len: (D,) consecutive segments covering P.
@@ -307,7 +307,7 @@ def _segment_max(values: np.ndarray, seg_start: np.ndarray, seg_len: np.ndarray
 
 def _greedy_match(pair_det: np.ndarray, pair_gt: np.ndarray, iou: np.ndarray, same_class: np.ndarray,
                   det_image: np.ndarray, num_dets: int, num_gt: int, pos_thresh: float
-                  ) -> Tuple[np.ndarray, np.ndarray]:
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """TIDE's sequential matching, computed in rounds over all images at once.
 
     Sequentially, each detection (score order) takes its best unused same-class gt if IoU >= thresh.
@@ -415,7 +415,7 @@ def _interpolated_ap(tp_sorted: np.ndarray, num_gt: int) -> float:
 
 
 def _class_aps(labels: np.ndarray, scores: np.ndarray, is_tp: np.ndarray, order: np.ndarray,
-               num_gt: np.ndarray, num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
+               num_gt: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """AP of every class from a set of data points.
 
     labels, scores, is_tp, order: (N,) points; ``order`` ranks equal scores (lower first), as the
@@ -513,14 +513,14 @@ def tide(gt: Sequence[ImageGroundTruth], dets: Sequence[ImageDetections], num_cl
     fixed_order = np.where(is_tp, n_det + idx, idx)
 
     def aps(mask: np.ndarray, labels: np.ndarray, tp: np.ndarray, scores: np.ndarray, order: np.ndarray,
-            n_gt: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+            n_gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return _class_aps(labels[mask], scores[mask], tp[mask], order[mask], n_gt, num_classes)
 
     counted_pts = ~a.ignored
     base_ap, base_counted = aps(counted_pts, label, is_tp, score, idx, num_gt)
     ap50 = _mean_ap(base_ap, base_counted)
 
-    fixed: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
+    fixed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, err in (("cls", CLS), ("loc", LOC), ("both", BOTH), ("dupe", DUPE), ("bkg", BKG)):
         this = code == err
         into_tp = this & a.fixable
@@ -554,7 +554,7 @@ def tide(gt: Sequence[ImageGroundTruth], dets: Sequence[ImageDetections], num_cl
         images=_per_image(flat, a, ap_lost))
 
 
-def _per_image(flat: _Flat, a: _Assignment, ap_lost: np.ndarray) -> List[ImageErrors]:
+def _per_image(flat: _Flat, a: _Assignment, ap_lost: np.ndarray) -> list[ImageErrors]:
     """Scatter the per detection / per gt outcome back to input order and split it by image."""
     n_in = int(flat.det_count.sum())
     det_error = np.full(n_in, UNEVALUATED, dtype=np.int8)

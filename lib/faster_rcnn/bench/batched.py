@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -34,7 +34,8 @@ VIEWS = {'aten::slice', 'aten::select', 'aten::unsqueeze', 'aten::view', 'aten::
 def operator_counts(fn: Callable[[], object]) -> tuple[int, int]:
     """(operators, kernels): top-level aten calls of one ``fn()`` (after a warm-up call), without views."""
     fn()
-    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])]) as prof:
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])]
+    with profile(activities=activities) as prof:
         fn()
     names = [e.name for e in prof.events() if e.name.startswith('aten::')
              and (e.cpu_parent is None or not e.cpu_parent.name.startswith('aten::'))]
@@ -166,7 +167,8 @@ def table(result: dict, sizes=(1, 2, 4)) -> str:
         cells = [f"{result[str(n)][name]['ms']:.2f} / {result[str(n)][name]['operators']} / "
                  f"{result[str(n)][name]['kernels']}" for n in sizes]
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-    lines.append('| three layers in a row, ms | ' + ' | '.join(f"{result[str(n)]['three_layers_ms']:.2f}" for n in sizes) + ' |')
+    lines.append('| three layers in a row, ms | '
+                 + ' | '.join(f"{result[str(n)]['three_layers_ms']:.2f}" for n in sizes) + ' |')
     lines.append('')
     lines.append(f"three layers N = {sizes[-1]} / N = {sizes[0]}: {result['three_layers_time_ratio']:.2f}x time; "
                  f"training step operators {result['step_operator_ratio']:.2f}x")

@@ -32,18 +32,17 @@ import os.path as osp
 import statistics
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from ..cli import ToolParser
 from ..config import load_config
+from ..nets.registry import spec
 from ..settings import ModelSettings
 
 _REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
-_CFGS = {'tiny': 'shapes.yml', 'vgg16': 'vgg16.yml', 'res101': 'res101.yml', 'res50': 'res50.yml',
-         'res152': 'res152.yml', 'mobile': 'mobile.yml'}
 IMAGE_HW = (600, 1000)
 
 
@@ -69,7 +68,7 @@ def _image() -> np.ndarray:
 def _model(net: str):
     from ..nets.factory import build_network
     from .nets import _tame
-    config = load_config(osp.join(_REPO, 'experiments', 'cfgs', _CFGS.get(net, f'{net}.yml')))
+    config = load_config(osp.join(_REPO, 'experiments', 'cfgs', spec(net).config_file))
     torch.manual_seed(0)
     num_classes = 4 if net == 'tiny' else 21
     model = build_network(net, num_classes, ModelSettings.from_config(config, net))
@@ -208,7 +207,8 @@ def _table(results: dict) -> str:
     limit = results['machine']
     best = {'fp32': max(limit['gemm_fp32_gflops'], limit['conv_fp32_gflops']),
             'bf16': max(limit['gemm_bf16_gflops'], limit['conv_bf16_gflops'])}
-    lines = ['| net | runtime | ms | x eager fp32 | GFLOP/s | share of the machine |', '| --- | --- | ---: | ---: | ---: | ---: |']
+    lines = ['| net | runtime | ms | x eager fp32 | GFLOP/s | share of the machine |',
+             '| --- | --- | ---: | ---: | ---: | ---: |']
     for net, e in results['nets'].items():
         for key, ms in e['ms'].items():
             peak = best['bf16' if key.endswith('bf16') else 'fp32']

@@ -6,23 +6,23 @@ CUDA work is synchronised before and after each timed call. Then the batched lay
 time and operators dispatched per call, and a whole training step outside the backbone (``bench.batched``).
 """
 import argparse
-import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
 
 import torch
-
-from ..cli import ToolParser
-from ..errors import UsageError
 import torchvision
 
 from ..boxes import bbox_transform_inv, clip_boxes
+from ..cli import ToolParser
+from ..errors import UsageError
 from ..layers.anchor_target import anchor_target_layer
 from ..layers.anchors import anchors_for
 from ..layers.proposal import proposal_layer
 from ..layers.proposal_target import proposal_target_layer
 from ..layers.roi_pool import crop_and_resize, roi_features
-from .batched import median_ms, run_batched, table as batched_table
+from ..utils.atomic import write_json_atomic
+from .batched import median_ms, run_batched
+from .batched import table as batched_table
 
 IM_INFO = (600.0, 800.0, 1.6)
 GT_BOXES = [
@@ -35,7 +35,7 @@ GT_BOXES = [
 ]
 
 
-def _parse(argv: List[str]) -> argparse.Namespace:
+def _parse(argv: list[str]) -> argparse.Namespace:
     parser = ToolParser(prog="benchmark.py layers", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--repeat", type=int, default=20, help="timed runs per layer (median reported)")
@@ -45,7 +45,7 @@ def _parse(argv: List[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(device: torch.device, repeat: int, warmup: int) -> Dict[str, object]:
+def run(device: torch.device, repeat: int, warmup: int) -> dict[str, object]:
     gen = torch.Generator().manual_seed(0)
     anchors = anchors_for(38, 50, device)
     n = anchors.shape[0]
@@ -76,7 +76,7 @@ def run(device: torch.device, repeat: int, warmup: int) -> Dict[str, object]:
         # torchvision's FasterRCNN RoI op: 7 x 7 RoIAlign, 2 x 2 samples per bin (as many samples as ours).
         return torchvision.ops.roi_align(f, crop_rois, (7, 7), 1.0 / 16, 2, False)
 
-    cases: Dict[str, Callable[[], object]] = {
+    cases: dict[str, Callable[[], object]] = {
         "proposal_train": lambda: proposal_layer(
             scores, deltas, anchors, IM_INFO, pre_nms_top_n=12000, post_nms_top_n=2000, nms_thresh=0.7
         ),
@@ -109,7 +109,7 @@ def run(device: torch.device, repeat: int, warmup: int) -> Dict[str, object]:
     }
 
 
-def _table(result: Dict[str, object]) -> str:
+def _table(result: dict[str, object]) -> str:
     notes = {
         "proposal_train": "12000 -> NMS 0.7 -> 2000",
         "proposal_test": "6000 -> NMS 0.7 -> 300",
@@ -136,7 +136,7 @@ def _table(result: Dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = _parse(list(argv) if argv is not None else [])
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -150,10 +150,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(_table(result))
     print(batched_table(result['batched']))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        tmp.replace(args.json)
+        write_json_atomic(str(args.json), result, indent=2)
     return 0
 
 

@@ -41,17 +41,16 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Callable, Hashable
 
 import torch
-
-from ..cli import ToolParser
-from ..errors import UsageError
 from torch import nn
 
+from ..cli import ToolParser
 from ..config import new_config
 from ..engine.optimizer import build_optimizer
+from ..errors import UsageError
 from ..nets.factory import build_backbone, build_network
 from ..settings import ModelSettings, OptimizerSettings
 
@@ -239,7 +238,8 @@ def _phases(model: nn.Module, opt: torch.optim.Optimizer, seen: _RoICounter, tes
     return {'test': test, 'train': train}, lambda: rois_in_train[0]
 
 
-def _ours(name: str, device: torch.device, stub: bool = False) -> tuple[dict[str, Callable[[], None]], Callable[[], int]]:
+def _ours(name: str, device: torch.device,
+          stub: bool = False) -> tuple[dict[str, Callable[[], None]], Callable[[], int]]:
     """Our detector's timed functions (test, train) and its tail's RoI count; on a stub backbone if ``stub``."""
     config = new_config()
     config.TRAIN.BATCH_SIZE = 256
@@ -263,7 +263,8 @@ def _ours(name: str, device: torch.device, stub: bool = False) -> tuple[dict[str
     return _phases(model, opt, seen, lambda: model(images, im_info), lambda: model(images, im_info, gt)['total_loss'])
 
 
-def _torchvision(name: str, device: torch.device, stub: bool = False) -> tuple[dict[str, Callable[[], None]], Callable[[], int]]:
+def _torchvision(name: str, device: torch.device,
+                 stub: bool = False) -> tuple[dict[str, Callable[[], None]], Callable[[], int]]:
     """torchvision's detector on the same backbone (or its stub): its timed functions and its tail's RoI count."""
     # The memory layout ours runs in on this device (CHANNELS_LAST 'cpu'): the backbone is the same module.
     layout = torch.channels_last if device.type == 'cpu' else torch.contiguous_format
@@ -378,11 +379,13 @@ def _row(name: str, e: dict) -> str:
             continue
         lines.append(f'  {who:12s} test {r["test_ms"]:9.1f} ms (outside backbone {r["test_outside_backbone_ms"]:7.1f}, '
                      f'peak {_fmt(r["test_peak_mb"])} MB)   train step {r["train_ms"]:9.1f} ms (outside backbone '
-                     f'{r["train_outside_backbone_ms"]:7.1f}, peak {_fmt(r["train_peak_mb"])} MB, {r["train_rois"]} rois)')
+                     f'{r["train_outside_backbone_ms"]:7.1f}, peak {_fmt(r["train_peak_mb"])} MB, '
+                     f'{r["train_rois"]} rois)')
     if 'torchvision' in e:
         lines.append(f'  ours / torchvision: test {e["test_vs_torchvision"]:.2f}, '
                      f'train step {e["train_step_vs_torchvision"]:.2f}; outside the backbone: test '
-                     f'{e["test_outside_backbone_vs_torchvision"]:.2f}, train {e["train_outside_backbone_vs_torchvision"]:.2f}')
+                     f'{e["test_outside_backbone_vs_torchvision"]:.2f}, '
+                     f'train {e["train_outside_backbone_vs_torchvision"]:.2f}')
     return '\n'.join(lines)
 
 

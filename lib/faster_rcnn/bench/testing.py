@@ -3,14 +3,15 @@
     python tools/benchmark.py test                                  # tiny on shapes_test, CPU
     python tools/benchmark.py test --nets vgg16,res101 --images 8    # 600x1000 images, random weights
 
-Each setting runs the whole test loop of ``tools/test_net.py`` (DataLoader workers decoding and resizing,
-the padded batch forward, per-class NMS) over ``--images`` images after a warm-up pass, and reports images
-per second of the timed pass from its first loaded batch on (the steady rate; the loader's start-up, a few
-tenths of a second per run, is reported apart), and the pass's whole wall time. ``tiny`` runs on ``shapes_test`` with the quick start's config (and a trained
-model with ``--model``); vgg16 / res101 run on generated 600x1000 pictures with their yml's settings and random
-weights (the work per image is the same as a trained model's: 300 proposals, 100 detections at most). Two
-processes are two torchrun-style processes over gloo (NCCL on CUDA), each testing every second image with
-``torch.get_num_threads() / 2`` threads; their time is from a barrier before to a barrier after the pass.
+Each setting runs the whole test loop of ``tools/test_net.py`` (DataLoader workers decoding and resizing, the
+padded batch forward, per-class NMS) over ``--images`` images after a warm-up pass, and reports images per second
+of the timed pass from its first loaded batch on (the steady rate; the loader's start-up, a few tenths of a second
+per run, is reported apart), and the pass's whole wall time. ``tiny`` runs on ``shapes_test`` with the quick
+start's config (and a trained model with ``--model``); vgg16 / res101 run on generated 600x1000 pictures with their
+yml's settings and random weights (the work per image is the same as a trained model's: 300 proposals, 100
+detections at most). Two processes are two torchrun-style processes over gloo (NCCL on CUDA), each testing every
+second image with ``torch.get_num_threads() / 2`` threads; their time is from a barrier before to a barrier after
+the pass.
 """
 from __future__ import annotations
 
@@ -30,10 +31,9 @@ import torch
 
 from ..cli import ToolParser
 from ..config import Config, load_config
+from ..nets.registry import spec
 
 _REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
-_CFGS = {'tiny': 'shapes.yml', 'vgg16': 'vgg16.yml', 'res101': 'res101.yml', 'res50': 'res50.yml',
-         'mobile': 'mobile.yml'}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -43,7 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument('--batches', default='1,2,4,8', help='TEST.IMS_PER_BATCH values')
     p.add_argument('--amp', default='fp32,bf16', help="precisions: fp32, bf16, fp16")
     p.add_argument('--procs', default='1,2', help='process counts')
-    p.add_argument('--images', type=int, default=None, help='images per timed pass (default: 100 for tiny, 8 otherwise)')
+    p.add_argument('--images', type=int, default=None,
+                   help='images per timed pass (default: 100 for tiny, 8 otherwise)')
     p.add_argument('--workers', type=int, default=1, help='DataLoader workers per process')
     p.add_argument('--repeat', type=int, default=1, help='timed passes per setting (the median is reported)')
     p.add_argument('--model', default=None, help='(tiny) a trained model file instead of random weights')
@@ -55,7 +56,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def _configure(net: str, batch: int, amp: str) -> Config:
     """A private config: the net's yml with this setting's batch and precision."""
-    return load_config(osp.join(_REPO, 'experiments', 'cfgs', _CFGS.get(net, f'{net}.yml')),
+    return load_config(osp.join(_REPO, 'experiments', 'cfgs', spec(net).config_file),
                        ['TEST.IMS_PER_BATCH', str(batch), 'TEST.AMP', '' if amp == 'fp32' else amp])
 
 
@@ -186,7 +187,8 @@ def main(argv: list[str]) -> int:
     batches = [int(b) for b in args.batches.split(',')]
     amps = [a for a in args.amp.split(',') if a]
     procs_list = [int(p) for p in args.procs.split(',')]
-    results: dict = {'device': torch.cuda.get_device_name(0) if device.startswith('cuda') else f'cpu ({os.cpu_count()} cores)',
+    name = torch.cuda.get_device_name(0) if device.startswith('cuda') else f'cpu ({os.cpu_count()} cores)'
+    results: dict = {'device': name,
                      'torch': torch.__version__, 'threads': torch.get_num_threads(), 'nets': {}}
     with tempfile.TemporaryDirectory(prefix='frcnn_bench_test_') as image_dir:
         for net in nets:

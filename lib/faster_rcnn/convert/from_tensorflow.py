@@ -8,11 +8,12 @@ MobileNet, 7x7 for the ResNets), slim's ResNet strides, 'SAME' (ceil-mode) VGG16
 from __future__ import annotations
 
 import os.path as osp
-from typing import Sequence
+from collections.abc import Sequence
 
 from faster_rcnn.errors import ModelFileError, UsageError
 from faster_rcnn.model_file import detector_payload
 
+from ..nets.registry import networks_where
 from .mapping import check_classes_and_anchors, converted_record, expected_shapes, layout_config, map_tensors
 from .tensorbundle import TensorBundle
 from .tf_names import SCOPES, skipped_by_rule, tf_table
@@ -34,7 +35,7 @@ TF_LAYOUT = {
     'TRAIN.BBOX_NORMALIZE_MEANS': [0.0, 0.0, 0.0, 0.0],
     'TRAIN.BBOX_NORMALIZE_STDS': [0.1, 0.1, 0.2, 0.2],
 }
-NETS = tuple(SCOPES)
+NETS = networks_where('tf')
 
 
 def _check_network(bundle: TensorBundle, net: str) -> None:

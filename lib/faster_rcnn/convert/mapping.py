@@ -6,7 +6,7 @@ and shapes that differ from what our network (built on the meta device, costing 
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -58,7 +58,8 @@ def check_classes_and_anchors(where: str, *, file_classes: int | None, file_anch
     """
     if file_classes is not None and file_classes != num_classes:
         k = file_classes
-        hint = ' (COCO: --imdb coco_2014_minival)' if k == 81 else ' (PASCAL VOC: --imdb voc_2007_test)' if k == 21 else ''
+        hint = (' (COCO: --imdb coco_2014_minival)' if k == 81 else ' (PASCAL VOC: --imdb voc_2007_test)' if k == 21
+                else '')
         raise ModelFileError(f'{where}: the model detects {k - 1} classes, the given classes are {num_classes - 1}: '
                              f'pass the dataset it was trained on{hint}')
     if file_anchors is not None and file_anchors != num_anchors:

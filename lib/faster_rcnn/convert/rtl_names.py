@@ -13,12 +13,13 @@ skipped by rule; any other name the table lacks is an error.
 """
 from __future__ import annotations
 
+from ..nets.registry import networks_where
 from .layouts import COPY
 from .tf_names import MOBILENET_LAYERS, RESNET_UNITS
 
 Entry = tuple[str, str, str]
 
-NETS = ('vgg16', 'res50', 'res101', 'res152', 'mobile')
+NETS = networks_where('rtl')
 _VGG_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 _BN = ('weight', 'bias', 'running_mean', 'running_var')
 
@@ -59,7 +60,8 @@ def _resnet(units: tuple[int, ...]) -> list[Entry]:
 
 
 def _mobilenet_v1() -> list[Entry]:
-    out = _layer('mobilenet.Conv2d_0.0', 'backbone.features.0.0') + _layer('mobilenet.Conv2d_0.1', 'backbone.features.0.1', _BN)
+    out = _layer('mobilenet.Conv2d_0.0', 'backbone.features.0.0')
+    out += _layer('mobilenet.Conv2d_0.1', 'backbone.features.0.1', _BN)
     for i in range(1, MOBILENET_LAYERS):
         for part in ('depthwise', 'pointwise'):
             rtl, ours = f'mobilenet.Conv2d_{i}.{part}', f'backbone.features.{i}.{part}'

@@ -39,7 +39,8 @@ def _predictors(scope: str) -> list[Entry]:
     for tf_layer, ours, kind in (('rpn_conv/3x3', 'rpn_conv', CONV), ('rpn_cls_score', 'rpn_cls_score', CONV),
                                  ('rpn_bbox_pred', 'rpn_bbox_pred', CONV), ('cls_score', 'cls_score', FC),
                                  ('bbox_pred', 'bbox_pred', FC)):
-        out += [(f'{scope}/{tf_layer}/weights', f'{ours}.weight', kind), (f'{scope}/{tf_layer}/biases', f'{ours}.bias', COPY)]
+        out += [(f'{scope}/{tf_layer}/weights', f'{ours}.weight', kind),
+                (f'{scope}/{tf_layer}/biases', f'{ours}.bias', COPY)]
     return out
 
 

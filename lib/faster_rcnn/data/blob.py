@@ -5,7 +5,7 @@ the channel order of the result is chosen afterwards ('BGR' for Caffe-style weig
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

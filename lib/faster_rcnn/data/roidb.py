@@ -1,10 +1,14 @@
 """Training roidb preparation: combine datasets, add flipped copies, drop images with no usable box."""
 from __future__ import annotations
 
+import logging
+
 from ..datasets.factory import get_imdb
 from ..datasets.imdb import add_max_fields, imdb
 from ..errors import DataError
 from ..settings import RoidbSettings
+
+logger = logging.getLogger(__name__)
 
 
 def prepare_roidb(db: imdb) -> None:
@@ -29,18 +33,18 @@ def filter_roidb(roidb: list[dict], use_all_gt: bool = True, keep_background: bo
     and roi negative)."""
     if keep_background:
         empty = sum(1 for r in roidb if not is_usable(r, use_all_gt))
-        print(f'Keeping {empty} roidb entries without usable boxes as background-only images '
+        logger.info(f'Keeping {empty} roidb entries without usable boxes as background-only images '
               f'(TRAIN.KEEP_BACKGROUND_IMAGES): {len(roidb)} entries')
         return list(roidb)
     kept = [r for r in roidb if is_usable(r, use_all_gt)]
-    print(f'Filtered {len(roidb) - len(kept)} roidb entries without usable boxes: {len(roidb)} -> {len(kept)}')
+    logger.info(f'Filtered {len(roidb) - len(kept)} roidb entries without usable boxes: {len(roidb)} -> {len(kept)}')
     return kept
 
 
 def get_training_roidb(db: imdb, use_flipped: bool = True) -> list[dict]:
     """The roidb of ``db`` prepared for training, with a flipped copy of every image when ``use_flipped``."""
     if use_flipped:
-        print('Appending horizontally-flipped training examples...')
+        logger.info('Appending horizontally-flipped training examples...')
         db.append_flipped_images()
     prepare_roidb(db)
     return db.roidb
@@ -85,7 +89,7 @@ def combined_roidb(imdb_names: str, settings: RoidbSettings | None = None,
 
     def one(name: str) -> tuple[imdb, list[dict]]:
         db = get_imdb(name, data_dir)
-        print(f'Loaded dataset `{db.name}` for {"training" if training else "testing"}')
+        logger.info(f'Loaded dataset `{db.name}` for {"training" if training else "testing"}')
         if training:
             db.set_proposal_method(settings.proposal_method)
             return db, get_training_roidb(db, settings.use_flipped)

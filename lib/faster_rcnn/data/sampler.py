@@ -15,7 +15,7 @@ seeds the image's sampling in the target layers.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch

@@ -8,7 +8,7 @@ exported graph resizes and normalises them itself).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

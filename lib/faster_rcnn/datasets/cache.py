@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import os.path as osp
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
+
+from ..utils.atomic import write_json_atomic
+
+logger = logging.getLogger(__name__)
 
 # Bump when the layout of cached entries changes, so old caches are rebuilt.
 CACHE_VERSION = 1
@@ -89,13 +95,9 @@ def cached_entries(cache_file: str, key: str, build: Callable[[], list[dict]]) -
                 for e in entries:
                     _check_entry(e)
                 return entries
-            print(f'{cache_file}: annotations changed since it was written, rebuilding it')
+            logger.info(f'{cache_file}: annotations changed since it was written, rebuilding it')
         except (OSError, ValueError, KeyError, TypeError) as e:
-            print(f'{cache_file}: unreadable or damaged cache ({e}), rebuilding it')
+            logger.info(f'{cache_file}: unreadable or damaged cache ({e}), rebuilding it')
     entries = build()
-    os.makedirs(osp.dirname(cache_file) or '.', exist_ok=True)
-    tmp = f'{cache_file}.tmp{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump({'key': key, 'entries': [_to_json(e) for e in entries]}, f)
-    os.replace(tmp, cache_file)
+    write_json_atomic(cache_file, {'key': key, 'entries': [_to_json(e) for e in entries]}, indent=None)
     return entries

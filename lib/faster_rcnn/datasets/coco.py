@@ -9,17 +9,22 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import math
 import os
 import os.path as osp
 
 import numpy as np
 
-from .cache import cached_entries, files_signature
-from .evaluation import EvalResult
 from ..errors import AnnotationError, MissingFileError
 from ..paths import default_data_dir
+from ..utils.atomic import write_json_atomic
+from .cache import cached_entries, files_signature
+from .evaluation import EvalResult
 from .imdb import imdb, make_roidb_entry
+from .registry import register
+
+logger = logging.getLogger(__name__)
 
 # The 80 categories of COCO 2014/2017 in id order (ids 1..90 with gaps), as the annotation files name them: the
 # classes of every published COCO detector, known without the files (factory.classes_of).
@@ -157,7 +162,8 @@ class CocoDataset(imdb):
         data = self._data if self._data is not None else _load_json(self._ann_file)
         if not self._has_annotations:
             raise AnnotationError(f'{self._ann_file} has no "annotations": it cannot be used for training')
-        per_image: dict[int, list[dict]] = {i: [] for i in self._image_index}
+        # Every image of the file (a limited set reads the annotations of its own images only).
+        per_image: dict[int, list[dict]] = {i: [] for i in self._images}
         for k, ann in enumerate(data['annotations']):
             if ann.get('image_id') not in per_image:
                 raise AnnotationError(f'{self._ann_file}: annotation {ann.get("id", k)} refers to image_id '
@@ -166,7 +172,7 @@ class CocoDataset(imdb):
         dropped = []
         roidb = [self._entry(i, per_image[i], dropped) for i in self._image_index]
         if dropped:
-            print(f'{self._ann_file}: {len(dropped)} zero-area boxes skipped (annotation ids '
+            logger.info(f'{self._ann_file}: {len(dropped)} zero-area boxes skipped (annotation ids '
                   f'{dropped[:10]}{" ..." if len(dropped) > 10 else ""})')
         return roidb
 
@@ -239,11 +245,10 @@ class CocoDataset(imdb):
         safe = ''.join(ch if ch.isalnum() or ch in '_-.' else '_' for ch in self.name)[-120:]
         res_file = osp.join(output_dir, f'detections_{safe}_results.json')
         results = self.detections_to_coco(all_boxes)
-        with open(res_file, 'w', encoding='utf-8') as f:
-            json.dump(results, f)
-        print(f'Wrote COCO results to {res_file}')
+        write_json_atomic(res_file, results, indent=None)
+        logger.info(f'Wrote COCO results to {res_file}')
         if not self._has_annotations:
-            print(f'{self._ann_file} has no annotations: submit {res_file} to the evaluation server')
+            logger.info(f'{self._ann_file} has no annotations: submit {res_file} to the evaluation server')
             return EvalResult(float('nan'), metric='COCO AP')
         return self._do_detection_eval(res_file, results, output_dir)
 
@@ -253,7 +258,7 @@ class CocoDataset(imdb):
         with contextlib.redirect_stdout(io.StringIO()):
             gt = COCO(self._ann_file)
         if not results:
-            print('No detections: every AP is 0')
+            logger.info('No detections: every AP is 0')
             return EvalResult(0.0, {name: 0.0 for name in self.classes[1:]}, metric='COCO AP')
         dt = gt.loadRes(res_file)
         ev = COCOeval(gt, dt, 'bbox')
@@ -263,8 +268,7 @@ class CocoDataset(imdb):
         ev.summarize()
         print_per_category_ap(ev, self.classes[1:])
         stats_file = osp.join(output_dir, 'detection_results.json')
-        with open(stats_file, 'w', encoding='utf-8') as f:
-            json.dump({'stats': [float(s) for s in ev.stats]}, f)
+        write_json_atomic(stats_file, {'stats': [float(s) for s in ev.stats]}, indent=None)
         per_class = dict(zip(self.classes[1:], (float(a) for a in per_category_ap(ev, self.num_classes - 1))))
         return EvalResult(float(ev.stats[0]), per_class, metric='COCO AP', stats=[float(s) for s in ev.stats])
 
@@ -284,10 +288,10 @@ def per_category_ap(ev, num_categories: int) -> np.ndarray:
 
 def print_per_category_ap(ev, names) -> None:
     aps = per_category_ap(ev, len(names))
-    print('~~~~ Per-category AP @ IoU=[0.50,0.95] ~~~~')
+    logger.info('~~~~ Per-category AP @ IoU=[0.50,0.95] ~~~~')
     for name, ap in zip(names, aps):
-        print(f'{name:>20s}: {100 * ap:.1f}')
-    print(f'{"mean":>20s}: {100 * np.nanmean(aps) if np.any(~np.isnan(aps)) else float("nan"):.1f}')
+        logger.info(f'{name:>20s}: {100 * ap:.1f}')
+    logger.info(f'{"mean":>20s}: {100 * np.nanmean(aps) if np.any(~np.isnan(aps)) else float("nan"):.1f}')
 
 
 class coco(CocoDataset):  # noqa: N801 (tf-faster-rcnn's name)
@@ -302,3 +306,8 @@ class coco(CocoDataset):  # noqa: N801 (tf-faster-rcnn's name)
         root = data_path or osp.join(data_dir, 'coco')
         super().__init__(f'coco_{year}_{image_set}', osp.join(root, 'annotations', stem + '.json'),
                          osp.join(root, 'images', folder), data_dir=data_dir)
+
+
+# coco_<year>_<split>: tf-faster-rcnn's names.
+for _year, _split in _COCO_SPLITS:
+    register(f'coco_{_year}_{_split}', lambda d, split=_split, year=_year: coco(split, year, data_dir=d), COCO_CLASSES)

@@ -13,34 +13,50 @@ from __future__ import annotations
 
 import os.path as osp
 
+from ..errors import DataError, UsageError
 from .coco import CocoDataset
 from .imdb import imdb
 from .pascal_voc import VocDataset
-from ..errors import DataError, UsageError
+from .registry import PREFIXES as _REGISTERED
+from .registry import register_prefix
 
 PREFIXES = ('coco_json:', 'voc_dir:')
 
 
 def is_custom_name(name: str) -> bool:
-    return name.startswith(PREFIXES)
+    """Whether ``name`` has a registered ``prefix:`` (these two or a reader's own)."""
+    head, sep, _ = name.partition(':')
+    return bool(sep) and head in _REGISTERED
+
+
+def _coco_json(name: str, rest: str, data_dir: str | None) -> imdb:
+    parts = rest.split(':')
+    if len(parts) != 2 or not all(parts):
+        raise UsageError(f'dataset name {name!r}: expected coco_json:<annotations.json>:<image_dir>')
+    ann, image_dir = parts
+    if not osp.isdir(image_dir):
+        raise DataError(f'dataset {name!r}: image folder {image_dir} does not exist')
+    return CocoDataset(name, ann, image_dir, data_dir=data_dir)
+
+
+def _voc_dir(name: str, rest: str, data_dir: str | None) -> imdb:
+    parts = rest.split(':')
+    if len(parts) not in (2, 3) or not all(parts) or (len(parts) == 3 and parts[2] != 'diff'):
+        raise UsageError(f'dataset name {name!r}: expected voc_dir:<root>:<split> or voc_dir:<root>:<split>:diff')
+    root, split = parts[0], parts[1]
+    if not osp.isdir(root):
+        raise DataError(f'dataset {name!r}: folder {root} does not exist')
+    return VocDataset(name, root, split, use_diff=len(parts) == 3, use_07_metric=True, data_dir=data_dir)
 
 
 def get_custom_imdb(name: str, data_dir: str | None = None) -> imdb:
-    """Build the imdb that a ``coco_json:...`` or ``voc_dir:...`` name describes."""
-    kind, _, rest = name.partition(':')
-    parts = rest.split(':')
-    if kind == 'coco_json':
-        if len(parts) != 2 or not all(parts):
-            raise UsageError(f'dataset name {name!r}: expected coco_json:<annotations.json>:<image_dir>')
-        ann, image_dir = parts
-        if not osp.isdir(image_dir):
-            raise DataError(f'dataset {name!r}: image folder {image_dir} does not exist')
-        return CocoDataset(name, ann, image_dir, data_dir=data_dir)
-    if kind == 'voc_dir':
-        if len(parts) not in (2, 3) or not all(parts) or (len(parts) == 3 and parts[2] != 'diff'):
-            raise UsageError(f'dataset name {name!r}: expected voc_dir:<root>:<split> or voc_dir:<root>:<split>:diff')
-        root, split = parts[0], parts[1]
-        if not osp.isdir(root):
-            raise DataError(f'dataset {name!r}: folder {root} does not exist')
-        return VocDataset(name, root, split, use_diff=len(parts) == 3, use_07_metric=True, data_dir=data_dir)
-    raise UsageError(f'{name!r} is not a custom dataset name (they start with {" or ".join(PREFIXES)})')
+    """Build the imdb that a ``<prefix>:...`` name describes."""
+    head, sep, rest = name.partition(':')
+    if not sep or head not in _REGISTERED:
+        raise UsageError(f'{name!r} is not a custom dataset name (they start with '
+                         f'{" or ".join(p + ":" for p in _REGISTERED)})')
+    return _REGISTERED[head](name, rest, data_dir)
+
+
+register_prefix('coco_json', _coco_json, 'coco_json:<ann.json>:<image_dir>')
+register_prefix('voc_dir', _voc_dir, 'voc_dir:<root>:<split>')

@@ -1,6 +1,6 @@
 """The image database base class, with tf-faster-rcnn's names (``imdb``, ``roidb``, ``image_index``...).
 
-A roidb entry is a dict:
+A roidb entry is a dict (docs/design.md §10; ``make_roidb_entry`` builds one, ``check_roidb_entry`` checks one):
     'image': path, 'width', 'height': ints,
     'boxes': float32 (G, 4) 0-based inclusive [x1, y1, x2, y2],
     'gt_classes': int32 (G,) in 1..num_classes-1, 'gt_ishard': bool (G,) (VOC 'difficult'),
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import os.path as osp
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -34,6 +34,31 @@ def make_roidb_entry(image: str, width: int, height: int, boxes: np.ndarray, gt_
     entry.update(extra)
     add_max_fields(entry)
     return entry
+
+
+def check_roidb_entry(entry: dict, num_classes: int) -> None:
+    """Raise ValueError saying what is wrong when ``entry`` does not have the roidb entry format (module docstring):
+    what a new reader's test calls on its entries."""
+    where = f'roidb entry of {entry.get("image")!r}'
+    for key in ('image', 'width', 'height', 'boxes', 'gt_classes', 'gt_ishard', 'gt_overlaps', 'max_classes',
+                'max_overlaps', 'seg_areas', 'flipped'):
+        if key not in entry:
+            raise ValueError(f'{where}: no {key!r}')
+    boxes, classes = entry['boxes'], entry['gt_classes']
+    g = boxes.shape[0] if isinstance(boxes, np.ndarray) and boxes.ndim == 2 else -1
+    if g < 0 or boxes.shape[1] != 4 or boxes.dtype != np.float32:
+        raise ValueError(f'{where}: boxes must be float32 (G, 4)')
+    w, h = int(entry['width']), int(entry['height'])
+    if g and ((boxes[:, 0] < 0).any() or (boxes[:, 1] < 0).any() or (boxes[:, 2] > w - 1).any()
+              or (boxes[:, 3] > h - 1).any() or (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any()):
+        raise ValueError(f'{where}: boxes must be 0-based inclusive [x1, y1, x2, y2] inside {w} x {h}')
+    bad_range = g > 0 and (classes.min() < 1 or classes.max() >= num_classes)
+    if classes.dtype != np.int32 or classes.shape != (g,) or bad_range:
+        raise ValueError(f'{where}: gt_classes must be int32 (G,) in 1..{num_classes - 1}')
+    if entry['gt_ishard'].dtype != np.bool_ or entry['gt_ishard'].shape != (g,):
+        raise ValueError(f'{where}: gt_ishard must be bool (G,)')
+    if entry['gt_overlaps'].shape != (g, num_classes) or entry['seg_areas'].shape != (g,):
+        raise ValueError(f'{where}: gt_overlaps must be (G, {num_classes}) and seg_areas (G,)')
 
 
 def add_max_fields(entry: dict) -> None:
@@ -59,6 +84,7 @@ class imdb:  # noqa: N801 (tf-faster-rcnn's name)
         # Attribute names, '__no_attribute__' first, of a dataset whose roidb has 'gt_attributes' (G, 16)
         # int32 (values 1..A, 0-padded); None for a dataset without attributes.
         self.attributes: list[str] | None = None
+        self._limited = 0  # limit(): the first N images only (0: all)
 
     # -- names ------------------------------------------------------------------------------------------
     @property
@@ -95,10 +121,12 @@ class imdb:  # noqa: N801 (tf-faster-rcnn's name)
 
     def cache_file(self, source: str, kind: str = 'gt_roidb') -> str:
         """``<DATA_DIR>/cache/<name>_<hash of source>_<kind>.json``: the hash keeps apart datasets of one
-        name read from different folders (e.g. a test's generated set)."""
+        name read from different folders (e.g. a test's generated set); a limited set (``limit``) has its own
+        file (``..._first<N>_<kind>.json``), so it and the full set never overwrite each other's cache."""
         safe = ''.join(ch if ch.isalnum() or ch in '_-.' else '_' for ch in self.name)[-100:]
         digest = hashlib.sha1(osp.abspath(source).encode()).hexdigest()[:10]
-        return osp.join(self.cache_path, f'{safe}_{digest}_{kind}.json')
+        part = f'_first{self._limited}' if self._limited else ''
+        return osp.join(self.cache_path, f'{safe}_{digest}{part}_{kind}.json')
 
     def image_path_at(self, i: int) -> str:
         raise NotImplementedError
@@ -149,6 +177,7 @@ class imdb:  # noqa: N801 (tf-faster-rcnn's name)
         """Keep the first ``count`` images only (an evaluation on part of the set); 0 keeps all."""
         if count > 0:
             self._image_index = self._image_index[:count]
+            self._limited = len(self._image_index)
             self._roidb = None
 
     def competition_mode(self, on: bool) -> None:

@@ -6,22 +6,25 @@
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import os.path as osp
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
+from ..errors import AnnotationError, DataError, MissingFileError
+from ..paths import default_data_dir
 from .cache import cached_entries, files_signature
 from .evaluation import EvalResult, save_pr_curves
-from ..errors import DataError, MissingFileError
-from ..paths import default_data_dir
 from .imdb import imdb, make_roidb_entry
+from .registry import register
 from .validation import check_box
 from .voc_eval import voc_eval
-from ..errors import AnnotationError
 from .voc_xml import parse_voc_annotation
+
+logger = logging.getLogger(__name__)
 
 VOC_CLASSES = ('__background__', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
                'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep',
@@ -209,7 +212,7 @@ class VocDataset(imdb):
         template = self.results_file_template(output_dir)
         annopath = osp.join(self._root, 'Annotations', '{:s}.xml')
         cachedir = osp.join(self.cache_path, 'annotations_cache')
-        print(f'VOC07 metric? {"Yes" if self._use_07_metric else "No"}')
+        logger.info(f'VOC07 metric? {"Yes" if self._use_07_metric else "No"}')
         aps = []
         result = EvalResult(0.0, metric='VOC07 mAP' if self._use_07_metric else 'VOC mAP')
         for cls in self.classes[1:]:
@@ -219,17 +222,17 @@ class VocDataset(imdb):
             aps.append(ap)
             result.per_class[cls] = float(ap)
             result.curves[cls] = (rec, prec)
-            print(f'AP for {cls} = {ap:.4f}')
+            logger.info(f'AP for {cls} = {ap:.4f}')
         mean_ap = float(np.mean(aps)) if aps else 0.0
         result.mean_ap = mean_ap
         save_pr_curves(output_dir, result)
-        print(f'Mean AP = {mean_ap:.4f}')
-        print('~~~~~~~~')
-        print('Results:')
+        logger.info(f'Mean AP = {mean_ap:.4f}')
+        logger.info('~~~~~~~~')
+        logger.info('Results:')
         for ap in aps:
-            print(f'{ap:.3f}')
-        print(f'{mean_ap:.3f}')
-        print('~~~~~~~~')
+            logger.info(f'{ap:.3f}')
+        logger.info(f'{mean_ap:.3f}')
+        logger.info('~~~~~~~~')
         if self.config['cleanup'] and not self.competition:
             for cls in self.classes[1:]:
                 os.remove(template.format(cls))
@@ -255,3 +258,12 @@ class pascal_voc(VocDataset):  # noqa: N801 (tf-faster-rcnn's name)
         super().__init__(name, osp.join(devkit, f'VOC{year}'), image_set, classes=VOC_CLASSES,
                          use_diff=use_diff, use_07_metric=int(year) < 2010, year=year, data_dir=data_dir)
         self._devkit_path = devkit
+
+
+# voc_<year>_<split>[_diff]: tf-faster-rcnn's names.
+for _year in ('2007', '2012'):
+    for _split in ('train', 'val', 'trainval', 'test'):
+        register(f'voc_{_year}_{_split}', lambda d, split=_split, year=_year: pascal_voc(split, year, data_dir=d),
+                 VOC_CLASSES)
+        register(f'voc_{_year}_{_split}_diff',
+                 lambda d, split=_split, year=_year: pascal_voc(split, year, use_diff=True, data_dir=d), VOC_CLASSES)

@@ -12,6 +12,7 @@ temporary folder and renames it, so an interrupted run never leaves a half-writt
 from __future__ import annotations
 
 import json
+import logging
 import os
 import os.path as osp
 import shutil
@@ -22,6 +23,9 @@ import cv2
 import numpy as np
 
 from ..paths import default_data_dir
+from .registry import register
+
+logger = logging.getLogger(__name__)
 
 CLASSES = ('__background__', 'circle', 'square', 'triangle')
 
@@ -214,7 +218,7 @@ def ensure_shapes(root: str | None = None, spec: ShapesSpec | None = None, data_
         return root
     parent = osp.dirname(root)
     os.makedirs(parent, exist_ok=True)
-    print(f'Generating the shapes set ({spec.num_trainval} trainval / {spec.num_test} test images, '
+    logger.info(f'Generating the shapes set ({spec.num_trainval} trainval / {spec.num_test} test images, '
           f'seed {spec.seed}) in {root}')
     tmp = tempfile.mkdtemp(prefix='.shapes_tmp_', dir=parent)
     try:
@@ -265,7 +269,8 @@ def shapes_coco(image_set: str, root: str | None = None, spec: ShapesSpec | None
                        osp.join(root, 'JPEGImages'), data_dir=data_dir)
 
 
-def write_demo_images(out_dir: str, indices: tuple[int, ...] = (0, 1, 2, 3), spec: ShapesSpec | None = None) -> list[str]:
+def write_demo_images(out_dir: str, indices: tuple[int, ...] = (0, 1, 2, 3),
+                      spec: ShapesSpec | None = None) -> list[str]:
     """Write test images ``indices`` of ``spec`` (default: the shapes_test set) as JPEGs named like the
     generated set (``test_<i>.jpg``): held-out pictures for tools/demo.py."""
     spec = spec or ShapesSpec()
@@ -280,3 +285,10 @@ def write_demo_images(out_dir: str, indices: tuple[int, ...] = (0, 1, 2, 3), spe
             f.write(buf.tobytes())
         paths.append(path)
     return paths
+
+
+for _split in ('trainval', 'test'):
+    register(f'shapes_{_split}', lambda d, split=_split: shapes_voc(split, data_dir=d), CLASSES)
+    register(f'shapes_coco_{_split}', lambda d, split=_split: shapes_coco(split, data_dir=d), CLASSES)
+    register(f'shapes_circle_square_{_split}',
+             lambda d, split=_split: shapes_subset_voc(split, ('circle', 'square'), data_dir=d), CLASSES[:3])

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..paths import default_data_dir
+from .registry import register
 from .shapes import CLASSES, ShapesSpec, _background, _draw, _place
 
 # BGR values of the named colours: far apart, so a colour is decidable from the pixels.
@@ -169,3 +170,7 @@ def shapes_attr_voc(image_set: str, root: str | None = None, spec: ShapesSpec | 
     root = ensure_shapes_attr(root, spec, data_dir)
     return VocDataset(f'shapes_attr_{image_set}', root, image_set, classes=CLASSES, use_07_metric=True,
                       data_dir=data_dir, attributes=ATTRIBUTES)
+
+
+for _split in ('trainval', 'test'):
+    register(f'shapes_attr_{_split}', lambda d, split=_split: shapes_attr_voc(split, data_dir=d), CLASSES)

@@ -38,6 +38,7 @@ from .evaluation import EvalResult
 from ..errors import AnnotationError, DataError, MissingFileError
 from ..paths import default_data_dir
 from .imdb import imdb, make_roidb_entry
+from .registry import register
 from .vg_eval import class_ap, detections_of, mean_aps, object_ground_truth
 from .vg_vocab import Vocabulary, read_vocabulary, split_attribute, split_object_name
 
@@ -364,3 +365,7 @@ class vg(imdb):  # noqa: N801 (tf-faster-rcnn's name)
         result.mean_ap = mean_ap
         result.stats = [mean_ap, weighted]
         return result
+
+
+for _split in VG_SPLITS:
+    register(f'vg_{VG_VERSION}_{_split}', lambda d, split=_split: vg(VG_VERSION, split, data_dir=d))

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..utils.atomic import write_json_atomic
 from .cache import files_signature
 from .voc_xml import parse_voc_objects
 
@@ -85,10 +86,7 @@ def load_annotations(annopath: str, imagenames: list[str], cachedir: str | None)
         recs[name] = [dict(name=o.name, difficult=int(o.difficult), bbox=[float(v) for v in o.bbox_1based])
                       for o in parse_voc_objects(path)]
     if cachefile:
-        tmp = cachefile + f'.tmp{os.getpid()}'
-        with open(tmp, 'w', encoding='utf-8') as f:
-            json.dump({'key': key, 'recs': recs}, f)
-        os.replace(tmp, cachefile)
+        write_json_atomic(cachefile, {'key': key, 'recs': recs}, indent=None)
     return recs
 
 

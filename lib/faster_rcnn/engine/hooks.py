@@ -13,6 +13,7 @@ the snapshot that it asks for, and the snapshot comes last, after everything tha
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from .distributed import all_reduce_mean, barrier
@@ -21,6 +22,8 @@ from .snapshots import write_snapshot
 from .stop_signals import StopSignals as _SignalContext
 from .summary import SummaryWriters
 from .train_loop import HookBase, TrainState, check_finite, check_weights_finite, loss_names
+
+logger = logging.getLogger(__name__)
 
 
 def _format_eta(seconds: float) -> str:
@@ -55,15 +58,14 @@ class LogLine(HookBase):
         elapsed = time.perf_counter() - state.timer_start
         speed = elapsed / max(state.timer_iters, 1)
         if t.info.is_main:
-            print(f'iter: {state.iteration} / {t.max_iters}, total loss: {values["total_loss"]:.6f}\n'
+            logger.info(f'iter: {state.iteration} / {t.max_iters}, total loss: {values["total_loss"]:.6f}\n'
                   f' >>> rpn_loss_cls: {values["rpn_cross_entropy"]:.6f}\n'
                   f' >>> rpn_loss_box: {values["rpn_loss_box"]:.6f}\n'
                   f' >>> loss_cls: {values["cross_entropy"]:.6f}\n'
                   f' >>> loss_box: {values["loss_box"]:.6f}\n'
                   + (f' >>> loss_attr: {values["loss_attr"]:.6f}\n' if 'loss_attr' in values else '') +
                   f' >>> lr: {t.lr:.6g}\n'
-                  f'speed: {speed:.3f}s / iter, eta: {_format_eta(speed * (t.max_iters - state.iteration))}',
-                  flush=True)
+                  f'speed: {speed:.3f}s / iter, eta: {_format_eta(speed * (t.max_iters - state.iteration))}')
         values['speed'] = speed
         state.loss_sums.zero_()
         state.loss_count = 0

@@ -9,6 +9,7 @@ and rank 0 evaluates. The images go through a ``Detector`` over the model being 
 """
 from __future__ import annotations
 
+import logging
 import os.path as osp
 
 import torch
@@ -19,6 +20,8 @@ from faster_rcnn.engine.rng import get_rng_states, set_rng_states
 from faster_rcnn.engine.tester import test_net
 from faster_rcnn.inference import Detector
 from faster_rcnn.settings import TestSettings
+
+logger = logging.getLogger(__name__)
 
 
 def evaluation_due(iteration: int, max_iters: int, interval: int) -> bool:
@@ -44,8 +47,8 @@ def evaluate_during_training(model: torch.nn.Module, imdb, iteration: int, outpu
     barrier(info)
     if not info.is_main or result is None:
         return None
-    print(f'Evaluation on {imdb.name} ({imdb.num_images} images) at iteration {iteration}: '
-          f'{result.metric} = {result.mean_ap:.4f}', flush=True)
+    logger.info(f'Evaluation on {imdb.name} ({imdb.num_images} images) at iteration {iteration}: '
+          f'{result.metric} = {result.mean_ap:.4f}')
     if writer is not None:
         writer.add_scalar('eval/mean_ap', result.mean_ap, iteration)
         for name, ap in result.per_class.items():

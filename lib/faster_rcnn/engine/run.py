@@ -47,7 +47,7 @@ def build_run(config: Config, *, net: str, imdb: str, iters: int, world_size: in
                                scaled_warmup_iters=int(config.TRAIN.SCALED_WARMUP_ITERS))
     settings = apply_schedule(settings, used)
     if verbose:
-        print(describe(given, used, world_size, settings.ims_per_batch, bool(config.TRAIN.SCALE_SCHEDULE)), flush=True)
+        logger.info(describe(given, used, world_size, settings.ims_per_batch, bool(config.TRAIN.SCALE_SCHEDULE)))
         for line in notices(given, used):
             logger.warning('warning: %s', line)
     exp_dir = experiment_name(str(config.EXP_DIR), net)
@@ -60,25 +60,25 @@ def build_run(config: Config, *, net: str, imdb: str, iters: int, world_size: in
     output_dir = get_output_dir(db.name, tag=tag, config=config)
     tb_dir = get_output_tb_dir(db.name, tag=tag, config=config)
     if verbose:
-        print(f'{len(roidb)} roidb entries')
-        print(f'Output will be saved to `{output_dir}`')
-        print(f'TensorFlow summaries will be saved to `{tb_dir}`')
+        logger.info(f'{len(roidb)} roidb entries')
+        logger.info(f'Output will be saved to `{output_dir}`')
+        logger.info(f'TensorFlow summaries will be saved to `{tb_dir}`')
     eval_imdb = None
     if config.TRAIN.EVAL_INTERVAL > 0:
         if not imdbval or '+' in imdbval:
-            raise UsageError(f'TRAIN.EVAL_INTERVAL {config.TRAIN.EVAL_INTERVAL} evaluates on --imdbval, which must name '
-                             f'one dataset (got {imdbval!r})')
+            raise UsageError(f'TRAIN.EVAL_INTERVAL {config.TRAIN.EVAL_INTERVAL} evaluates on --imdbval, which must '
+                             f'name one dataset (got {imdbval!r})')
         eval_imdb = get_imdb(imdbval, config.DATA_DIR)
         eval_imdb.limit(int(config.TRAIN.EVAL_IMAGES))
         if verbose:
-            print(f'Evaluating on {eval_imdb.name} ({eval_imdb.num_images} images) every '
+            logger.info(f'Evaluating on {eval_imdb.name} ({eval_imdb.num_images} images) every '
                   f'{config.TRAIN.EVAL_INTERVAL} iterations')
     valroidb = None
     if imdbval:
         # The validation images are never flipped.
         _, valroidb = combined_roidb(imdbval, replace(roidb_opts, use_flipped=False), data_dir=config.DATA_DIR)
         if verbose:
-            print(f'{len(valroidb)} validation roidb entries')
+            logger.info(f'{len(valroidb)} validation roidb entries')
     return TrainRun(net=net, model=ModelSettings.from_config(config, net), train=settings, classes=list(db.classes),
                     roidb=roidb, output_dir=output_dir, tb_dir=tb_dir, max_iters=used.iters,
                     record=config_record(config, model_keys(net)), imdb_name=db.name, valroidb=valroidb,

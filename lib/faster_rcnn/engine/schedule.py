@@ -17,7 +17,7 @@ decreases and no warm-up is added.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from faster_rcnn.settings import TrainSettings
 
@@ -29,13 +29,25 @@ class Schedule:
     iters: int
     learning_rate: float
     stepsize: tuple[int, ...]
-    snapshot_iters: int
-    display: int
-    eval_interval: int
     warmup_iters: int
     warmup_factor: float
     global_batch: int
     reference_batch: int
+    # Every iteration interval of the settings (``TrainSettings.intervals()``: SNAPSHOT_ITERS, DISPLAY,
+    # EVAL_INTERVAL, an extension's declared interval), by name; 0 means off and stays 0.
+    intervals: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def snapshot_iters(self) -> int:
+        return self.intervals['SNAPSHOT_ITERS']
+
+    @property
+    def display(self) -> int:
+        return self.intervals['DISPLAY']
+
+    @property
+    def eval_interval(self) -> int:
+        return self.intervals['EVAL_INTERVAL']
 
     @property
     def ratio(self) -> float:
@@ -52,8 +64,7 @@ def given_schedule(train: TrainSettings, iters: int, world_size: int, reference_
     """The settings' numbers as they are, for the run's global batch (world size x TRAIN.IMS_PER_BATCH);
     ``reference_batch``: TRAIN.REFERENCE_BATCH."""
     return Schedule(iters=int(iters), learning_rate=float(train.optimizer.learning_rate),
-                    stepsize=tuple(int(s) for s in train.stepsize), snapshot_iters=int(train.snapshot_iters),
-                    display=int(train.display), eval_interval=int(train.eval_interval),
+                    stepsize=tuple(int(s) for s in train.stepsize), intervals=train.intervals(),
                     warmup_iters=int(train.warmup_iters), warmup_factor=float(train.warmup_factor),
                     global_batch=int(world_size) * int(train.ims_per_batch), reference_batch=int(reference_batch))
 
@@ -76,8 +87,7 @@ def scale_schedule(given: Schedule, scaled_warmup_iters: int = 500) -> Schedule:
         warmup_factor = min(warmup_factor, factor)
     return replace(given, iters=iters, learning_rate=given.learning_rate / factor,
                    stepsize=tuple(_count(s, factor) for s in given.stepsize),
-                   snapshot_iters=_count(given.snapshot_iters, factor), display=_count(given.display, factor),
-                   eval_interval=_count(given.eval_interval, factor) if given.eval_interval > 0 else 0,
+                   intervals={k: _count(v, factor) if v > 0 else 0 for k, v in given.intervals.items()},
                    warmup_iters=warmup_iters, warmup_factor=warmup_factor if warmup_iters > 0 else given.warmup_factor)
 
 
@@ -93,9 +103,9 @@ def run_schedule(train: TrainSettings, iters: int, world_size: int, *, reference
 
 def apply_schedule(train: TrainSettings, used: Schedule) -> TrainSettings:
     """``train`` with the used schedule's numbers (what the trainer reads)."""
-    return replace(train, optimizer=replace(train.optimizer, learning_rate=used.learning_rate),
-                   stepsize=tuple(used.stepsize), snapshot_iters=used.snapshot_iters, display=used.display,
-                   eval_interval=used.eval_interval, warmup_iters=used.warmup_iters, warmup_factor=used.warmup_factor)
+    return replace(train.with_intervals(used.intervals),
+                   optimizer=replace(train.optimizer, learning_rate=used.learning_rate),
+                   stepsize=tuple(used.stepsize), warmup_iters=used.warmup_iters, warmup_factor=used.warmup_factor)
 
 
 def describe(given: Schedule, used: Schedule, world_size: int, ims_per_batch: int, scaling: bool) -> str:
@@ -106,16 +116,15 @@ def describe(given: Schedule, used: Schedule, world_size: int, ims_per_batch: in
         why = ('the same batch: numbers as given' if used.global_batch == used.reference_batch
                else 'TRAIN.SCALE_SCHEDULE off (--keep-schedule): numbers as given, the result will differ from the '
                     "reference's")
+        shown = ', '.join(f'{k} {v}' for k, v in used.intervals.items() if v > 0)
         return (f'{head}; {why}\n  iterations {used.iters}, LEARNING_RATE {used.learning_rate:g}, STEPSIZE '
-                f'{list(used.stepsize)}, SNAPSHOT_ITERS {used.snapshot_iters}, DISPLAY {used.display}')
+                f'{list(used.stepsize)}, {shown}')
     lines = [f'{head}; scaled by the linear rule (x {given.reference_batch}/{used.global_batch} iterations, '
              f'x {used.global_batch}/{given.reference_batch} learning rate; --keep-schedule to keep the numbers):',
              f'  iterations {given.iters} -> {used.iters} ({used.iters * used.global_batch} images)',
              f'  LEARNING_RATE {given.learning_rate:g} -> {used.learning_rate:g}',
              f'  STEPSIZE {list(given.stepsize)} -> {list(used.stepsize)}',
-             f'  SNAPSHOT_ITERS {given.snapshot_iters} -> {used.snapshot_iters}, DISPLAY {given.display} -> {used.display}']
-    if given.eval_interval:
-        lines.append(f'  EVAL_INTERVAL {given.eval_interval} -> {used.eval_interval}')
+             '  ' + ', '.join(f'{k} {v} -> {used.intervals[k]}' for k, v in given.intervals.items() if v > 0)]
     if used.warmup_iters:
         lines.append(f'  warm-up: linear from {used.learning_rate * used.warmup_factor:g} (factor '
                      f'{used.warmup_factor:g}) to {used.learning_rate:g} over {used.warmup_iters} iterations')

@@ -9,7 +9,8 @@ global batch (world size x TRAIN.IMS_PER_BATCH).
 """
 from __future__ import annotations
 
-from typing import Sequence
+import logging
+from collections.abc import Sequence
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -19,6 +20,8 @@ from faster_rcnn.settings import TrainSettings
 
 from .rng import get_rng_states
 from .train_loop import TrainState
+
+logger = logging.getLogger(__name__)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -46,7 +49,7 @@ def write_snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sta
     if scaler is not None:
         payload['grad_scaler'] = scaler.state_dict()
     save_atomic(payload, path)
-    print(f'Wrote snapshot to: {path}', flush=True)
+    logger.info(f'Wrote snapshot to: {path}')
     prune_snapshots(output_dir, settings.snapshot_prefix, settings.snapshot_kept,
                     protect=state.iteration if final else None)
     return path

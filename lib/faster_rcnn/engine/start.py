@@ -17,14 +17,21 @@ before that point.
 """
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 from faster_rcnn.errors import CheckpointError, UsageError
-from faster_rcnn.model_file import (check_same_network, list_snapshots, load_model_file, load_model_weights,
-                                    remove_stray_temporaries)
+from faster_rcnn.model_file import (
+    check_same_network,
+    list_snapshots,
+    load_model_file,
+    load_model_weights,
+    remove_stray_temporaries,
+)
 from faster_rcnn.nets.factory import build_network
 from faster_rcnn.nets.registry import spec
 from faster_rcnn.nets.weights import load_imagenet_weights
@@ -33,6 +40,8 @@ from .distributed import DistInfo
 from .finetune import load_finetune_weights
 from .optimizer import build_optimizer
 from .rng import seed_everything, set_rng_states
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,8 +69,8 @@ def find_resume_snapshot(output_dir: str, prefix: str, device: torch.device,
         except CheckpointError as e:
             damaged.append(path)
             if verbose:
-                print(f'warning: {path} cannot be read ({str(e).split("(", 1)[-1][:160]}; passing over it to the '
-                      'previous snapshot', flush=True)
+                logger.info(f'warning: {path} cannot be read ({str(e).split("(", 1)[-1][:160]}; passing over it to the '
+                      'previous snapshot')
     if damaged:
         raise CheckpointError(f'no readable snapshot in {output_dir} (damaged: {damaged}): move them away and start '
                               'again, or pass --fresh')
@@ -80,14 +89,14 @@ def resume_position(snap: dict, global_batch: int, path: str, verbose: bool) -> 
     images = int(data.get('images_consumed', iteration * saved_batch))
     if saved_batch == global_batch:
         if verbose:
-            print(f'Resuming from {path} at iteration {iteration}', flush=True)
+            logger.info(f'Resuming from {path} at iteration {iteration}')
         return iteration, snap['rng'], images
     new_iteration = images // global_batch
     if verbose:
-        print(f'Resuming from {path}: written at iteration {iteration} of a global batch of {saved_batch} '
+        logger.info(f'Resuming from {path}: written at iteration {iteration} of a global batch of {saved_batch} '
               f'({images} images); with a global batch of {global_batch} that is iteration {new_iteration}'
               + (f' ({images - new_iteration * global_batch} image(s) of a batch are redone)'
-                 if images % global_batch else ''), flush=True)
+                 if images % global_batch else ''))
     return new_iteration, snap['rng'], new_iteration * global_batch
 
 
@@ -131,26 +140,26 @@ def start_run(run: Any, info: DistInfo) -> StartState:
     start = StartState(model, optimizer, scaler)
     if verbose:
         for path in remove_stray_temporaries(run.output_dir, s.snapshot_prefix):
-            print(f'Removed {path}, left by a snapshot write that was interrupted', flush=True)
+            logger.info(f'Removed {path}, left by a snapshot write that was interrupted')
     found = None if run.fresh else find_resume_snapshot(run.output_dir, s.snapshot_prefix, device, verbose)
     if found is not None:
         _resume(start, *found, run, s.ims_per_batch * info.world_size, verbose)
     elif run.finetune is not None:
         if verbose:
-            print(f'Fine-tuning from the detector {run.finetune.path}', flush=True)
+            logger.info(f'Fine-tuning from the detector {run.finetune.path}')
         report = load_finetune_weights(model, run.finetune, list(run.classes))
         start.how = 'finetune'
         if verbose:
-            print(report, flush=True)
+            logger.info(report)
     elif run.imagenet_weights:
         if verbose:
-            print(f'Loading initial model weights from {run.imagenet_weights}', flush=True)
+            logger.info(f'Loading initial model weights from {run.imagenet_weights}')
         load_imagenet_weights(model, run.imagenet_weights)
         start.how = 'imagenet'
     else:
         check_scratch_start(run.net, run.from_scratch)
         if verbose:
-            print('No pretrained weights: training from scratch', flush=True)
+            logger.info('No pretrained weights: training from scratch')
     return start
 
 

@@ -7,6 +7,7 @@ one small all-reduce there, none in the other steps.
 """
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 
@@ -14,6 +15,8 @@ import torch
 import torch.distributed as dist
 
 from faster_rcnn.engine.distributed import DistInfo
+
+logger = logging.getLogger(__name__)
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -25,7 +28,7 @@ class StopSignals:
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> 'StopSignals':
+    def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for sig in _SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -44,8 +47,8 @@ class StopSignals:
             self._restore()
             raise KeyboardInterrupt
         self.signum = signum
-        print(f'\n{signal.Signals(signum).name} received: finishing this iteration, then writing a snapshot '
-              '(send it again to stop at once)', flush=True)
+        logger.info(f'\n{signal.Signals(signum).name} received: finishing this iteration, then writing a snapshot '
+              '(send it again to stop at once)')
 
     def requested(self, info: DistInfo, iteration: int, display: int) -> int | None:
         """The signal to stop on after ``iteration``, or None; every process gets the same answer."""

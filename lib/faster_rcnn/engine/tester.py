@@ -13,10 +13,11 @@ result is the single-process one.
 """
 from __future__ import annotations
 
+import logging
 import os
 import os.path as osp
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -29,6 +30,8 @@ from faster_rcnn.datasets.attribute_eval import (AttributeAP, AttributeImage, at
                                                  attribute_ap_at_gt)
 from faster_rcnn.inference import Detector
 from faster_rcnn.utils.detections_file import write_detections
+
+logger = logging.getLogger(__name__)
 
 
 def _sync(detector: Detector) -> None:
@@ -80,8 +83,8 @@ def detect_dataset(detector: Detector, paths: Sequence[str], *, rank: int = 0, w
         timing.update(wall_s=elapsed, startup_s=t_first - t_start, steady_s=t_end - t_first, images=len(found),
                       detect_s=t_det)
     if progress:
-        print(f'im_detect: {len(found)} images in {elapsed:.1f}s ({len(found) / max(elapsed, 1e-9):.1f} images/s), '
-              f'{t_det / n:.3f}s per image to detect (network and NMS)')
+        logger.info(f'im_detect: {len(found)} images in {elapsed:.1f}s ({len(found) / max(elapsed, 1e-9):.1f} '
+                    f'images/s), {t_det / n:.3f}s per image to detect (network and NMS)')
     return found
 
 
@@ -124,10 +127,10 @@ def test_net(detector: Detector, imdb, output_dir: str, *, evaluate: bool = True
     # The reference's file format, written atomically; tools/reval.py reads it without running code.
     write_detections(all_boxes, det_file)
     if progress:
-        print(f'Wrote detections to {det_file}')
+        logger.info(f'Wrote detections to {det_file}')
     result = None
     if evaluate:
-        print('Evaluating detections')
+        logger.info('Evaluating detections')
         result = imdb.evaluate_detections(all_boxes, output_dir)
     return all_boxes, result
 

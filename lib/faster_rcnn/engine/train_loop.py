@@ -6,13 +6,15 @@ reads a value back to the host: whether a loss went NaN or infinite is tracked o
 ``after_step``, and ``after_train`` at the end. Logging, TensorBoard, evaluation, snapshots, stop signals and the
 NaN check are hooks (``engine.hooks``); a user adds one without editing the loop::
 
+    PERIOD = declare('TRAIN.GRAD_NORM_PERIOD', 10, positive, 'a positive number', interval=True)  # settings
+
     class GradNorm(HookBase):
         def after_step(self):
-            if self.trainer.state.iteration % 10 == 0:
+            if self.trainer.state.iteration % self.trainer.settings.extra[PERIOD] == 0:
                 norms = [p.grad.norm() for p in self.trainer.model.parameters() if p.grad is not None]
                 print('grad norm', float(torch.stack(norms).norm()))
 
-    train_net(run, extra_hooks=[GradNorm()])
+    train_net(run, info, extra_hooks=[GradNorm()])   # info: engine.distributed.init_distributed(...)
 
 A hook that needs the loss values reads ``trainer.losses`` (this step's, on the device) or
 ``trainer.last_log`` (the means of the last logging line).
@@ -20,8 +22,8 @@ A hook that needs the loss values reads ``trainer.losses`` (this step's, on the 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 
@@ -53,7 +55,7 @@ class TrainState:
 class HookBase:
     """A hook: override what you need. ``self.trainer`` is set when the trainer registers it."""
 
-    trainer: 'Trainer'
+    trainer: Trainer
 
     def before_train(self) -> None:
         pass

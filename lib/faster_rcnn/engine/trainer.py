@@ -8,8 +8,10 @@ where its files go and how it starts. ``engine.start`` decides the start (resume
 from __future__ import annotations
 
 import itertools
+import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -24,6 +26,8 @@ from .hooks import default_hooks
 from .start import first_batch, start_run
 from .summary import SummaryWriters
 from .train_loop import HookBase, Trainer, TrainState
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,7 +75,8 @@ def train_net(run: TrainRun, info: DistInfo, extra_hooks: Sequence[HookBase] = (
     final = snapshot_path(run.output_dir, s.snapshot_prefix, max(start.iteration, run.max_iters))
     if start.iteration >= run.max_iters:
         if info.is_main:
-            print(f'Nothing to do: {final} already reached iteration {start.iteration} >= --iters {run.max_iters}')
+            logger.info(f'Nothing to do: {final} already reached iteration {start.iteration} >= --iters '
+                        f'{run.max_iters}')
         return final
     train_model = start.model
     if info.distributed:
@@ -85,8 +90,8 @@ def train_net(run: TrainRun, info: DistInfo, extra_hooks: Sequence[HookBase] = (
     batches = _endless(loader)
     batch = first_batch(batches, start)
     if info.is_main:
-        print(f'Training {run.net} on {info.device}, world size {info.world_size}, {s.ims_per_batch} image(s) per '
-              f'process per iteration', flush=True)
+        logger.info(f'Training {run.net} on {info.device}, world size {info.world_size}, {s.ims_per_batch} '
+                    f'image(s) per process per iteration')
     state = TrainState(iteration=start.iteration, images=start.images, global_batch=s.ims_per_batch * info.world_size,
                        first_bad=torch.full((), -1, dtype=torch.long, device=info.device),
                        last_snapshot=start.resume_path,

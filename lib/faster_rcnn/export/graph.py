@@ -14,7 +14,8 @@ in operators that ``torch.export`` keeps and ONNX has:
    decoded and clipped as ``layers.proposal`` does, NMS at TEST.RPN_NMS_THRESH with the +1 rule, the first
    TEST.RPN_POST_NMS_TOP_N kept (TEST.MODE 'top': the top TEST.RPN_TOP_N, no NMS).
 4. **RoI features.** 'crop': TensorFlow's crop_and_resize geometry (``layers.roi_pool``), sampled by RoIAlign on
-   moved boxes (one sample per bin at each crop point; zero outside the map as TensorFlow), then the 2x2 max-pool where the backbone asks for it;
+   moved boxes (one sample per bin at each crop point; zero outside the map as TensorFlow), then the 2x2 max-pool
+   where the backbone asks for it;
    'align' / 'pool': torchvision's RoIAlign / RoIPool (ONNX RoiAlign / MaxRoiPool).
 5. **Tail and predictors**, class probabilities, the de-normalised deltas.
 6. **Post-processing** (``nets.postprocess``): decoding onto the rois in original pixels, clipping, candidates

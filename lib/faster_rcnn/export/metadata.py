@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os.path as osp
 import zipfile
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import ExportError, ModelFileError
 from ..model_file import exported_kind

@@ -21,7 +21,7 @@ import os
 import os.path as osp
 import tempfile
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

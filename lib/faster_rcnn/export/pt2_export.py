@@ -13,7 +13,7 @@ import json
 import os
 import os.path as osp
 import tempfile
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -204,7 +204,8 @@ class OpenVinoBackend(_GraphBackend):
             raise _unreadable(path, 'OpenVINO', e) from None
         self._configure(path, overrides, None)
         self.precision = 'bf16' if amp == 'bf16' else 'f32'
-        self.compiled = core.compile_model(model, 'CPU', {'INFERENCE_NUM_THREADS': int(threads or torch.get_num_threads()),
+        threads = int(threads or torch.get_num_threads())
+        self.compiled = core.compile_model(model, 'CPU', {'INFERENCE_NUM_THREADS': threads,
                                                           'INFERENCE_PRECISION_HINT': self.precision})
         self.output_names = [o.get_any_name() for o in self.compiled.outputs][:3]
 

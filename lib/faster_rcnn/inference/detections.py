@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ class Detections:
         """The class name of each detection."""
         return [self.classes[int(j)] for j in self.labels]
 
-    def above(self, score: float) -> 'Detections':
+    def above(self, score: float) -> Detections:
         """The detections scoring at least ``score``."""
         keep = self.scores >= score
         return replace(self, boxes=self.boxes[keep], scores=self.scores[keep], labels=self.labels[keep],
@@ -116,6 +117,6 @@ class Detections:
         return draw_boxes(bgr, shown.boxes, shown.display_names(), shown.labels.tolist(), shown.scores.tolist())
 
     @classmethod
-    def empty(cls, classes: Sequence[str], category_ids: Sequence[int] | None = None) -> 'Detections':
+    def empty(cls, classes: Sequence[str], category_ids: Sequence[int] | None = None) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), tuple(classes),
                    category_ids=None if category_ids is None else tuple(category_ids))

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -123,7 +124,7 @@ class Detector:
     @classmethod
     def from_model(cls, model: torch.nn.Module, classes: Sequence[str], *, device: torch.device | str | None = None,
                    amp: str = '', batch_size: int = 1, attributes: Sequence[str] | None = None,
-                   category_ids: Sequence[int] | None = None) -> 'Detector':
+                   category_ids: Sequence[int] | None = None) -> Detector:
         """A detector over a built ``FasterRCNN`` (its ``settings`` decide the input and post-processing);
         ``attributes``: the names of its attribute head's outputs ('__no_attribute__' first); ``category_ids``:
         the dataset's id of each class (K - 1 values, or K with the background slot)."""
@@ -144,7 +145,7 @@ class Detector:
              config: str | Config | None = None, score_thresh: float | None = None, nms: float | None = None,
              max_per_image: int | None = None, scales: int | Sequence[int] | None = None,
              max_size: int | None = None, amp: str | None = None, batch_size: int | None = None,
-             runtime: str | None = None, trust_code: bool = False) -> 'Detector':
+             runtime: str | None = None, trust_code: bool = False) -> Detector:
         """Load a detector file (``.pth``: a snapshot or converted model) or an exported ``.onnx`` / ``.pt2`` graph.
 
         The file's recorded config decides the network and its settings; the keyword arguments override the

@@ -6,14 +6,14 @@ instead of sorting it: the k-th member of the mask met along the permutation is 
 random member, so "the first ``max_count`` members met" is a uniform subset without replacement.
 One permutation, one cumulative sum and one scatter or search: no sort, no count on the host.
 """
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
 
-def _members_met(mask: Tensor, generator: Optional[torch.Generator]) -> Tuple[Tensor, Tensor, Tensor]:
+def _members_met(mask: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
     """A random permutation ``perm`` (N,) of the indices, whether each visited index is in ``mask``
     (N,) bool, and how many members have been met up to and including each step (N,) int64."""
     perm = torch.randperm(mask.shape[0], generator=generator, device=mask.device)
@@ -21,7 +21,7 @@ def _members_met(mask: Tensor, generator: Optional[torch.Generator]) -> Tuple[Te
     return perm, member, member.cumsum(0)
 
 
-def keep_random_subset(mask: Tensor, max_count: Union[int, Tensor], generator: Optional[torch.Generator]) -> Tensor:
+def keep_random_subset(mask: Tensor, max_count: int | Tensor, generator: torch.Generator | None) -> Tensor:
     """A copy of ``mask`` (N,) bool with at most ``max_count`` (int or 0-d tensor) ``True`` entries kept,
     chosen uniformly at random without replacement."""
     perm, member, met = _members_met(mask, generator)
@@ -29,7 +29,7 @@ def keep_random_subset(mask: Tensor, max_count: Union[int, Tensor], generator: O
     return torch.empty_like(mask).scatter_(0, perm, kept_in_visit_order)
 
 
-def random_member_order(mask: Tensor, generator: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
+def random_member_order(mask: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
     """A uniformly random order of the members of ``mask`` (N,) bool, as ``(perm, met)``: a random
     permutation (N,) and the running member count along it (N,) int64. Pass both to
     :func:`member_of_rank`."""
@@ -47,7 +47,7 @@ def member_of_rank(perm: Tensor, met: Tensor, ranks: Tensor) -> Tensor:
 
 
 @lru_cache(maxsize=32)
-def _cached_constant(values: Tuple[float, ...], device: torch.device) -> Tensor:
+def _cached_constant(values: tuple[float, ...], device: torch.device) -> Tensor:
     return torch.tensor(values, dtype=torch.float32, device=device)
 
 

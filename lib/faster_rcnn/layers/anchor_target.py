@@ -11,8 +11,9 @@ computed once per anchors tensor, and every step is written for few operator cal
 bound by kernel launches, not arithmetic. ``anchor_target_layer`` is the one-image form (the reference's
 signature).
 """
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import NamedTuple, Optional, Sequence, Tuple, Union
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -56,17 +57,17 @@ def _geometry(anchors: Tensor, border: float) -> _AnchorGeometry:
 
 class _Candidates(NamedTuple):
     geometry: _AnchorGeometry  # of the candidate anchors only
-    index: Optional[Tensor]  # (C,) int64 rows of the candidates among the anchors; None: all anchors
+    index: Tensor | None  # (C,) int64 rows of the candidates among the anchors; None: all anchors
 
 
 @lru_cache(maxsize=16)
-def _cached_candidates(anchors: Tensor, version: int, border: float, extent: Optional[Tuple[float, float]]
+def _cached_candidates(anchors: Tensor, version: int, border: float, extent: tuple[float, float] | None
                        ) -> _Candidates:
     # Keyed by the tensor object and its version counter, so an in-place change is never served stale.
     return _candidates(anchors, border, extent)
 
 
-def _candidates(anchors: Tensor, border: float, extent: Optional[Tuple[float, float]]) -> _Candidates:
+def _candidates(anchors: Tensor, border: float, extent: tuple[float, float] | None) -> _Candidates:
     if extent is None:
         return _Candidates(_geometry(anchors, border), None)
     a = anchors.to(torch.float32)
@@ -78,7 +79,7 @@ def _candidates(anchors: Tensor, border: float, extent: Optional[Tuple[float, fl
     return _Candidates(_geometry(anchors[index], border), index)
 
 
-def _anchor_candidates(anchors: Tensor, border: float, extent: Optional[Tuple[float, float]]) -> _Candidates:
+def _anchor_candidates(anchors: Tensor, border: float, extent: tuple[float, float] | None) -> _Candidates:
     """The anchors that can be inside an image no larger than ``extent`` and their geometry, cached unless the
     tensor has no version counter or carries autograd."""
     if anchors.is_inference() or anchors.requires_grad:
@@ -91,7 +92,7 @@ def _ranks(k: int, device: torch.device) -> Tensor:
     return torch.arange(k, device=device)
 
 
-def _smallest_keys(members: Tensor, keys: Tensor, k: int) -> Tuple[Tensor, Tensor]:
+def _smallest_keys(members: Tensor, keys: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Of each row's ``members`` (N, M) bool, the ``k`` smallest ``keys``: (index (N, k), found (N, k) bool),
     in increasing key order; rows with fewer members have ``found`` False at the end."""
     values, index = torch.where(members, keys, KEY_LIMIT).topk(k, dim=1, largest=False, sorted=True)
@@ -113,8 +114,8 @@ def anchor_targets(
     rpn_positive_weight: float = -1.0,
     rpn_bbox_inside_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
     allowed_border: float = 0,
-    terms: Optional[Tensor] = None,
-    extent: Optional[Tuple[float, float]] = None,
+    terms: Tensor | None = None,
+    extent: tuple[float, float] | None = None,
 ) -> AnchorTargets:
     """Assign and sample anchors for the RPN losses of N images.
 
@@ -134,15 +135,29 @@ def anchor_targets(
     ``rpn_fg_fraction * rpn_batchsize`` positives are kept, negatives fill the batch; an image without gt
     gets negatives only.
     """
-    device = anchors.device
     full_m = anchors.shape[0]
     extent = None if extent is None else (float(extent[0]), float(extent[1]))
     geometry, rows = _anchor_candidates(anchors, float(allowed_border), extent)
-    n, g, m = gt_boxes.shape[0], gt_boxes.shape[1], geometry.areas.shape[0]
     # (N, M): inside [-border, W + border) x [-border, H + border) of each image, on the device.
     upper_ok = (geometry.upper < (im_info[:, :2].flip(1) + allowed_border).unsqueeze(2)).all(1)
     inside = upper_ok & geometry.lower_ok
+    positive, negative, targets = _assign(geometry, inside, gt_boxes, gt_valid, rpn_positive_overlap,
+                                          rpn_negative_overlap, rpn_clobber_positives)
+    positive, negative = _sample(positive, negative, seeds, terms, rows, rpn_fg_fraction, rpn_batchsize)
+    labels, inside_w, outside_w = _labels_and_weights(positive, negative, rpn_positive_weight,
+                                                      rpn_bbox_inside_weights)
+    if rows is not None:
+        labels, targets, inside_w, outside_w = _scatter_candidates(rows, full_m, labels, targets, inside_w, outside_w)
+    return AnchorTargets(labels, targets.transpose(1, 2), inside_w, outside_w)
 
+
+def _assign(geometry: _AnchorGeometry, inside: Tensor, gt_boxes: Tensor, gt_valid: Tensor, rpn_positive_overlap: float,
+            rpn_negative_overlap: float, rpn_clobber_positives: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Step 1 (docs/design.md §2.3): label the inside anchors (M of them) of N images by IoU with the gts.
+
+    Returns positive (N, M) bool, negative (N, M) bool, disjoint, and the regression targets (N, 4, M) float32
+    of every inside anchor towards its max-IoU gt (zeros where the image has no gt)."""
+    n, g, m = gt_boxes.shape[0], gt_boxes.shape[1], geometry.areas.shape[0]
     if g > 0 and m > 0:
         gt_signed, gt_areas = signed_corners(gt_boxes[..., :4].double())
         # (N, G, M) float64 IoU. Outside anchors and padding gts get IoU 0 (a mask multiply, no gather):
@@ -155,27 +170,42 @@ def anchor_targets(
         # IoU never exceeds 1: a best IoU of 0 becomes 2, which no anchor equals.
         is_gt_best = (overlaps == gt_max.masked_fill_(gt_max <= 0, 2.0)).any(1)
         del overlaps
-        # Each gt's (cx, cy, w, h), gathered to the anchors, encoded against them in one expression.
-        gt_lo = gt_boxes[..., 0:2]
-        gt_sizes = gt_boxes[..., 2:4] - gt_lo + 1.0
-        gt_geometry = torch.cat((gt_lo + 0.5 * gt_sizes, gt_sizes), dim=2).transpose(1, 2)  # (N, 4, G)
-        # As rows (N, 4, M), each contiguous: the elementwise steps (the log above all) run on long rows.
-        matched = gt_geometry.gather(2, argmax.unsqueeze(1).expand(n, 4, m))
-        targets = (matched - geometry.offsets).div_(geometry.scales)
-        targets[:, 2:4].log_()
+        targets = _encode_matched(geometry, gt_boxes, argmax)
         # Targets only where an inside anchor has a gt to point at (an image without gt keeps zeros).
         targets.mul_((inside & gt_valid.any(1, keepdim=True)).unsqueeze(1))
         negative = inside & (max_overlaps < rpn_negative_overlap)
         positive = inside & (is_gt_best | (max_overlaps >= rpn_positive_overlap))
     else:
-        targets = torch.zeros((n, 4, m), dtype=torch.float32, device=device)
+        targets = torch.zeros((n, 4, m), dtype=torch.float32, device=inside.device)
         negative = inside
         positive = torch.zeros_like(inside)
     if rpn_clobber_positives:
         positive &= ~negative
     else:
         negative &= ~positive
+    return positive, negative, targets
 
+
+def _encode_matched(geometry: _AnchorGeometry, gt_boxes: Tensor, argmax: Tensor) -> Tensor:
+    """(N, 4, M) float32: each anchor's matched gt ``argmax`` (N, M) encoded against the anchor (§2.1)."""
+    n, m = argmax.shape
+    # Each gt's (cx, cy, w, h), gathered to the anchors, encoded against them in one expression.
+    gt_lo = gt_boxes[..., 0:2]
+    gt_sizes = gt_boxes[..., 2:4] - gt_lo + 1.0
+    gt_geometry = torch.cat((gt_lo + 0.5 * gt_sizes, gt_sizes), dim=2).transpose(1, 2)  # (N, 4, G)
+    # As rows (N, 4, M), each contiguous: the elementwise steps (the log above all) run on long rows.
+    matched = gt_geometry.gather(2, argmax.unsqueeze(1).expand(n, 4, m))
+    targets = (matched - geometry.offsets).div_(geometry.scales)
+    targets[:, 2:4].log_()
+    return targets
+
+
+def _sample(positive: Tensor, negative: Tensor, seeds: Tensor, terms: Tensor | None, rows: Tensor | None,
+            rpn_fg_fraction: float, rpn_batchsize: int) -> tuple[Tensor, Tensor]:
+    """Step 2: at most ``rpn_fg_fraction * rpn_batchsize`` positives, negatives filling the batch, each the
+    smallest keys hashed from (image seed, anchor row) (``layers/random_keys.py``). (N, M) bool each."""
+    n, m = positive.shape
+    device = positive.device
     # One key per anchor serves both draws: positives and negatives are disjoint sets.
     terms = seed_terms(seeds) if terms is None else terms
     # Keyed by the anchor's row among all anchors, so the candidate subset does not change the draw.
@@ -187,11 +217,15 @@ def anchor_targets(
     k = min(int(rpn_batchsize), m)
     index, found = _smallest_keys(negative, keys, k)
     negative = torch.zeros_like(negative).scatter_(1, index, found & (_ranks(k, device) < rpn_batchsize - num_pos))
+    return positive, negative
+
+
+def _labels_and_weights(positive: Tensor, negative: Tensor, rpn_positive_weight: float,
+                        rpn_bbox_inside_weights: Sequence[float]) -> tuple[Tensor, Tensor, Tensor]:
+    """Step 3: labels (N, M) int64 (1 positive, 0 negative, -1 ignored), inside weights (N, M, 4 or 1) on the
+    positives, outside weights (N, M, 1): 1 / N_sampled, or ``rpn_positive_weight`` split over the positives."""
     sampled = positive | negative
-
-    # 1 positive, 0 negative, -1 ignored.
     labels = sampled.to(torch.int64).add_(positive).sub_(1)
-
     if rpn_positive_weight < 0:
         # Uniform: 1 / N_sampled on every sampled anchor of the image.
         outside_w = sampled.to(torch.float32).div_(sampled.sum(1, keepdim=True).clamp_(min=1))
@@ -201,22 +235,20 @@ def anchor_targets(
                 f"anchor_target_layer: rpn_positive_weight (TRAIN.RPN_POSITIVE_WEIGHT) must be in (0, 1) "
                 f"or negative for uniform weights, got {rpn_positive_weight}"
             )
+        num_pos = positive.sum(1, keepdim=True)
         pos_w = rpn_positive_weight / num_pos.clamp(min=1).to(torch.float32)
         neg_w = (1.0 - rpn_positive_weight) / negative.sum(1, keepdim=True).clamp_(min=1).to(torch.float32)
         outside_w = positive.to(torch.float32) * pos_w + negative.to(torch.float32) * neg_w
     inside_w = positive.to(torch.float32).unsqueeze(2)
     if len(set(rpn_bbox_inside_weights)) > 1:
-        inside_w = inside_w * device_constant(rpn_bbox_inside_weights, device)
+        inside_w = inside_w * device_constant(rpn_bbox_inside_weights, positive.device)
     elif float(rpn_bbox_inside_weights[0]) != 1.0:
         inside_w = inside_w * float(rpn_bbox_inside_weights[0])
-    outside_w = outside_w.unsqueeze(2)
-    if rows is not None:
-        labels, targets, inside_w, outside_w = _scatter_candidates(rows, full_m, labels, targets, inside_w, outside_w)
-    return AnchorTargets(labels, targets.transpose(1, 2), inside_w, outside_w)
+    return labels, inside_w, outside_w.unsqueeze(2)
 
 
 def _scatter_candidates(index: Tensor, m: int, labels: Tensor, targets: Tensor, inside_w: Tensor,
-                        outside_w: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+                        outside_w: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The candidates' labels (N, C), targets (N, 4, C) and weights (N, C, k) placed at their rows ``index``
     (C,) among all M anchors; every other anchor is ignored (-1) with zero targets and weights."""
     n = labels.shape[0]
@@ -230,12 +262,12 @@ def _scatter_candidates(index: Tensor, m: int, labels: Tensor, targets: Tensor, 
 def anchor_target_layer(
     anchors: Tensor,
     gt_boxes: Tensor,
-    im_info: Union[Tensor, Sequence[float]],
+    im_info: Tensor | Sequence[float],
     *,
-    generator: Optional[torch.Generator] = None,
-    seed: Optional[Tensor] = None,
+    generator: torch.Generator | None = None,
+    seed: Tensor | None = None,
     **settings,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Anchor targets of one image: :func:`anchor_targets` with N = 1.
 
     Args:

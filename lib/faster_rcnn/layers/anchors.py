@@ -4,8 +4,8 @@ Worked example: ``generate_anchors()[0]`` is ``[-84, -40, 99, 55]``: ratio 0.5 g
 w = round(sqrt(256 / 0.5)) = 23, h = round(23 * 0.5) = 12 (half to even), times scale 8 gives
 184 x 96, centred at 7.5.
 """
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -48,11 +48,11 @@ def generate_anchors(
 
 
 def shift_anchors(
-    anchors: Union[np.ndarray, Tensor],
+    anchors: np.ndarray | Tensor,
     feat_h: int,
     feat_w: int,
     stride: int = 16,
-    device: Union[str, torch.device, None] = None,
+    device: str | torch.device | None = None,
 ) -> Tensor:
     """All anchors of a feature map: (feat_h * feat_w * A, 4) float32.
 
@@ -70,7 +70,7 @@ def shift_anchors(
 
 @lru_cache(maxsize=64)
 def _cached_anchors(
-    feat_h: int, feat_w: int, device: torch.device, scales: Tuple[float, ...], ratios: Tuple[float, ...], stride: int
+    feat_h: int, feat_w: int, device: torch.device, scales: tuple[float, ...], ratios: tuple[float, ...], stride: int
 ) -> Tensor:
     return shift_anchors(generate_anchors(stride, ratios, scales), feat_h, feat_w, stride, device=device)
 
@@ -78,7 +78,7 @@ def _cached_anchors(
 def anchors_for(
     feat_h: int,
     feat_w: int,
-    device: Union[str, torch.device],
+    device: str | torch.device,
     scales: Sequence[float] = (8, 16, 32),
     ratios: Sequence[float] = (0.5, 1, 2),
     stride: int = 16,

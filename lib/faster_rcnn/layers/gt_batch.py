@@ -1,7 +1,7 @@
 """Ground-truth boxes of a batch as one padded tensor, the form the batched target layers take."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

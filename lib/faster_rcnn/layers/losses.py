@@ -1,7 +1,7 @@
 """The losses of Faster R-CNN: tf-faster-rcnn's smooth L1 (``_smooth_l1_loss``), and the RPN and R-CNN losses built
 on it (cross entropy over the sampled anchors and rois, box regression); BUTD's multi-label attribute loss.
 """
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor

@@ -8,8 +8,9 @@ padded to the longest image's count with a validity mask, the form the proposal-
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import NamedTuple, Optional, Sequence, Tuple, Union
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -28,7 +29,7 @@ class Proposals(NamedTuple):
     anchors: Tensor  # (N, P) int64: the anchor each proposal comes from (0 past the count)
 
 
-def im_shape_of(im_info: Union[Tensor, Sequence[float]], device: torch.device) -> Union[Tensor, Tuple[float, float]]:
+def im_shape_of(im_info: Tensor | Sequence[float], device: torch.device) -> Tensor | tuple[float, float]:
     """``(H, W)`` of ``im_info``: a tensor stays on the device (no host round trip)."""
     if isinstance(im_info, Tensor):
         return im_info.reshape(-1)[:2].to(device)
@@ -43,7 +44,7 @@ def clip_to_images(boxes: Tensor, im_info: Tensor) -> Tensor:
 
 
 def top_scoring(scores: Tensor, deltas: Tensor, anchors: Tensor, im_info: Tensor, top_n: int,
-                anchor_valid: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
+                anchor_valid: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """The ``top_n`` best anchors of each image (equal scores: lower index first), decoded and clipped.
 
     Args:
@@ -109,14 +110,14 @@ def large_enough(deltas: Tensor, anchors: Tensor, im_info: Tensor, min_size: flo
 
 
 @lru_cache(maxsize=8)
-def _cached_centres_and_sizes(anchors: Tensor, version: int) -> Tuple[Tensor, Tensor]:
+def _cached_centres_and_sizes(anchors: Tensor, version: int) -> tuple[Tensor, Tensor]:
     # Keyed by the tensor object and its version counter, so an in-place change is never served stale.
     a = anchors.detach().to(torch.float32)
     sizes = a[:, 2:4] - a[:, 0:2] + 1.0
     return (a[:, 0:2] + 0.5 * sizes).t().contiguous(), sizes.t().contiguous()
 
 
-def _anchor_centres_and_sizes(anchors: Tensor) -> Tuple[Tensor, Tensor]:
+def _anchor_centres_and_sizes(anchors: Tensor) -> tuple[Tensor, Tensor]:
     """Anchors (M, 4) -> centres (2, M) and sizes (2, M) as rows, +1 convention, made once per anchors tensor."""
     if anchors.is_inference() or anchors.requires_grad:
         return _cached_centres_and_sizes.__wrapped__(anchors, 0)
@@ -132,8 +133,8 @@ def proposals(
     pre_nms_top_n: int,
     post_nms_top_n: int,
     nms_thresh: float,
-    anchor_valid: Optional[Tensor] = None,
-    anchor_counts: Optional[Sequence[int]] = None,
+    anchor_valid: Tensor | None = None,
+    anchor_counts: Sequence[int] | None = None,
     min_size: float = 0.0,
 ) -> Proposals:
     """Region proposals of N images.
@@ -173,13 +174,13 @@ def proposal_layer(
     scores: Tensor,
     deltas: Tensor,
     anchors: Tensor,
-    im_info: Union[Tensor, Sequence[float]],
+    im_info: Tensor | Sequence[float],
     *,
     pre_nms_top_n: int,
     post_nms_top_n: int,
     nms_thresh: float,
     min_size: float = 0.0,
-) -> Tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor]:
     """Region proposals of one image: :func:`proposals` with N = 1.
 
     Args:

@@ -14,8 +14,9 @@ in the image's own list), so an image gets the same sample alone as in any batch
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import NamedTuple, Optional, Sequence, Tuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -38,7 +39,7 @@ class ProposalTargets(NamedTuple):
     bbox_targets: Tensor  # (N * B, 4K)
     bbox_inside_weights: Tensor  # (N * B, 4K)
     bbox_outside_weights: Tensor  # (N * B, 4K)
-    attributes: Optional[Tensor] = None  # (N * B, L) int64 with gt_attributes: the labels of ``attribute_loss``
+    attributes: Tensor | None = None  # (N * B, L) int64 with gt_attributes: the labels of ``attribute_loss``
 
 
 @lru_cache(maxsize=16)
@@ -64,7 +65,7 @@ def _gt_geometry(boxes: Tensor) -> Tensor:
     return torch.cat((lo + 0.5 * sizes, sizes), -1)
 
 
-def _offsets_and_scales(boxes: Tensor) -> Tuple[Tensor, Tensor]:
+def _offsets_and_scales(boxes: Tensor) -> tuple[Tensor, Tensor]:
     """Boxes (R, 4) -> ((cx, cy, 0, 0), (w, h, w, h)), each (R, 4): ``(geometry - offsets) / scales`` is
     bbox_transform's (dx, dy) and its (gw / ew, gh / eh) before the log."""
     lo = boxes[:, 0:2]
@@ -92,9 +93,9 @@ def proposal_targets(
     bbox_normalize_stds: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
     bbox_inside_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
     use_gt: bool = False,
-    terms: Optional[Tensor] = None,
-    positions: Optional[Tensor] = None,
-    gt_attributes: Optional[Tensor] = None,
+    terms: Tensor | None = None,
+    positions: Tensor | None = None,
+    gt_attributes: Tensor | None = None,
 ) -> ProposalTargets:
     """Sample rois and build their classification and class-specific regression targets, for N images.
 
@@ -115,7 +116,31 @@ def proposal_targets(
     Targets of a fg roi of class c sit in columns 4c..4c+3, normalised by means / stds.
     """
     device = boxes.device
-    n, g, b = boxes.shape[0], gt_boxes.shape[1], int(batch_size)
+    n, b = boxes.shape[0], int(batch_size)
+    boxes, scores, valid, positions = _candidates(boxes, scores, valid, gt_boxes, gt_valid, positions, use_gt)
+    gt_labels, matched, fg, bg, assignment = _assign(boxes, valid, gt_boxes, gt_valid, fg_thresh, bg_thresh_hi,
+                                                     bg_thresh_lo)
+    keep, is_fg_slot = _sample(fg, bg, valid, positions, seeds, terms, b, fg_fraction)
+    labels = torch.where(is_fg_slot, gt_labels.gather(1, keep), 0.0).to(torch.int64).reshape(-1)
+    keep4 = keep.unsqueeze(2).expand(n, b, 4)
+    out_boxes = boxes.gather(1, keep4).reshape(-1, 4)
+    matched_rows = None if matched is None else matched.gather(1, keep4).reshape(-1, 4)
+    bbox_targets, inside = _class_targets(out_boxes, matched_rows, labels, num_classes,
+                                          bbox_normalize_targets_precomputed, bbox_normalize_means,
+                                          bbox_normalize_stds, bbox_inside_weights)
+    rois = torch.cat((_image_column(n, b, device), out_boxes), dim=1)
+    attributes = None
+    if gt_attributes is not None:
+        attributes = _roi_attributes(gt_attributes, assignment, keep, (labels > 0).unsqueeze(1))
+    return ProposalTargets(rois, scores.gather(1, keep).reshape(-1), labels, bbox_targets, inside,
+                           (inside > 0).to(torch.float32), attributes)
+
+
+def _candidates(boxes: Tensor, scores: Tensor, valid: Tensor, gt_boxes: Tensor, gt_valid: Tensor,
+                positions: Tensor | None, use_gt: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Step 0: the R candidate rois of each image, the proposals (with the gt boxes appended when ``use_gt``;
+    by default none, §2.5): boxes (N, R, 4), scores (N, R), valid (N, R), positions (N, R) keying each draw."""
+    n, g = boxes.shape[0], gt_boxes.shape[1]
     if positions is None:
         positions = valid.cumsum(1).sub_(1)  # each valid proposal's place in its image's own list
         gt_first = valid.sum(1, keepdim=True)  # gt boxes come after the proposals in that list
@@ -124,33 +149,47 @@ def proposal_targets(
     if use_gt and g > 0:
         boxes = torch.cat((boxes, gt_boxes[..., :4]), dim=1)
         scores = torch.cat((scores, scores.new_zeros((n, g))), dim=1)
-        positions = torch.cat((positions, gt_first + _slots(g, device).expand(n, g)), dim=1)
+        positions = torch.cat((positions, gt_first + _slots(g, boxes.device).expand(n, g)), dim=1)
         valid = torch.cat((valid, gt_valid), dim=1)
-    r = boxes.shape[1]
-    if r == 0:
+    if boxes.shape[1] == 0:
         raise ValueError(
             "proposal_target_layer: there are no rois to sample from (the proposal layer returned none "
             "and use_gt is off or the image has no gt box); check the image and anchor settings"
         )
+    return boxes, scores, valid, positions
 
-    if g > 0:
-        # (N, G, R) float64 IoU like the reference kernel, so thresholds agree; padding gts count 0.
-        roi_signed, roi_areas = signed_corners(boxes.double())
-        gt_signed, gt_areas = signed_corners(gt_boxes[..., :4].double())
-        overlaps = iou_of_signed(roi_signed.transpose(1, 2).unsqueeze(1), roi_areas.unsqueeze(1), gt_signed, gt_areas)
-        overlaps.mul_(gt_valid.unsqueeze(2))
-        # Ties go to the first gt (documented for max over a dimension), as the reference's argmax.
-        max_overlaps, assignment = overlaps.max(dim=1)
-        gt_labels = gt_boxes[..., 4].gather(1, assignment)
-        matched = _gt_geometry(gt_boxes[..., :4]).gather(1, assignment.unsqueeze(2).expand(n, r, 4))
-        fg = valid & (max_overlaps >= fg_thresh)
-        bg = valid & (max_overlaps < bg_thresh_hi) & (max_overlaps >= bg_thresh_lo)
-    else:
-        gt_labels = scores.new_zeros((n, r))
-        matched = None
-        fg = torch.zeros_like(valid)
-        bg = valid  # every IoU is 0: background, or "neither", which makes every roi background too
 
+def _assign(boxes: Tensor, valid: Tensor, gt_boxes: Tensor, gt_valid: Tensor, fg_thresh: float,
+            bg_thresh_hi: float, bg_thresh_lo: float
+            ) -> tuple[Tensor, Tensor | None, Tensor, Tensor, Tensor | None]:
+    """Step 1: each roi's max-IoU gt. Returns its class (N, R) float, its (cx, cy, w, h) (N, R, 4) (None without
+    gt), foreground (IoU >= fg_thresh) and background ([bg_thresh_lo, bg_thresh_hi)) candidates (N, R) bool, and
+    the gt index itself (N, R) int64 (None without gt)."""
+    n, g, r = boxes.shape[0], gt_boxes.shape[1], boxes.shape[1]
+    if g == 0:
+        # Every IoU is 0: background, or "neither", which makes every roi background too.
+        return boxes.new_zeros((n, r)), None, torch.zeros_like(valid), valid, None
+    # (N, G, R) float64 IoU like the reference kernel, so thresholds agree; padding gts count 0.
+    roi_signed, roi_areas = signed_corners(boxes.double())
+    gt_signed, gt_areas = signed_corners(gt_boxes[..., :4].double())
+    overlaps = iou_of_signed(roi_signed.transpose(1, 2).unsqueeze(1), roi_areas.unsqueeze(1), gt_signed, gt_areas)
+    overlaps.mul_(gt_valid.unsqueeze(2))
+    # Ties go to the first gt (documented for max over a dimension), as the reference's argmax.
+    max_overlaps, assignment = overlaps.max(dim=1)
+    gt_labels = gt_boxes[..., 4].gather(1, assignment)
+    matched = _gt_geometry(gt_boxes[..., :4]).gather(1, assignment.unsqueeze(2).expand(n, r, 4))
+    fg = valid & (max_overlaps >= fg_thresh)
+    bg = valid & (max_overlaps < bg_thresh_hi) & (max_overlaps >= bg_thresh_lo)
+    return gt_labels, matched, fg, bg, assignment
+
+
+def _sample(fg: Tensor, bg: Tensor, valid: Tensor, positions: Tensor, seeds: Tensor, terms: Tensor | None, b: int,
+            fg_fraction: float) -> tuple[Tensor, Tensor]:
+    """Step 2: ``b`` rois per image, ``round(fg_fraction * b)`` foreground at most, without replacement, background
+    filling the rest, with replacement when short; the only-fg / only-bg / neither cases of the reference.
+    Returns the kept candidates' indices (N, B) and whether each slot is foreground (N, B)."""
+    n, r = fg.shape
+    device = fg.device
     num_fg = fg.sum(1, keepdim=True)
     have_bg = bg.any(1, keepdim=True)
     # "neither": every roi of the image becomes a background candidate.
@@ -172,37 +211,39 @@ def proposal_targets(
     bg_rank = torch.where(num_bg >= bg_count, slots - fg_count, (draw * num_bg).floor_().to(torch.int64))
     is_fg_slot = slots < fg_count
     keep = order.gather(1, torch.where(is_fg_slot, fg_rank, bg_rank.add_(num_fg)).clamp_(0, r - 1))  # (N, B)
+    return keep, is_fg_slot
 
-    labels = torch.where(is_fg_slot, gt_labels.gather(1, keep), 0.0).to(torch.int64).reshape(-1)
-    keep4 = keep.unsqueeze(2).expand(n, b, 4)
-    out_boxes = boxes.gather(1, keep4).reshape(-1, 4)
+
+def _class_targets(out_boxes: Tensor, matched: Tensor | None, labels: Tensor, num_classes: int,
+                   precomputed: bool, means: Sequence[float], stds: Sequence[float],
+                   inside_weights: Sequence[float]) -> tuple[Tensor, Tensor]:
+    """Step 3: class-specific targets and inside weights (N B, 4K) of the kept rois ``out_boxes`` (N B, 4)
+    towards their gt ``matched`` (N B, 4) (cx, cy, w, h), normalised by ``means`` / ``stds``; zero off the
+    foreground rows and outside columns 4c..4c+3 of the roi's class c."""
+    device = out_boxes.device
     fg_rows = (labels > 0).unsqueeze(1)
     if matched is None:
-        targets = out_boxes.new_zeros((n * b, 4))
+        targets = out_boxes.new_zeros((out_boxes.shape[0], 4))
     else:
         # bbox_transform's float32 arithmetic: dx = (gx - ex) / ew, dw = log(gw / ew), as one expression.
         offsets, scales = _offsets_and_scales(out_boxes)
-        targets = matched.gather(1, keep4).reshape(-1, 4).sub_(offsets).div_(scales)
+        targets = matched.sub_(offsets).div_(scales)  # a gathered copy: changed in place
         targets[:, 2:4].log_()
-        if bbox_normalize_targets_precomputed:
-            if any(float(v) != 0.0 for v in bbox_normalize_means):
-                targets.sub_(device_constant(bbox_normalize_means, device))
-            targets.div_(device_constant(bbox_normalize_stds, device))
+        if precomputed:
+            if any(float(v) != 0.0 for v in means):
+                targets.sub_(device_constant(means, device))
+            targets.div_(device_constant(stds, device))
         targets.mul_(fg_rows)
     columns = 4 * labels.unsqueeze(1) + _slots(4, device)
-    bbox_targets = targets.new_zeros((n * b, 4 * num_classes)).scatter_(1, columns, targets)
-    inside = targets.new_zeros((n * b, 4 * num_classes)).scatter_(
-        1, columns, device_constant(bbox_inside_weights, device) * fg_rows)
-    rois = torch.cat((_image_column(n, b, device), out_boxes), dim=1)
-    attributes = None
-    if gt_attributes is not None:
-        attributes = _roi_attributes(gt_attributes, assignment if g > 0 else None, keep, fg_rows)
-    return ProposalTargets(rois, scores.gather(1, keep).reshape(-1), labels, bbox_targets, inside,
-                           (inside > 0).to(torch.float32), attributes)
+    bbox_targets = targets.new_zeros((out_boxes.shape[0], 4 * num_classes)).scatter_(1, columns, targets)
+    inside = targets.new_zeros((out_boxes.shape[0], 4 * num_classes)).scatter_(
+        1, columns, device_constant(inside_weights, device) * fg_rows)
+    return bbox_targets, inside
 
 
-def _roi_attributes(gt_attributes: Tensor, assignment: Optional[Tensor], keep: Tensor, fg_rows: Tensor) -> Tensor:
-    """Attribute labels (N * B, L) int64 of the sampled rois ``keep`` (N, B) (see ``proposal_targets``).
+def _roi_attributes(gt_attributes: Tensor, assignment: Tensor | None, keep: Tensor, fg_rows: Tensor) -> Tensor:
+    """Step 4 (networks with an attribute head): attribute labels (N * B, L) int64 of the sampled rois ``keep``
+    (N, B) (see ``proposal_targets``).
 
     ``assignment``: (N, R) each candidate's argmax gt (None without gt: every roi is background);
     ``fg_rows``: (N * B, 1) bool.
@@ -224,10 +265,10 @@ def proposal_target_layer(
     gt_boxes: Tensor,
     num_classes: int,
     *,
-    generator: Optional[torch.Generator] = None,
-    seed: Optional[Tensor] = None,
+    generator: torch.Generator | None = None,
+    seed: Tensor | None = None,
     **settings,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Targets of one image: :func:`proposal_targets` with N = 1.
 
     Args:
@@ -245,7 +286,8 @@ def proposal_target_layer(
     gt = gt_boxes.to(device=device, dtype=torch.float32).reshape(1, -1, 5)
     if seed is None:
         seed = seeds_from_generator(1, generator, device)
-    out = proposal_targets(boxes, roi_scores.reshape(1, -1), torch.ones(boxes.shape[:2], dtype=torch.bool, device=device),
+    valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=device)
+    out = proposal_targets(boxes, roi_scores.reshape(1, -1), valid,
                            gt, torch.ones(gt.shape[:2], dtype=torch.bool, device=device), seed.reshape(1).to(device),
                            num_classes, **settings)
     return tuple(out[:6])

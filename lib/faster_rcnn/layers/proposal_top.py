@@ -1,5 +1,5 @@
 """Test-time proposals without NMS (TEST.MODE 'top'): the top-scoring anchors, decoded and clipped."""
-from typing import Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -13,10 +13,10 @@ def proposal_top_layer(
     scores: Tensor,
     deltas: Tensor,
     anchors: Tensor,
-    im_info: Union[Tensor, Sequence[float]],
+    im_info: Tensor | Sequence[float],
     *,
     rpn_top_n: int,
-) -> Tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor]:
     """Keep the ``rpn_top_n`` highest-scoring anchors of one image (equal scores: lower index first); the
     batched form is :func:`faster_rcnn.layers.proposal.top_scoring`.
 

@@ -1,6 +1,5 @@
 """RoI feature extraction: TensorFlow-style crop-and-resize ('crop'), RoIAlign ('align'), RoIPool ('pool')."""
 from functools import lru_cache
-from typing import Tuple
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +14,7 @@ POOLING_MODES = ("crop", "align", "pool")
 
 
 @lru_cache(maxsize=32)
-def _grid_constants(h: int, w: int, stride: float, crop_size: int, device: torch.device) -> Tuple[Tensor, ...]:
+def _grid_constants(h: int, w: int, stride: float, crop_size: int, device: torch.device) -> tuple[Tensor, ...]:
     """Per (map size, crop size): TensorFlow's normalisers ``((W - 1) * stride, (H - 1) * stride)`` (2,), the
     extents ``(W - 1, H - 1)`` as (2,), (2, 1) and (2, 1, 1) float32, the divisor ``crop_size - 1`` (2,), the
     sample steps ``0 .. crop_size - 1`` (S,). Device tensors, made once: a Python scalar divisor on CUDA
@@ -26,7 +25,7 @@ def _grid_constants(h: int, w: int, stride: float, crop_size: int, device: torch
             torch.full((2,), float(max(crop_size - 1, 1)), **f32), torch.arange(crop_size, **f32))
 
 
-def _neighbours(features: Tensor, rois: Tensor, crop_size: int, spatial_scale: float) -> Tuple[Tensor, Tensor, Tensor]:
+def _neighbours(features: Tensor, rois: Tensor, crop_size: int, spatial_scale: float) -> tuple[Tensor, Tensor, Tensor]:
     """TensorFlow's crop geometry as table lookups, x and y computed together.
 
     Returns the channels-last table (N * H_f * W_f, C) of ``features`` (N, C, H_f, W_f), and for each
@@ -41,7 +40,8 @@ def _neighbours(features: Tensor, rois: Tensor, crop_size: int, spatial_scale: f
     rois = rois.detach()
     if rois.dtype != torch.float32 or rois.device != features.device:
         rois = rois.to(device=features.device, dtype=torch.float32)
-    norm, extent, extent_col, extent_cells, divisor, steps = _grid_constants(h, w, 1.0 / spatial_scale, s, features.device)
+    norm, extent, extent_col, extent_cells, divisor, steps = _grid_constants(h, w, 1.0 / spatial_scale, s,
+                                                                             features.device)
     corners = rois[:, 1:5].view(r, 2, 2) / norm  # (R, 2 corners, 2 axes (x, y))
     lo, hi = corners.unbind(1)
     if s == 1:
@@ -134,5 +134,6 @@ def roi_features(
             features, rois.detach().to(features.dtype), (pooling_size, pooling_size), spatial_scale, 0, False
         )
     if mode == "pool":
-        return torchvision.ops.roi_pool(features, rois.detach().to(features.dtype), (pooling_size, pooling_size), spatial_scale)
+        return torchvision.ops.roi_pool(features, rois.detach().to(features.dtype), (pooling_size, pooling_size),
+                                        spatial_scale)
     raise ValueError(f"Unknown POOLING_MODE {mode!r}: choose one of {', '.join(repr(m) for m in POOLING_MODES)}")

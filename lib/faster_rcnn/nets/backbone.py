@@ -6,7 +6,6 @@ lists the torchvision keys it deliberately leaves out (the classifier's last lay
 """
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 

@@ -5,8 +5,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..model_file import DetectorFile, load_model_weights
 from ..errors import CheckpointError
+from ..model_file import DetectorFile, load_model_weights
 from ..settings import BackboneSettings, ModelSettings
 from .backbone import Backbone
 from .registry import NETWORKS, spec
@@ -24,7 +24,7 @@ def build_backbone(name: str, settings: BackboneSettings | None = None) -> Backb
 
 
 def build_network(name: str, num_classes: int, settings: ModelSettings | None = None,
-                  num_attributes: int = 0) -> 'FasterRCNN':
+                  num_attributes: int = 0) -> FasterRCNN:
     """A Faster R-CNN with backbone ``name`` for ``num_classes`` classes (background included), with an
     attribute head of ``num_attributes`` outputs ("no attribute" included) when it is not 0.
 
@@ -41,7 +41,7 @@ def build_network(name: str, num_classes: int, settings: ModelSettings | None = 
 
 
 def build_from_file(detector: DetectorFile, settings: ModelSettings, device: torch.device | str = 'cpu',
-                    num_classes: int | None = None) -> 'FasterRCNN':
+                    num_classes: int | None = None) -> FasterRCNN:
     """The network of a detector file with its weights (strictly), in eval mode on ``device``.
 
     ``settings``: the file's (its recorded config, and whatever the caller changed at test time).

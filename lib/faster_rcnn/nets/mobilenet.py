@@ -35,8 +35,8 @@ class MobileNetV2(Backbone):
         # which would save its input for backward.
         tv = mobilenet_v2(weights=None, width_mult=depth_multiplier, norm_layer=FrozenBatchNorm2d)
         if not 0 <= fixed_layers <= _SPLIT:
-            raise ConfigError(f'config key MOBILENET.FIXED_LAYERS must be in 0..{_SPLIT} (the head has {_SPLIT} layers), '
-                             f'got {fixed_layers}')
+            raise ConfigError(f'config key MOBILENET.FIXED_LAYERS must be in 0..{_SPLIT} (the head has {_SPLIT} '
+                              f'layers), got {fixed_layers}')
         self.features = tv.features
         # The first stride-32 block's depthwise conv runs at stride 1 (the tail keeps the 7x7 RoI grid).
         for m in self.features[_SPLIT].modules():

@@ -14,7 +14,7 @@ one NMS needs inside the proposal layer.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -98,7 +98,7 @@ class FasterRCNN(nn.Module):
         self.input_memory_format = torch.contiguous_format
         self._padding_mask: PaddingMask | None = None  # made on the first padded test batch
 
-    def place(self, device: torch.device | str) -> 'FasterRCNN':
+    def place(self, device: torch.device | str) -> FasterRCNN:
         """Move to ``device`` in the memory layout CHANNELS_LAST asks for there; returns ``self``.
 
         Channels-last converts the convolution weights once here; ``forward`` converts the images.

@@ -18,7 +18,7 @@ agree because every pool of these backbones follows a ReLU (inputs >= 0).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -73,7 +73,7 @@ class PaddingMask:
                 m.register_forward_hook(self._hook)
 
     @contextlib.contextmanager
-    def active(self, sizes: Sequence[tuple[int, int]], padded: tuple[int, int]) -> Iterator['PaddingMask']:
+    def active(self, sizes: Sequence[tuple[int, int]], padded: tuple[int, int]) -> Iterator[PaddingMask]:
         """Within the block, layers' outputs are masked for images of ``sizes`` (h, w) padded to ``padded``."""
         self._lengths = {tuple(padded): ([int(h) for h, _ in sizes], [int(w) for _, w in sizes])}
         self._masks = {}

@@ -16,7 +16,8 @@ keeps roi 0 (0.7) and suppresses roi 1 (0.1), class 2 keeps roi 1 (0.7) and supp
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch

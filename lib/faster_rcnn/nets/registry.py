@@ -2,12 +2,14 @@
 
 This is the one place that lists the networks: ``nets.factory`` builds from it, detector files record its keys
 (``model_keys``), the ImageNet loader finds torchvision's files through it, and the tools' help strings are
-made from it (``NETWORKS``, ``describe_networks``).
+made from it (``NETWORKS``, ``describe_networks``); so are the lists of the benchmarks, the model-cost check, the
+converters of published models and the experiment scripts (``tools/networks.py`` prints the table for them).
+Adding a backbone is its module and one entry here (and a yml in ``experiments/cfgs/`` named by ``config``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import ConfigError
 from ..settings import BackboneSettings
@@ -60,8 +62,15 @@ def _tiny(s: BackboneSettings) -> Backbone:
 class NetSpec:
     """One network: ``build`` makes its backbone; ``model_keys`` are its own recorded config keys (besides
     ``COMMON_MODEL_KEYS``); ``imagenet`` names torchvision's weight enum and member (None: trained from scratch
-    or from a detector); ``from_scratch``: a random initialisation trains (without it, a run with no weights to
-    start from is refused unless asked for: ``engine.start``)."""
+    or from a detector).
+
+    The optional rest says where the network appears outside the library: ``config`` is its yml in
+    ``experiments/cfgs/`` (empty: ``<name>.yml``; the scripts and benchmarks read it); ``classifier`` is
+    torchvision's ImageNet classifier of the same backbone and ``family`` its kind (``vgg``, ``resnet``,
+    ``mobilenet``), for the model-cost check against torchvision's published multiply-adds; ``converters`` names
+    the published model sets it exists in (``tf``: tf-faster-rcnn, ``rtl``: pytorch-faster-rcnn);
+    ``from_scratch``: a random initialisation trains (without it, a run with no weights to start from is refused
+    unless asked for: ``engine.start``)."""
 
     name: str
     description: str
@@ -69,26 +78,36 @@ class NetSpec:
     model_keys: tuple[str, ...]
     imagenet: tuple[str, str] | None
     from_scratch: bool = False
+    config: str = ''
+    classifier: str | None = None
+    family: str = ''
+    converters: tuple[str, ...] = ()
+
+    @property
+    def config_file(self) -> str:
+        """The yml of the network's settings, relative to ``experiments/cfgs/``."""
+        return self.config or f'{self.name}.yml'
 
 
 _RESNET_KEYS = ('RESNET.LAYOUT', 'RESNET.MAX_POOL')
 # IMAGENET1K_V1 throughout: the classic recipes, the ones torchvision's own detection models start from.
+_PUBLISHED = ('tf', 'rtl')
 TABLE: dict[str, NetSpec] = {spec.name: spec for spec in (
     NetSpec('vgg16', 'VGG16, conv5_3 head, fc6/fc7 tail', _vgg16, ('VGG16.CEIL_MODE',),
-            ('VGG16_Weights', 'IMAGENET1K_V1')),
+            ('VGG16_Weights', 'IMAGENET1K_V1'), classifier='vgg16', family='vgg', converters=_PUBLISHED),
     NetSpec('res50', 'ResNet-50, layer1-3 head, layer4 tail', _resnet('res50'), _RESNET_KEYS,
-            ('ResNet50_Weights', 'IMAGENET1K_V1')),
+            ('ResNet50_Weights', 'IMAGENET1K_V1'), classifier='resnet50', family='resnet', converters=_PUBLISHED),
     NetSpec('res101', 'ResNet-101, layer1-3 head, layer4 tail', _resnet('res101'), _RESNET_KEYS,
-            ('ResNet101_Weights', 'IMAGENET1K_V1')),
+            ('ResNet101_Weights', 'IMAGENET1K_V1'), classifier='resnet101', family='resnet', converters=_PUBLISHED),
     NetSpec('res152', 'ResNet-152, layer1-3 head, layer4 tail', _resnet('res152'), _RESNET_KEYS,
-            ('ResNet152_Weights', 'IMAGENET1K_V1')),
-    NetSpec('res101_butd', "bottom-up-attention's ResNet-101: Caffe layout, RoIPool 14x14, res5 dilated by 2 "
-            '(experiments/cfgs/res101_butd.yml)', _resnet_butd, ('TRAIN.RPN_MIN_SIZE',),
-            ('ResNet101_Weights', 'IMAGENET1K_V1')),
+            ('ResNet152_Weights', 'IMAGENET1K_V1'), classifier='resnet152', family='resnet', converters=_PUBLISHED),
+    NetSpec('res101_butd', "bottom-up-attention's ResNet-101: Caffe layout, RoIPool 14x14, res5 dilated by 2",
+            _resnet_butd, ('TRAIN.RPN_MIN_SIZE',), ('ResNet101_Weights', 'IMAGENET1K_V1'), config='res101_butd.yml'),
     NetSpec('mobile', 'MobileNetV2 (MOBILENET.VERSION 2) or MobileNetV1 (1), cut at stride 16', _mobile,
-            ('MOBILENET.VERSION', 'MOBILENET.DEPTH_MULTIPLIER'), ('MobileNet_V2_Weights', 'IMAGENET1K_V1')),
+            ('MOBILENET.VERSION', 'MOBILENET.DEPTH_MULTIPLIER'), ('MobileNet_V2_Weights', 'IMAGENET1K_V1'),
+            classifier='mobilenet_v2', family='mobilenet', converters=_PUBLISHED),
     NetSpec('tiny', 'a five-stage conv net trained from scratch (the shapes quick start)', _tiny,
-            ('TINY.CHANNELS', 'TINY.FC_DIM'), None, from_scratch=True),
+            ('TINY.CHANNELS', 'TINY.FC_DIM'), None, config='shapes.yml', from_scratch=True),
 )}
 NETWORKS = tuple(TABLE)
 
@@ -103,6 +122,13 @@ def spec(name: str) -> NetSpec:
 def model_keys(net: str) -> tuple[str, ...]:
     """The config keys that define network ``net`` and its input (what a detector file records)."""
     return COMMON_MODEL_KEYS + spec(net).model_keys
+
+
+def networks_where(converter: str | None = None, classifier: bool = False) -> tuple[str, ...]:
+    """The networks a published model set ``converter`` (``tf``, ``rtl``) holds, or (``classifier``) those with
+    a torchvision ImageNet classifier; in table order."""
+    return tuple(name for name, s in TABLE.items()
+                 if (converter is None or converter in s.converters) and (not classifier or s.classifier))
 
 
 def describe_networks() -> str:

@@ -94,7 +94,8 @@ class ResNet(Backbone):
         if depth_name not in _BUILDERS:
             raise ValueError(f'unknown ResNet {depth_name!r}: expected one of {sorted(_BUILDERS)}')
         if not 0 <= fixed_blocks <= 3:
-            raise ConfigError(f'config key RESNET.FIXED_BLOCKS must be in 0..3 (layer4 is the tail), got {fixed_blocks}')
+            raise ConfigError(f'config key RESNET.FIXED_BLOCKS must be in 0..3 (layer4 is the tail), '
+                              f'got {fixed_blocks}')
         self.imagenet_name = _IMAGENET_NAMES[depth_name]
         self.crop_max_pool = bool(max_pool)
         self.layout = layout

@@ -9,7 +9,7 @@ Tail: two fully connected layers of TINY.FC_DIM on the pooled P x P features.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

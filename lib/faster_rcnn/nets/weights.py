@@ -81,7 +81,8 @@ def load_imagenet_weights(model: nn.Module, path: str) -> None:
                          'scratch); leave --weight out')
     if not osp.isfile(path):
         raise ModelFileError(f'ImageNet weight file {path} does not exist: run `python '
-                             f'data/scripts/fetch_imagenet_weights.py --net {net}` (see data/imagenet_weights/README.md)')
+                             f'data/scripts/fetch_imagenet_weights.py --net {net}` '
+                             '(see data/imagenet_weights/README.md)')
     try:
         state = load_model_file(path)
     except CheckpointError as e:

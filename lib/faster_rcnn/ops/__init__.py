@@ -3,7 +3,7 @@
 ``faster_rcnn.ops._native`` is built by ``pip install -e .`` or ``python setup.py build_ext --inplace``.
 """
 try:
-    from . import _native
+    from . import _native  # noqa: F401 - imported to fail early, with the fix below, when it is not built
 except ImportError as exc:  # pragma: no cover - only without a build
     raise ImportError(
         "faster_rcnn.ops._native is not built: run `pip install -e .` or "

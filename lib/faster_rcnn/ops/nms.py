@@ -5,9 +5,9 @@ suppressed when its IoU (+1 widths and heights) with an already kept box is > ``
 (strictly). CUDA tensors use torchvision's compiled kernel; CPU tensors use the Cython kernel
 in ``_native.pyx``, which stops as soon as ``max_keep`` boxes are kept.
 """
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torchvision
@@ -18,7 +18,7 @@ from . import _native
 __all__ = ["nms", "nms_sorted", "nms_sorted_batch"]
 
 
-def nms(boxes: Tensor, scores: Tensor, thresh: float, *, max_keep: Optional[int] = None) -> Tensor:
+def nms(boxes: Tensor, scores: Tensor, thresh: float, *, max_keep: int | None = None) -> Tensor:
     """Greedy NMS.
 
     Args:
@@ -46,7 +46,7 @@ def nms(boxes: Tensor, scores: Tensor, thresh: float, *, max_keep: Optional[int]
     return order[nms_sorted(boxes[order], thresh, max_keep=limit)]
 
 
-def nms_sorted(boxes: Tensor, thresh: float, *, max_keep: Optional[int] = None) -> Tensor:
+def nms_sorted(boxes: Tensor, thresh: float, *, max_keep: int | None = None) -> Tensor:
     """NMS of boxes (N, 4) already in visiting order (decreasing score, ties resolved).
 
     Returns int64 positions into ``boxes`` of the kept boxes, increasing. The proposal layer
@@ -61,8 +61,8 @@ def nms_sorted(boxes: Tensor, thresh: float, *, max_keep: Optional[int] = None) 
     return _nms_torchvision(boxes, thresh)[:limit]
 
 
-def nms_sorted_batch(boxes: Tensor, thresh: float, *, max_keep: Optional[int] = None,
-                     limits: Optional[Sequence[int]] = None) -> List[Tensor]:
+def nms_sorted_batch(boxes: Tensor, thresh: float, *, max_keep: int | None = None,
+                     limits: Sequence[int] | None = None) -> list[Tensor]:
     """NMS of each image of ``boxes`` (N, K, 4), every row already in visiting order; ``limits[i]``: only the
     first limits[i] boxes of image i take part (default all K).
 
@@ -91,7 +91,7 @@ def nms_sorted_batch(boxes: Tensor, thresh: float, *, max_keep: Optional[int] = 
                        for share in shares[1:]]
             done = {0: [one(i) for i in shares[0]]}
             done.update({w + 1: f.result() for w, f in enumerate(futures)})
-            out: List[Tensor] = [empty] * n
+            out: list[Tensor] = [empty] * n
             for w, share in enumerate(shares):
                 for i, keep in zip(share, done[w]):
                     out[i] = keep
@@ -115,7 +115,7 @@ def _nms_cpu(boxes: Tensor, thresh: float, limit: int) -> Tensor:
     return torch.from_numpy(keep)
 
 
-def _torchvision_operands(boxes: Tensor) -> Tuple[Tensor, Tensor]:
+def _torchvision_operands(boxes: Tensor) -> tuple[Tensor, Tensor]:
     """Boxes (K, 4) in visiting order -> (shifted boxes (K, 4), surrogate scores (K,)) for torchvision's NMS."""
     # torchvision's IoU uses (x2 - x1) widths: shifting x2, y2 by +1 gives the +1 convention.
     sorted_boxes = boxes.to(torch.float32)

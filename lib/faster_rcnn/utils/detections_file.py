@@ -8,13 +8,12 @@ error naming the file and the object it tried to build.
 """
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 
 import numpy as np
 
 from ..errors import DataError
+from .atomic import atomic_write
 
 # (module, name) pairs an array pickle may name: numpy 1 and 2 module paths, protocols 2 to 5.
 _ALLOWED = {
@@ -41,19 +40,8 @@ class _ArraysOnly(pickle.Unpickler):
 
 def write_detections(all_boxes: list[list[np.ndarray]], path: str) -> None:
     """Pickle ``all_boxes`` to ``path`` atomically (a crash never leaves a half-written file there)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.detections.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            pickle.dump(all_boxes, f, pickle.HIGHEST_PROTOCOL)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as f:
+        pickle.dump(all_boxes, f, pickle.HIGHEST_PROTOCOL)
 
 
 def read_detections(path: str) -> list[list[np.ndarray]]:

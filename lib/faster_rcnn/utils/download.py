@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sys
 import urllib.request
+
+logger = logging.getLogger(__name__)
 
 
 def file_digest(path: str, algorithm: str) -> str:
@@ -19,7 +22,7 @@ def file_digest(path: str, algorithm: str) -> str:
 def download(url: str, dst: str) -> None:
     """Stream ``url`` to ``dst`` through ``dst.part``; the size the server announced must be reached."""
     part = dst + '.part'
-    print(f'downloading {url}')
+    logger.info(f'downloading {url}')
     with urllib.request.urlopen(url, timeout=60) as r, open(part, 'wb') as f:
         total = int(r.headers.get('Content-Length') or 0)
         done = 0
@@ -27,7 +30,7 @@ def download(url: str, dst: str) -> None:
             f.write(chunk)
             done += len(chunk)
             if total and sys.stderr.isatty():
-                print(f'\r  {done / 1e6:.0f} / {total / 1e6:.0f} MB', end='', file=sys.stderr)
+                sys.stderr.write(f'\r  {done / 1e6:.0f} / {total / 1e6:.0f} MB')  # a terminal's progress line
     if total and done != total:
         raise OSError(f'{url}: got {done} bytes of {total}')
     os.replace(part, dst)

@@ -20,7 +20,8 @@ import hashlib
 import json
 import math
 import os.path as osp
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..errors import DataError
 from .json_file import write_json_atomic
@@ -50,9 +51,9 @@ def _plain(value: Any) -> Any:
 
 
 def write_eval_summary(folder: str, *, imdb: str, num_images: int, metric: str, mean_ap: float,
-                       per_class: dict[str, float], coco_stats: Optional[Sequence[float]],
-                       test_config: Optional[dict], detections: str = 'detections.pkl',
-                       attributes: Optional[dict] = None) -> str:
+                       per_class: dict[str, float], coco_stats: Sequence[float] | None,
+                       test_config: dict | None, detections: str = 'detections.pkl',
+                       attributes: dict | None = None) -> str:
     """Write ``folder/eval.json`` (module docstring) atomically for ``folder/<detections>``; returns its path."""
     det_file = osp.join(folder, detections)
     summary = {'format': EVAL_SUMMARY_FORMAT, 'imdb': imdb, 'num_images': int(num_images), 'metric': metric,
@@ -82,7 +83,7 @@ def _well_formed(data: Any) -> bool:
             and isinstance(data.get('detections'), dict) and isinstance(data['detections'].get('sha256'), str))
 
 
-def read_eval_summary(folder: str) -> Optional[dict]:
+def read_eval_summary(folder: str) -> dict | None:
     """``folder/eval.json`` when it exists and belongs to the detections file now in the folder; None when it is
     absent or stale. A malformed one is a DataError naming it (it is this project's file: something damaged it)."""
     path = osp.join(folder, EVAL_SUMMARY_FILE)

@@ -1,7 +1,7 @@
 """Drawing boxes on images (demo pictures and TensorBoard summaries), with OpenCV only: no display needed."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
