@@ -106,3 +106,38 @@ def test_a_padded_batch_gives_each_image_what_it_gets_alone():
         assert len(b.boxes) > 0
         torch.testing.assert_close(torch.as_tensor(a.boxes), torch.as_tensor(b.boxes), atol=1e-3, rtol=0)
         torch.testing.assert_close(torch.as_tensor(a.scores), torch.as_tensor(b.scores), atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_the_butd_layout_runs_under_onnx_runtime_as_eager(tmp_path):
+    """A small network of res101_butd's layout (Caffe pool1 of an odd and an even size, RoIPool 14, dilated res5,
+    the proposal minimum) exported to ONNX: ONNX Runtime gives eager's proposals, probabilities and boxes."""
+    ort = pytest.importorskip('onnxruntime')
+    import numpy as np
+    from faster_rcnn.data.test_loader import prepare_test_image
+    from faster_rcnn.export.onnx_export import export_onnx
+    from faster_rcnn.nets.network import FasterRCNN
+    from faster_rcnn.nets.postprocess import decode_boxes
+    from faster_rcnn.nets.resnet_butd import ResNetButd
+    torch.manual_seed(0)
+    settings = _settings('TEST.RPN_POST_NMS_TOP_N', '30', 'TEST.RPN_MIN_SIZE', '8').with_test(scales=100, max_size=140)
+    model = FasterRCNN(ResNetButd(units=(1, 1, 1, 1), width=8), 5, settings).eval()
+    with torch.no_grad():
+        model.cls_score.weight.normal_(0, 0.05)
+    path = tmp_path / 'butd.onnx'
+    export_onnx(model, [f'c{i}' for i in range(5)], str(path), net='res101_butd', record=None, raw_outputs=True)
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    for h, w in ((100, 140), (101, 133)):
+        im = np.random.default_rng(h).integers(0, 256, (h, w, 3), dtype=np.uint8)  # BGR
+        # The graph takes the model's channel order (the yml's RGB); prepare_test_image takes BGR.
+        rgb = np.ascontiguousarray(im[..., ::-1])
+        _, _, _, rois, cls_prob, class_boxes = session.run(None, {'image': rgb})
+        blob, info = prepare_test_image(im, model.settings.input)
+        with torch.no_grad():
+            e_rois, e_prob, e_pred = model(torch.from_numpy(blob).permute(2, 0, 1)[None].contiguous(),
+                                           torch.from_numpy(info)[None])
+        e_boxes = decode_boxes(e_rois, e_pred, float(info[2]), im.shape[:2], 5, True)
+        assert rois.shape == (len(e_rois), 4) and len(rois) > 0
+        np.testing.assert_allclose(rois, e_rois[:, 1:].numpy(), atol=0.02)
+        np.testing.assert_allclose(cls_prob, e_prob.numpy(), atol=1e-4)
+        np.testing.assert_allclose(class_boxes, e_boxes.numpy(), atol=0.02)
