@@ -3,6 +3,9 @@ without --from-scratch), --iters changed by the schedule scaling and a run insid
 each), and the output folder named after the network trained."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from faster_rcnn.engine.schedule import Schedule, notices
 from faster_rcnn.engine.start import check_scratch_start
 from faster_rcnn.errors import UsageError
 from faster_rcnn.nets.registry import experiment_name
-from tool_runs import REPO, _dirs, run_tool
+from tool_runs import REPO, _dirs, _env, run_tool
 
 MOBILE_CFG = str(REPO / 'experiments' / 'cfgs' / 'mobile.yml')
 
@@ -101,3 +104,16 @@ def test_a_short_tiny_run_warns_and_lands_in_the_folder_of_its_network(small_voc
     assert [p.name for p in imdb_dir.rglob('*.pth')] == ['tiny_faster_rcnn_iter_2.pth'], list(imdb_dir.rglob('*'))
     assert not list((small_voc / 'output' / 'mobile').rglob('*.pth'))
 
+
+
+@pytest.mark.parametrize('args, exp_dir', [(('shapes', 'tiny'), 'tiny'), (('shapes', 'res50'), 'res50'),
+                                           (('pascal_voc', 'res101-lg'), 'res101-lg')])
+def test_the_experiment_scripts_look_for_the_snapshot_where_trainval_net_writes_it(args, exp_dir):
+    """dataset_table.sh names the final snapshot's folder by the same rule (shapes.yml says EXP_DIR tiny)."""
+    env = {**_env(), 'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')}
+    script = 'source experiments/scripts/dataset_table.sh cpu "$@" && echo "$EXP_DIR $NET_FINAL"'
+    proc = subprocess.run(['bash', '-c', script, 'bash', *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    got, final = proc.stdout.split()
+    assert got == exp_dir and f'/output/{exp_dir}/' in final
