@@ -29,7 +29,6 @@ from .errors import (
     EXIT_DISTRIBUTED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
-    UsageError,
     UserError,
 )
 from .inference.device import checked_device

@@ -30,8 +30,9 @@ import os.path as osp
 import re
 import warnings
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 

@@ -26,7 +26,7 @@ import json
 import os.path as osp
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -14,7 +14,7 @@ divided by it; its Scale layer holds gamma and beta. The published ``bbox_pred``
 from __future__ import annotations
 
 import os.path as osp
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch

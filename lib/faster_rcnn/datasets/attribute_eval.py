@@ -14,8 +14,8 @@ the precision envelope (``voc_ap``, not the 07 metric).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

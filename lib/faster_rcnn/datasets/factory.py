@@ -18,10 +18,10 @@ import os.path as osp
 import pkgutil
 
 from ..errors import UsageError
+from .coco import COCO_CATEGORY_IDS
 from .custom import get_custom_imdb, is_custom_name
 from .imdb import imdb
 from .registry import NAME_CLASSES, NAMES, PREFIX_USAGE
-from .coco import COCO_CATEGORY_IDS
 from .vg import vg_classes, vg_root
 
 _PACKAGE = __name__.rsplit('.', 1)[0]

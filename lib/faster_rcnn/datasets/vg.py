@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .cache import cached_entries, files_signature
-from .evaluation import EvalResult
 from ..errors import AnnotationError, DataError, MissingFileError
 from ..paths import default_data_dir
+from .cache import cached_entries, files_signature
+from .evaluation import EvalResult
 from .imdb import imdb, make_roidb_entry
 from .registry import register
 from .vg_eval import class_ap, detections_of, mean_aps, object_ground_truth

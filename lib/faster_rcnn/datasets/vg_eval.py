@@ -11,8 +11,8 @@ The same functions score attributes: a gt box counts for attribute ``a`` when ``
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

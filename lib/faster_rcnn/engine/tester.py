@@ -26,8 +26,12 @@ from tqdm import tqdm
 
 from faster_rcnn.data.dataset import read_image
 from faster_rcnn.data.test_loader import build_test_loader, prepare_test_image
-from faster_rcnn.datasets.attribute_eval import (AttributeAP, AttributeImage, attribute_ap_at_detections,
-                                                 attribute_ap_at_gt)
+from faster_rcnn.datasets.attribute_eval import (
+    AttributeAP,
+    AttributeImage,
+    attribute_ap_at_detections,
+    attribute_ap_at_gt,
+)
 from faster_rcnn.inference import Detector
 from faster_rcnn.utils.detections_file import write_detections
 

@@ -23,7 +23,7 @@ import os
 import os.path as osp
 import pickle
 import shutil
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

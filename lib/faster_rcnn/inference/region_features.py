@@ -16,8 +16,8 @@ the background (LXMERT) subtract 1.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

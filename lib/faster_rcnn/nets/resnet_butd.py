@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import Bottleneck, ResNet as TorchvisionResNet
+from torchvision.models.resnet import Bottleneck
+from torchvision.models.resnet import ResNet as TorchvisionResNet
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from faster_rcnn.errors import ConfigError
