@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import os.path as osp
 import statistics
@@ -115,6 +116,7 @@ def _flops(fn: Callable[[], object]) -> int:
 def main(argv: list[str]) -> int:
     from ..cli import resolve_device
     from ..inference import Detector
+    from ..inference.region_features import RegionFeatures
     args = parse_args(argv)
     device = torch.device(resolve_device(args.device))
     net = args.net or _default_net()
@@ -134,7 +136,7 @@ def main(argv: list[str]) -> int:
         for key, m, amp in (('eager_fp32', model, ''), ('eager_bf16', model, 'bf16'),
                             ('eager_bf16_weights', half, 'bf16')):
             det = Detector.from_model(m, classes, device=device, amp=amp, batch_size=b)
-            runners[f'{key}_b{b}'] = ((lambda d=det, ims=images: d.features(ims)), 'bf16' if amp else 'fp32', b)
+            runners[f'{key}_b{b}'] = (functools.partial(det.features, images), 'bf16' if amp else 'fp32', b)
     flops = {k: _flops(fn) for k, (fn, _, _) in runners.items()}
     times: dict[str, list[float]] = {k: [] for k in runners}
     with torch.no_grad():
@@ -152,8 +154,10 @@ def main(argv: list[str]) -> int:
         lines.append(f'| {k.rsplit("_b", 1)[0]} | {b} | {b / s:.2f} | {flops[k] / b / 1e12:.2f} | {share:.0%} |')
     fp32 = Detector.from_model(model, classes, device=device)
     reference = fp32.features(im)
+    assert isinstance(reference, RegionFeatures)  # one image in, one RegionFeatures out
     for key, m in (('eager_bf16', model), ('eager_bf16_weights', half)):
         got = Detector.from_model(m, classes, device=device, amp='bf16').features(im, boxes=reference.boxes)
+        assert isinstance(got, RegionFeatures)
         results[f'{key}_error'] = feature_error(reference.features, got.features)
         print(f'{key} vs fp32 on the same {len(reference)} boxes: ' + ', '.join(
             f'{k} {v:.6f}' for k, v in results[f'{key}_error'].items()))

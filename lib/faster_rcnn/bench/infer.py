@@ -32,7 +32,7 @@ import os.path as osp
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -162,7 +162,7 @@ def _opencv_runner(onnx_path: str, im: np.ndarray, threads: int, info: dict) -> 
     cv2.setNumThreads(threads)
     net = cv2.dnn.readNetFromONNX(onnx_path)
 
-    def run() -> tuple:
+    def run() -> Sequence[np.ndarray]:
         net.setInput(im)
         return net.forward(['boxes', 'scores', 'labels'])
     return {'opencv_dnn': run}

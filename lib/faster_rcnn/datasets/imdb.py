@@ -83,7 +83,7 @@ class imdb:  # noqa: N801 (tf-faster-rcnn's name)
         self.config: dict = {}
         # Attribute names, '__no_attribute__' first, of a dataset whose roidb has 'gt_attributes' (G, 16)
         # int32 (values 1..A, 0-padded); None for a dataset without attributes.
-        self.attributes: list[str] | None = None
+        self.attributes: Sequence[str] | None = None
         self._limited = 0  # limit(): the first N images only (0: all)
 
     # -- names ------------------------------------------------------------------------------------------

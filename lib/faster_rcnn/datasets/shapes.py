@@ -84,8 +84,9 @@ def _covered(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> floa
     return iw * ih / min(area(a), area(b))
 
 
-def _draw(im: np.ndarray, cls: int, box: tuple[int, int, int, int], colour: tuple[int, int, int]) -> None:
-    """Draw class ``cls`` filling ``box`` (0-based inclusive) so that the box is the shape's tight box."""
+def _draw(im: np.ndarray, cls: int, box: tuple[int, int, int, int], colour: tuple[int, ...]) -> None:
+    """Draw class ``cls`` filling ``box`` (0-based inclusive) so that the box is the shape's tight box; ``colour``
+    has one value per channel of ``im`` (BGR, or one for a mask)."""
     x1, y1, x2, y2 = box
     if cls == 1:  # circle: an ellipse with equal axes, centred in the (square) box
         c = ((x1 + x2) / 2.0, (y1 + y2) / 2.0)

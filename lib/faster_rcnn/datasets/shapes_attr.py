@@ -9,18 +9,23 @@ It lives in ``<data_dir>/shapes_attr`` and is generated on first use, atomically
 from __future__ import annotations
 
 import json
+import logging
 import os
 import os.path as osp
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 
 import cv2
 import numpy as np
 
 from ..paths import default_data_dir
+from .imdb import imdb
 from .registry import register
 from .shapes import CLASSES, ShapesSpec, _background, _draw, _place
+
+logger = logging.getLogger(__name__)
 
 # BGR values of the named colours: far apart, so a colour is decidable from the pixels.
 COLOURS = {'red': (40, 40, 220), 'green': (40, 200, 40), 'blue': (220, 60, 40), 'yellow': (30, 220, 230),
@@ -142,8 +147,8 @@ def ensure_shapes_attr(root: str | None = None, spec: ShapesSpec | None = None, 
         return root
     parent = osp.dirname(root)
     os.makedirs(parent, exist_ok=True)
-    print(f'Generating the shapes_attr set ({spec.num_trainval} trainval / {spec.num_test} test images, '
-          f'seed {spec.seed}) in {root}')
+    logger.info(f'Generating the shapes_attr set ({spec.num_trainval} trainval / {spec.num_test} test images, '
+                f'seed {spec.seed}) in {root}')
     tmp = tempfile.mkdtemp(prefix='.shapes_attr_tmp_', dir=parent)
     try:
         umask = os.umask(0)
@@ -164,7 +169,7 @@ def ensure_shapes_attr(root: str | None = None, spec: ShapesSpec | None = None, 
 
 
 def shapes_attr_voc(image_set: str, root: str | None = None, spec: ShapesSpec | None = None,
-                    data_dir: str | None = None):
+                    data_dir: str | None = None) -> imdb:
     """``shapes_attr_<image_set>``: the VOC reader with attributes over the generated set (07 metric)."""
     from .pascal_voc import VocDataset
     root = ensure_shapes_attr(root, spec, data_dir)
@@ -172,5 +177,12 @@ def shapes_attr_voc(image_set: str, root: str | None = None, spec: ShapesSpec | 
                       data_dir=data_dir, attributes=ATTRIBUTES)
 
 
+def _builder(image_set: str) -> Callable[[str | None], imdb]:
+    """data_dir -> ``shapes_attr_<image_set>`` (the registry's builder of one split)."""
+    def build(data_dir: str | None) -> imdb:
+        return shapes_attr_voc(image_set, data_dir=data_dir)
+    return build
+
+
 for _split in ('trainval', 'test'):
-    register(f'shapes_attr_{_split}', lambda d, split=_split: shapes_attr_voc(split, data_dir=d), CLASSES)
+    register(f'shapes_attr_{_split}', _builder(_split), CLASSES)

@@ -28,7 +28,8 @@ import json
 import logging
 import math
 import os.path as osp
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeGuard
 
 import numpy as np
 from PIL import Image
@@ -118,7 +119,7 @@ def _load_json_list(path: str) -> list:
     return data
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -220,6 +221,8 @@ class vg(imdb):  # noqa: N801 (tf-faster-rcnn's name)
         self._objects: Vocabulary = read_vocabulary(objects_vocab, '__background__')
         self._attributes: Vocabulary = read_vocabulary(attributes_vocab, '__no_attribute__')
         super().__init__(f'vg_{version}_{image_set}', self._objects.names, data_dir)
+        # Attribute names, '__no_attribute__' first (index = the values of 'gt_attributes').
+        self.attributes = self._attributes.names
         self._vocab_files = [objects_vocab, attributes_vocab]
         split, count = _MINI_SPLITS.get(image_set, (image_set, 0))
         self._split_file = osp.join(self._root, 'genome', f'{split}.txt')
@@ -234,11 +237,6 @@ class vg(imdb):  # noqa: N801 (tf-faster-rcnn's name)
         if not self._image_index:
             raise DataError(f'{self.name}: no image of {self._split_file} has an object of the vocabulary '
                             f'{objects_vocab}; check that the annotations are Visual Genome\'s')
-
-    @property
-    def attributes(self) -> tuple[str, ...]:
-        """Attribute names, '__no_attribute__' first (index = the values of 'gt_attributes')."""
-        return self._attributes.names
 
     @property
     def root(self) -> str:
@@ -293,7 +291,8 @@ class vg(imdb):  # noqa: N801 (tf-faster-rcnn's name)
         # Only images with an object of the vocabulary are opened, as BUTD's reader.
         path = osp.join(self._root, rel_path)
         width, height = image_size(path, self._split_file)
-        boxes, classes = [], []
+        boxes: list[tuple[float, float, float, float]] = []
+        classes: list[int] = []
         attributes = np.zeros((len(kept), MAX_ATTRIBUTES), dtype=np.int32)
         for object_id, cls, (x, y, w, h), name_attributes in kept:
             x1, y1 = max(0.0, x), max(0.0, y)
@@ -342,7 +341,7 @@ class vg(imdb):  # noqa: N801 (tf-faster-rcnn's name)
 
     # -- evaluation -------------------------------------------------------------------------------------
     def evaluate_detections(self, all_boxes: list[list[np.ndarray]], output_dir: str) -> EvalResult:
-        """Per-class AP at IoU 0.5 (area under the precision envelope, as BUTD's vg_eval); prints each class's AP
+        """Per-class AP at IoU 0.5 (area under the precision envelope, as BUTD's vg_eval); logs each class's AP
         and returns the mean over the classes with gt boxes (``stats``: [mean AP, weighted mean AP])."""
         if len(all_boxes) != self.num_classes or any(len(a) != self.num_images for a in all_boxes):
             raise ValueError(f'{self.name}: all_boxes must be [{self.num_classes} classes][{self.num_images} images]')
@@ -355,17 +354,24 @@ class vg(imdb):  # noqa: N801 (tf-faster-rcnn's name)
             aps.append(ap)
             result.per_class[self.classes[c]] = ap.ap
             if ap.npos:
-                print(f'AP for {self.classes[c]} = {ap.ap:.4f} (npos={ap.npos:,})')
+                logger.info(f'AP for {self.classes[c]} = {ap.ap:.4f} (npos={ap.npos:,})')
         mean_ap, weighted = mean_aps(aps)
         missing = sum(1 for a in aps if a.npos == 0)
         if missing:
-            print(f'{missing} classes have no gt box in these {self.num_images} images: left out of the means')
-        print(f'Mean AP = {mean_ap:.4f}')
-        print(f'Weighted Mean AP = {weighted:.4f}')
+            logger.info(f'{missing} classes have no gt box in these {self.num_images} images: left out of the means')
+        logger.info(f'Mean AP = {mean_ap:.4f}')
+        logger.info(f'Weighted Mean AP = {weighted:.4f}')
         result.mean_ap = mean_ap
         result.stats = [mean_ap, weighted]
         return result
 
 
+def _builder(image_set: str) -> Callable[[str | None], vg]:
+    """data_dir -> ``vg_<VG_VERSION>_<image_set>`` (the registry's builder of one split)."""
+    def build(data_dir: str | None) -> vg:
+        return vg(VG_VERSION, image_set, data_dir=data_dir)
+    return build
+
+
 for _split in VG_SPLITS:
-    register(f'vg_{VG_VERSION}_{_split}', lambda d, split=_split: vg(VG_VERSION, split, data_dir=d))
+    register(f'vg_{VG_VERSION}_{_split}', _builder(_split))

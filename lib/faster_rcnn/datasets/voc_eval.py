@@ -15,13 +15,17 @@ import hashlib
 import json
 import os
 import os.path as osp
-from typing import Any
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ..utils.atomic import write_json_atomic
 from .cache import files_signature
 from .voc_xml import parse_voc_objects
+
+# An image id: the devkit's file names (str) or any other hashable key (Visual Genome's int ids).
+ImageId = TypeVar('ImageId', bound=Hashable)
 
 
 def voc_ap(rec: np.ndarray, prec: np.ndarray, use_07_metric: bool = False) -> float:
@@ -104,8 +108,9 @@ def _iou_one_to_many(bb: np.ndarray, gts: np.ndarray) -> np.ndarray:
     return inters / uni
 
 
-def voc_eval_from_records(recs: dict[str, list[dict[str, Any]]], imagenames: list[str], classname: str,
-                          detections: list[tuple[str, float, list[float]]], ovthresh: float = 0.5,
+def voc_eval_from_records(recs: Mapping[ImageId, list[dict[str, Any]]], imagenames: Sequence[ImageId],
+                          classname: str, detections: Sequence[tuple[ImageId, float, list[float]]],
+                          ovthresh: float = 0.5,
                           use_07_metric: bool = True, use_diff: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
     """The matching and AP of ``voc_eval`` on parsed data.
 

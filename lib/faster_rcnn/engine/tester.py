@@ -167,9 +167,10 @@ def evaluate_attributes(model: torch.nn.Module, imdb, *, progress: bool = True) 
 
 
 def print_attribute_ap(at_dets: AttributeAP, at_gt: AttributeAP) -> None:
-    """The attribute AP table: per attribute at detections and at gt boxes, then the means."""
-    print('Attribute AP (at detections / at gt boxes):')
+    """The attribute AP table, logged (the tools show it on stdout): per attribute at detections and at gt boxes,
+    then the means."""
+    logger.info('Attribute AP (at detections / at gt boxes):')
     for name, ap in at_dets.per_attribute.items():
-        print(f'  {name:>16s}: {ap:.4f} / {at_gt.per_attribute[name]:.4f}')
-    print(f'Attribute mAP at detections = {at_dets.mean_ap:.4f} (weighted {at_dets.weighted_ap:.4f})')
-    print(f'Attribute mAP at gt boxes   = {at_gt.mean_ap:.4f} (weighted {at_gt.weighted_ap:.4f})')
+        logger.info(f'  {name:>16s}: {ap:.4f} / {at_gt.per_attribute[name]:.4f}')
+    logger.info(f'Attribute mAP at detections = {at_dets.mean_ap:.4f} (weighted {at_dets.weighted_ap:.4f})')
+    logger.info(f'Attribute mAP at gt boxes   = {at_gt.mean_ap:.4f} (weighted {at_gt.weighted_ap:.4f})')

@@ -25,7 +25,7 @@ from .distributed import DistInfo
 from .hooks import default_hooks
 from .start import first_batch, start_run
 from .summary import SummaryWriters
-from .train_loop import HookBase, Trainer, TrainState
+from .train_loop import HookBase, Trainer, TrainState, loss_names
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def train_net(run: TrainRun, info: DistInfo, extra_hooks: Sequence[HookBase] = (
     state = TrainState(iteration=start.iteration, images=start.images, global_batch=s.ims_per_batch * info.world_size,
                        first_bad=torch.full((), -1, dtype=torch.long, device=info.device),
                        last_snapshot=start.resume_path,
-                       loss_sums=torch.zeros(len(start.model.loss_names), device=info.device))
+                       loss_sums=torch.zeros(len(loss_names(start.model)), device=info.device))
     trainer = Trainer(model=start.model, train_model=train_model, optimizer=start.optimizer, scaler=start.scaler,
                       batches=batches, first_batch=batch, settings=s, state=state, max_iters=run.max_iters, info=info)
     writers = SummaryWriters(run.tb_dir, enabled=info.is_main, inputs=s.input, use_all_gt=s.use_all_gt, seed=s.seed)

@@ -55,10 +55,11 @@ def _onnx_props(path: str) -> dict[str, str]:
     """The metadata_props of an ONNX file, read by the onnx package (or ONNX Runtime), never by torch.load."""
     try:
         import onnx
+        have_onnx = True
     except ImportError:
-        onnx = None
+        have_onnx = False
     try:
-        if onnx is not None:
+        if have_onnx:
             return {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
         import onnxruntime as ort
     except ImportError:

@@ -73,7 +73,8 @@ def max_conf_after_nms(boxes: Tensor, scores: Tensor, nms_thresh: float = 0.3) -
     # Double precision comparison, as cpu_nms compares its float32 IoU with a double threshold.
     overlap = pairwise_iou_cpu_nms(boxes).double() >= float(nms_thresh)  # (R, R)
     overlap.fill_diagonal_(False)
-    pairs = overlap.nonzero(as_tuple=True)
+    rows, cols = overlap.nonzero(as_tuple=True)
+    pairs = (rows, cols)
     chunk = max(1, (1 << 24) // max(int(pairs[0].numel()), 1))  # classes at once: memory chunk x pairs
     best = torch.zeros(r, dtype=torch.float32, device=cls.device)
     for start in range(0, cls.shape[0], chunk):

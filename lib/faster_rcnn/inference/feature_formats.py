@@ -24,6 +24,7 @@ import os.path as osp
 import pickle
 import shutil
 from collections.abc import Sequence
+from typing import IO, Any
 
 import numpy as np
 
@@ -49,9 +50,10 @@ def _atomic_bytes(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _npy_bytes(a: object, allow_pickle: bool = False) -> bytes:
+def _npy_bytes(a: np.ndarray | dict[str, object], allow_pickle: bool = False) -> bytes:
+    """The .npy bytes of an array, or of a dict as a 0-d object array (what np.save makes of it; needs pickle)."""
     buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=allow_pickle)
+    np.save(buf, np.asanyarray(a), allow_pickle=allow_pickle)
     return buf.getvalue()
 
 
@@ -96,7 +98,7 @@ class _TsvWriter(FeatureWriter):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._file = None
+        self._file: IO[bytes] | None = None
 
     def done(self) -> set[str]:
         if not osp.isfile(self.path):
@@ -213,15 +215,17 @@ class H5Writer(FeatureWriter):
         tmp = f'{self.out}.tmp.{os.getpid()}'
         index: dict = {}
         with h5py.File(tmp, 'w') as f:
-            feats = bboxes = spatial = None
+            # (image_features, image_bb, spatial_features), made once the feature width is known.
+            datasets: tuple[Any, Any, Any] | None = None
             for row, image_id in enumerate(image_ids):
                 with np.load(osp.join(self.parts, f'{image_id}.npz'), allow_pickle=False) as part:
                     boxes, features, (h, w) = part['boxes'], part['features'], part['size']
-                if feats is None:
+                if datasets is None:
                     n, k, d = len(image_ids), self.num_boxes, features.shape[1]
-                    feats = f.create_dataset('image_features', (n, k, d), 'f')
-                    bboxes = f.create_dataset('image_bb', (n, k, 4), 'f')
-                    spatial = f.create_dataset('spatial_features', (n, k, 6), 'f')
+                    datasets = (f.create_dataset('image_features', (n, k, d), 'f'),
+                                f.create_dataset('image_bb', (n, k, 4), 'f'),
+                                f.create_dataset('spatial_features', (n, k, 6), 'f'))
+                feats, bboxes, spatial = datasets
                 feats[row], bboxes[row], spatial[row] = features, boxes, spatial_features(boxes, int(w), int(h))
                 index[int(image_id) if image_id.isdigit() else image_id] = row
         with open(tmp, 'rb+') as f:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ..nets.amp import autocast
+from ..nets.network import FasterRCNN
 from ..nets.postprocess import HeadOutputs, postprocess
 from .butd_select import butd_keep, max_conf_after_nms
 
@@ -104,7 +105,7 @@ def _counts(rois: Tensor, n: int) -> list[int]:
     return [rois.shape[0]] if n == 1 else torch.bincount(rois[:, 0].long(), minlength=n).tolist()
 
 
-def _given_boxes(model: torch.nn.Module, data: Tensor, im_info: Tensor, boxes: Sequence[Tensor],
+def _given_boxes(model: FasterRCNN, data: Tensor, im_info: Tensor, boxes: Sequence[Tensor],
                  sizes: Sequence[tuple[int, int]], amp: str,
                  labels: Sequence[tuple[Tensor, Tensor]] | None = None) -> list[RegionFeatures]:
     """The regions of given boxes (one (N_i, 4) float32 tensor in input pixels per image)."""
@@ -125,7 +126,7 @@ def _given_boxes(model: torch.nn.Module, data: Tensor, im_info: Tensor, boxes: S
 
 
 @torch.no_grad()
-def regions_of_batch(model: torch.nn.Module, data: Tensor, im_info: Tensor, sizes: Sequence[tuple[int, int]],
+def regions_of_batch(model: FasterRCNN, data: Tensor, im_info: Tensor, sizes: Sequence[tuple[int, int]],
                      selection: Selection, boxes: Sequence[Tensor] | None = None,
                      amp: str = '') -> list[RegionFeatures]:
     """The regions of each image of a padded test batch (``data`` (N, 3, H, W), ``im_info`` (N, 3)) on the model's

@@ -52,8 +52,10 @@ def dilate_tail(layer4: nn.Sequential, dilation: int = 2) -> None:
     """Run res5 at stride 1 with every 3x3 convolution dilated by ``dilation`` (padding likewise)."""
     _set_stride(layer4[0], conv1=1, conv2=1)
     for unit in layer4:
-        unit.conv2.dilation = (dilation, dilation)
-        unit.conv2.padding = (dilation, dilation)
+        conv = unit.conv2
+        assert isinstance(conv, nn.Conv2d)  # layer4 of a torchvision ResNet: Bottleneck units
+        conv.dilation = (dilation, dilation)
+        conv.padding = (dilation, dilation)
 
 
 class ResNetButd(Backbone):
