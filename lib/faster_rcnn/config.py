@@ -122,6 +122,11 @@ __C.TRAIN.RPN_NMS_THRESH = 0.7
 __C.TRAIN.RPN_PRE_NMS_TOP_N = 12000
 # Proposals kept after NMS
 __C.TRAIN.RPN_POST_NMS_TOP_N = 2000
+# --- added by this project ---
+# Proposals narrower or lower than RPN_MIN_SIZE x the image's scale (after clipping, +1 widths) are dropped
+# before the pre-NMS top-N: py-faster-rcnn's filter, which BUTD's model ran with (16). 0: no filter, as
+# tf-faster-rcnn
+__C.TRAIN.RPN_MIN_SIZE = 0
 # Deprecated in the reference, kept for the ymls that set it
 __C.TRAIN.RPN_BBOX_INSIDE_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 # Weight of positive anchors in the RPN box loss (-1: uniform 1/N_sampled)
@@ -164,6 +169,9 @@ __C.TEST.PROPOSAL_METHOD = 'gt'
 __C.TEST.RPN_NMS_THRESH = 0.7
 __C.TEST.RPN_PRE_NMS_TOP_N = 6000
 __C.TEST.RPN_POST_NMS_TOP_N = 300
+# --- added by this project ---
+# TRAIN.RPN_MIN_SIZE at test time (BUTD: 16; 0: no filter). TEST.MODE 'top' has no filter
+__C.TEST.RPN_MIN_SIZE = 0
 # 'nms' (pre-NMS top-N, NMS, post-NMS top-N) or 'top' (top RPN_TOP_N anchors, no NMS)
 __C.TEST.MODE = 'nms'
 __C.TEST.RPN_TOP_N = 5000

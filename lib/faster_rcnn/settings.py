@@ -134,9 +134,9 @@ class NetworkSettings:
     anchor_target_kwargs: dict = field(default_factory=dict)
     proposal_target_kwargs: dict = field(default_factory=dict)
     train_proposal_kwargs: dict = field(default_factory=lambda: dict(pre_nms_top_n=12000, post_nms_top_n=2000,
-                                                                     nms_thresh=0.7))
+                                                                     nms_thresh=0.7, min_size=0.0))
     test_proposal_kwargs: dict = field(default_factory=lambda: dict(pre_nms_top_n=6000, post_nms_top_n=300,
-                                                                    nms_thresh=0.7))
+                                                                    nms_thresh=0.7, min_size=0.0))
     test_mode: str = 'nms'
     test_rpn_top_n: int = 5000
     bbox_means: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
@@ -148,6 +148,13 @@ class NetworkSettings:
         _choice(self.pooling_mode, POOLING_MODES, 'POOLING_MODE')
         _choice(self.test_mode, TEST_MODES, 'TEST.MODE')
         _choice(self.channels_last, CHANNELS_LAST_MODES, 'CHANNELS_LAST')
+        for key, kwargs in (('TRAIN', self.train_proposal_kwargs), ('TEST', self.test_proposal_kwargs)):
+            if float(kwargs.get('min_size', 0.0)) < 0:
+                raise ConfigError(f'config key {key}.RPN_MIN_SIZE must be >= 0 (0: no filter), '
+                                  f'got {kwargs["min_size"]}')
+        if self.test_mode == 'top' and float(self.test_proposal_kwargs.get('min_size', 0.0)) > 0:
+            raise ConfigError("config key TEST.RPN_MIN_SIZE: the minimum-size filter needs TEST.MODE 'nms'; set "
+                              "TEST.MODE nms or TEST.RPN_MIN_SIZE 0")
 
     @property
     def num_anchors(self) -> int:
@@ -176,10 +183,10 @@ class NetworkSettings:
                 bbox_normalize_stds=tuple(tr.BBOX_NORMALIZE_STDS),
                 bbox_inside_weights=tuple(tr.BBOX_INSIDE_WEIGHTS), use_gt=bool(tr.USE_GT)),
             train_proposal_kwargs=dict(pre_nms_top_n=tr.RPN_PRE_NMS_TOP_N, post_nms_top_n=tr.RPN_POST_NMS_TOP_N,
-                                       nms_thresh=tr.RPN_NMS_THRESH),
+                                       nms_thresh=tr.RPN_NMS_THRESH, min_size=float(tr.RPN_MIN_SIZE)),
             test_proposal_kwargs=dict(pre_nms_top_n=c.TEST.RPN_PRE_NMS_TOP_N,
                                       post_nms_top_n=c.TEST.RPN_POST_NMS_TOP_N,
-                                      nms_thresh=c.TEST.RPN_NMS_THRESH),
+                                      nms_thresh=c.TEST.RPN_NMS_THRESH, min_size=float(c.TEST.RPN_MIN_SIZE)),
             test_mode=_choice(str(c.TEST.MODE), TEST_MODES, 'TEST.MODE'),
             test_rpn_top_n=int(c.TEST.RPN_TOP_N),
             bbox_means=tuple(float(v) for v in tr.BBOX_NORMALIZE_MEANS),

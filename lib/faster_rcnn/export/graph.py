@@ -84,14 +84,21 @@ def _at_most(t: Tensor, limit: int) -> None:
     torch._check(t.shape[0] <= limit)
 
 
-def ranked(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+def ranked(scores: Tensor, k: int, allowed: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """The first ``k`` indices of ``scores`` (N,) by decreasing score, equal scores lower index first, and which
-    of them are real: (k,) int64 indices clamped into [0, N - 1], (k,) bool (False past N when N < k)."""
+    of them are real: (k,) int64 indices clamped into [0, N - 1], (k,) bool (False past N when N < k).
+    ``allowed`` (N,) bool: the others rank last and are not real (the RPN minimum-size filter)."""
     key = _ranking_key(scores)
+    if allowed is not None:
+        key = torch.where(allowed, key, torch.full_like(key, float('-inf')))
     padded = torch.cat([key, key.new_full((k,), float('-inf'))])
     order = torch.topk(padded, k).indices
     n = scores.shape[0]
-    return order.clamp(max=n - 1), order < n
+    real = order < n
+    order = order.clamp(max=n - 1)
+    if allowed is not None:
+        real = real & allowed[order]
+    return order, real
 
 
 def nms_in_order(boxes: Tensor, thresh: float) -> Tensor:
@@ -226,11 +233,16 @@ class DetectorGraph(nn.Module):
             thresh = float(net.test_proposal_kwargs['nms_thresh'])
         else:
             k, post, thresh = int(net.test_rpn_top_n), 0, None
+        min_size = float(net.test_proposal_kwargs.get('min_size', 0.0)) if thresh is not None else 0.0
+        allowed = None
+        if min_size > 0:  # py-faster-rcnn's filter, before the top-N (``layers.proposal.large_enough``)
+            every = self._decode_clip(deltas, anchors, im_info)
+            extent = every[:, 2:4] - every[:, 0:2] + 1.0
+            allowed = (extent >= min_size * im_info[0, 2]).all(dim=1)
         if k > 0:
-            order, real = ranked(fg, k)
+            order, real = ranked(fg, k, allowed)
         else:  # every anchor
-            order = torch.topk(_ranking_key(fg), fg.shape[0]).indices
-            real = torch.ones_like(order, dtype=torch.bool)
+            order, real = ranked(fg, fg.shape[0], allowed)
         boxes = self._decode_clip(deltas[order], anchors[order], im_info)
         if thresh is None:
             boxes = boxes[real]

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..ops.nms import nms_sorted_batch
 
-__all__ = ["proposal_layer", "proposals", "Proposals", "im_shape_of", "clip_to_images", "top_scoring"]
+__all__ = ["proposal_layer", "proposals", "Proposals", "im_shape_of", "clip_to_images", "top_scoring", "large_enough"]
 
 
 class Proposals(NamedTuple):
@@ -87,6 +87,28 @@ def _clip_rows(rows: Tensor, im_info: Tensor) -> Tensor:
 
 
 @lru_cache(maxsize=8)
+def large_enough(deltas: Tensor, anchors: Tensor, im_info: Tensor, min_size: float) -> Tensor:
+    """(N, M) bool: the decoded, clipped box of each anchor is at least ``min_size * scale`` wide and high.
+
+    py-faster-rcnn's ``_filter_boxes`` (BUTD's proposal layer): widths with the +1 convention, the threshold
+    ``RPN_MIN_SIZE * im_info[2]`` of each image. Every anchor is decoded (the filter comes before the top-N
+    sort), with the same float32 operations as ``top_scoring``, so a kept box is the box it keeps.
+    deltas: (N, M, 4); anchors: (M, 4); im_info: (N, 3).
+    """
+    n = deltas.shape[0]
+    centres, sizes = _anchor_centres_and_sizes(anchors)  # (2, M) each
+    d = deltas.transpose(1, 2)  # (N, 4, M)
+    if d.dtype != torch.float32:
+        d = d.float()
+    ctr = d[:, 0:2] * sizes + centres
+    half = 0.5 * (d[:, 2:4].exp() * sizes)
+    rows = _clip_rows(torch.cat((ctr - half, ctr + half), 1), im_info)
+    extent = rows[:, 2:4] - rows[:, 0:2] + 1.0  # (N, 2, M): widths, heights
+    threshold = (float(min_size) * im_info[:, 2].to(torch.float32)).view(n, 1, 1)
+    return (extent >= threshold).all(dim=1)
+
+
+@lru_cache(maxsize=8)
 def _cached_centres_and_sizes(anchors: Tensor, version: int) -> Tuple[Tensor, Tensor]:
     # Keyed by the tensor object and its version counter, so an in-place change is never served stale.
     a = anchors.detach().to(torch.float32)
@@ -112,6 +134,7 @@ def proposals(
     nms_thresh: float,
     anchor_valid: Optional[Tensor] = None,
     anchor_counts: Optional[Sequence[int]] = None,
+    min_size: float = 0.0,
 ) -> Proposals:
     """Region proposals of N images.
 
@@ -122,10 +145,15 @@ def proposals(
         post_nms_top_n: boxes kept after NMS (<= 0: all).
         anchor_valid / anchor_counts: in a padded test batch, which anchors each image has and how many
             (host ints); the others take no part.
-
-    No minimum-size filter (as the published models).
+        min_size: RPN_MIN_SIZE. 0 (tf-faster-rcnn's networks): no filter. Above 0, a box narrower or lower
+            than ``min_size * scale`` after clipping takes no part, dropped before the pre-NMS top-N as
+            py-faster-rcnn does (``large_enough``); how many remain is read to the host once per batch.
     """
     n = scores.shape[0]
+    if min_size > 0:
+        big = large_enough(deltas, anchors, im_info, min_size)
+        anchor_valid = big if anchor_valid is None else anchor_valid & big
+        anchor_counts = anchor_valid.sum(dim=1).tolist()
     boxes, top, order = top_scoring(scores, deltas, anchors, im_info, pre_nms_top_n, anchor_valid)
     limits = None
     if anchor_counts is not None:
@@ -150,6 +178,7 @@ def proposal_layer(
     pre_nms_top_n: int,
     post_nms_top_n: int,
     nms_thresh: float,
+    min_size: float = 0.0,
 ) -> Tuple[Tensor, Tensor]:
     """Region proposals of one image: :func:`proposals` with N = 1.
 
@@ -163,7 +192,7 @@ def proposal_layer(
     """
     info = torch.as_tensor(im_info, dtype=torch.float32).reshape(1, -1).to(deltas.device)
     out = proposals(scores.reshape(1, -1), deltas.reshape(1, -1, 4), anchors, info, pre_nms_top_n=pre_nms_top_n,
-                    post_nms_top_n=post_nms_top_n, nms_thresh=nms_thresh)
+                    post_nms_top_n=post_nms_top_n, nms_thresh=nms_thresh, min_size=min_size)
     r = out.counts[0]
     # [0, x1, y1, x2, y2]: a zero batch-index column in front.
     return torch.nn.functional.pad(out.boxes[0, :r], (1, 0)), out.scores[0, :r]

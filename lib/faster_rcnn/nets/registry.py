@@ -35,6 +35,11 @@ def _resnet(depth: str) -> Callable[[BackboneSettings], Backbone]:
     return build
 
 
+def _resnet_butd(s: BackboneSettings) -> Backbone:
+    from .resnet_butd import ResNetButd
+    return ResNetButd(fixed_blocks=s.resnet_fixed_blocks)
+
+
 def _mobile(s: BackboneSettings) -> Backbone:
     if s.mobilenet_version == 1:
         from .mobilenet_v1 import MobileNetV1
@@ -75,6 +80,8 @@ TABLE: dict[str, NetSpec] = {spec.name: spec for spec in (
             ('ResNet101_Weights', 'IMAGENET1K_V1')),
     NetSpec('res152', 'ResNet-152, layer1-3 head, layer4 tail', _resnet('res152'), _RESNET_KEYS,
             ('ResNet152_Weights', 'IMAGENET1K_V1')),
+    NetSpec('res101_butd', "bottom-up-attention's ResNet-101: Caffe layout, RoIPool 14x14, res5 dilated by 2 "
+            '(experiments/cfgs/res101_butd.yml)', _resnet_butd, (), ('ResNet101_Weights', 'IMAGENET1K_V1')),
     NetSpec('mobile', 'MobileNetV2 (MOBILENET.VERSION 2) or MobileNetV1 (1), cut at stride 16', _mobile,
             ('MOBILENET.VERSION', 'MOBILENET.DEPTH_MULTIPLIER'), ('MobileNet_V2_Weights', 'IMAGENET1K_V1')),
     NetSpec('tiny', 'a five-stage conv net trained from scratch (the shapes quick start)', _tiny,
