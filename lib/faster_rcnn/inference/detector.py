@@ -30,18 +30,25 @@ from ..config import Config, apply_record, merge_file, new_config
 from ..data.test_loader import collate_test, prepare_test_image
 from ..errors import ModelFileError, UsageError
 from ..model_file import open_detector
+from ..nets.amp import AMP_DTYPES
 from ..nets.factory import build_from_file
+from ..nets.half_weights import with_half_weights
 from ..settings import AMP_MODES, InputSettings, ModelSettings
 from .detections import Detections
 from .images import to_bgr
 
 class _EagerBackend:
-    """A ``FasterRCNN`` on a device: preprocessing on the host (workers), the network and NMS on the device."""
+    """A ``FasterRCNN`` on a device: preprocessing on the host (workers), the network and NMS on the device.
+
+    With ``amp`` the network that runs is a copy whose weights are held in the autocast dtype, cast once here
+    (``nets.half_weights``); ``model`` stays the fp32 original.
+    """
 
     def __init__(self, model: torch.nn.Module, device: torch.device, amp: str) -> None:
         if amp not in AMP_MODES:
             raise UsageError(f"amp={amp!r}: expected '' (fp32), 'bf16' or 'fp16'")
         self.model, self.device, self.amp = model, device, amp
+        self.runner = with_half_weights(model, AMP_DTYPES[amp]) if amp else model
 
     @property
     def inputs(self) -> InputSettings:
@@ -54,7 +61,7 @@ class _EagerBackend:
     def run(self, batch: dict) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         data = batch['data'].to(self.device, non_blocking=True)
         im_info = batch['im_info'].to(self.device, non_blocking=True)
-        found = self.model.detect(data, im_info, batch['sizes'], amp=self.amp)
+        found = self.runner.detect(data, im_info, batch['sizes'], amp=self.amp)
         return [(d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.labels.cpu().numpy()) for d in found]
 
 
