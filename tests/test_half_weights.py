@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-
 from faster_rcnn.config import load_config
 from faster_rcnn.data.test_loader import collate_test
 from faster_rcnn.inference.detector import Detector
@@ -16,6 +14,7 @@ from faster_rcnn.nets.half_weights import held_weight_dtypes, with_half_weights
 from faster_rcnn.nets.network import FasterRCNN
 from faster_rcnn.nets.resnet_butd import ResNetButd
 from faster_rcnn.settings import ModelSettings
+from torch.utils._python_dispatch import TorchDispatchMode
 
 CLASSES = [f'c{i}' for i in range(6)]
 

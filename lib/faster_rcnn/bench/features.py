@@ -29,7 +29,7 @@ import json
 import os
 import os.path as osp
 import statistics
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode

@@ -22,7 +22,7 @@ from torch import nn
 
 from .folded_norm import FoldedConv2d
 
-__all__ = ['with_half_weights', 'held_weight_dtypes']
+__all__ = ['held_weight_dtypes', 'with_half_weights']
 
 
 def _folded_weights(conv: FoldedConv2d) -> tuple[torch.Tensor, torch.Tensor]:
