@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from tool_runs import REPO
+
 from faster_rcnn.config import load_config
 from faster_rcnn.data.test_loader import collate_test
 from faster_rcnn.inference.detector import Detector
@@ -14,15 +18,14 @@ from faster_rcnn.nets.half_weights import held_weight_dtypes, with_half_weights
 from faster_rcnn.nets.network import FasterRCNN
 from faster_rcnn.nets.resnet_butd import ResNetButd
 from faster_rcnn.settings import ModelSettings
-from torch.utils._python_dispatch import TorchDispatchMode
 
 CLASSES = [f'c{i}' for i in range(6)]
 
 
 def _butd() -> FasterRCNN:
-    """A small res101_butd (2 units per stage, width 16; RoIPool 14x14, dilated res5, folded norms), seeded."""
+    """A small res101_butd (2 units per stage, width 16; RoIPool 14x14, dilated res5, folded norms; 40 rois), seeded."""
     torch.manual_seed(0)
-    config = load_config('experiments/cfgs/res101_butd.yml')
+    config = load_config(str(REPO / 'experiments' / 'cfgs' / 'res101_butd.yml'), ['TEST.RPN_POST_NMS_TOP_N', '40'])
     settings = ModelSettings.from_config(config, 'res101_butd').with_test(score_thresh=0.0)
     model = FasterRCNN(ResNetButd(units=(2, 2, 2, 2), width=16), len(CLASSES), settings)
     with torch.no_grad():  # the norms' statistics away from the identity, so that folding them matters
