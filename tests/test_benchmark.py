@@ -67,3 +67,21 @@ def test_test_benchmark_reports_images_per_second_by_batch_precision_and_process
     assert all(_positive(v) for v in entry['images_per_s'].values())
     assert all(_positive(v) for v in entry['wall_s'].values())
     assert _positive(entry['two_processes_time_ratio'])
+
+
+def test_features_benchmark_reports_images_per_second_and_share_of_the_rate(tmp_path):
+    r = _benchmark(['features', '--net', 'tiny', '--num-classes', '4', '--batches', '1,2', '--repeat', '1',
+                    '--warmup', '0'], tmp_path / 'features.json')
+    assert all(_positive(r['machine'][f'{k}_{p}_gflops']) for k in ('gemm', 'conv') for p in ('fp32', 'bf16'))
+    one, two = r['batches']
+    assert (one['batch'], two['batch']) == (1, 2)
+    for e in (one, two):
+        assert set(e['ms']) == {'eager_fp32', 'eager_bf16_autocast', 'eager_bf16'}
+        for key, ms in e['ms'].items():
+            assert _positive(ms) and len(e['runs_ms'][key]) == 1
+            assert math.isclose(e['images_per_s'][key], e['batch'] * 1000.0 / ms)
+            assert math.isclose(e['gflops'][key], e['flops'] / ms / 1e6)
+    # The batch of two is the same picture twice: twice the rois, and the FLOPs (convolutions and linear layers on
+    # the padded batch and on every roi) exactly twice those of one.
+    assert one['rois'] > 0 and two['rois'] == 2 * one['rois']
+    assert one['flops'] > 0 and two['flops'] == 2 * one['flops']

@@ -7,7 +7,7 @@
     python tools/benchmark.py train  [--net tiny --imdb shapes_trainval]  # s / training iteration, data included
     python tools/benchmark.py test   [--nets tiny,vgg16,res101]           # test images/s by batch, precision, processes
     python tools/benchmark.py infer  [--nets tiny,mobile,vgg16,res101]    # one 600x1000 image: eager, bf16, ONNX, .pt2
-    python tools/benchmark.py features [--net res101 --batches 1,4]    # region features/s: fp32, bf16, bf16 weights
+    python tools/benchmark.py features [--net res101_butd --batches 1,4] # region features: images/s, share of the rate
     python tools/benchmark.py analysis [--images 5000 --dets 100]         # analyze_results.py's analysis, generated
 
 Each prints medians over several runs after a warm-up; `--json FILE` writes them. Run `... <what> --help`.
@@ -21,8 +21,8 @@ from faster_rcnn.cli import run_tool
 
 _MODULES = {'layers': 'faster_rcnn.bench.layers', 'nets': 'faster_rcnn.bench.nets',
             'data': 'faster_rcnn.bench.data', 'train': 'faster_rcnn.bench.engine', 'test': 'faster_rcnn.bench.testing',
-            'infer': 'faster_rcnn.bench.infer', 'analysis': 'faster_rcnn.bench.analysis',
-            'features': 'faster_rcnn.bench.features'}
+            'infer': 'faster_rcnn.bench.infer',
+            'features': 'faster_rcnn.bench.features', 'analysis': 'faster_rcnn.bench.analysis'}
 
 
 def main(argv: list[str]) -> int:

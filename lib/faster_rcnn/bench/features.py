@@ -1,168 +1,163 @@
-"""``python tools/benchmark.py features``: region-feature extraction (``Detector.features``, BUTD selection) in
-images per second, and the bf16 feature error against fp32.
+"""``python tools/benchmark.py features``: region-feature extraction speed, images/s and share of the machine's rate.
 
-    python tools/benchmark.py features [--net res101] [--device cuda] [--batches 1,4] [--repeat 3] [--json FILE]
+    python tools/benchmark.py features [--net res101_butd] [--batches 1,4] [--repeat 3] [--threads 0] [--json FILE]
 
-One 600 x 1000 picture (``bench.infer``'s), the network's yml with 300 proposals per image (TEST.RPN_POST_NMS_TOP_N),
-random seeded weights (residual branches started at zero so that the RPN proposes ordinary boxes; 1601 classes,
-as BUTD's Visual Genome model). ``res101_butd`` is taken where the network table has it. Rows, for each batch size
-(the same picture repeated), interleaved round after round (``--repeat`` timed rounds after one warm-up, medians):
+The work timed is the network path region features take: for a padded batch of 600 x 1000 images (the structured
+picture of ``benchmark.py infer``, repeated), the head, the RPN, the proposals (TEST.RPN_POST_NMS_TOP_N of the
+net's yml: 300 for res101_butd), RoI pooling and the tail on every roi, up to the class and box layers: the test
+forward of ``FasterRCNN`` returning ``HeadOutputs`` (``features_path`` below, the one place to swap in another
+callable). The network is built with its yml's settings and seeded random weights (residual branches started at
+zero as in ``bench.nets``, so the RPN proposes ordinary boxes), 1601 classes by default (BUTD's).
 
-  eager_fp32          ``Detector.features`` in fp32
-  eager_bf16          the same under bf16 autocast (the weights are cast at every call)
-  eager_bf16_weights  bf16 autocast on a copy whose backbone weights are bf16 (``nets.amp.bf16_backbone``: the
-                      casts of the weights at every call are gone); what extract_features.py --amp bf16 runs
+Rows, for each batch size, run in turn round after round (``--warmup`` untimed rounds, then ``--repeat`` timed
+ones; each row gets the median of its rounds):
 
-The machine's rate is measured in the same run on the same device: ``torch.mm`` of two 4096 x 4096 matrices in fp32
-and bf16; each row's FLOPs (counted once with ``FlopCounterMode``) over its time is reported as a share of the rate
-of its precision. The bf16 error: cosine similarity (smallest over the regions) and largest relative error
-(max |bf16 - fp32| / max |fp32| per region, the largest over regions) of the features of the same boxes.
+  eager_fp32           the fp32 network
+  eager_bf16_autocast  bf16 autocast on the fp32 network: every weight cast (and every frozen norm folded) per call
+  eager_bf16           bf16 autocast on a copy holding its weights in bf16 (``nets.half_weights``: what
+                       ``Detector(amp='bf16')`` runs)
+
+Each row's FLOPs are counted once per batch size with ``torch.utils.flop_counter.FlopCounterMode`` on the work
+itself (the rois the proposals actually gave); GFLOP/s is that over the median time, reported as a share of the
+machine's rate for its precision (the faster of ``bench.infer.machine_limit``'s matmul and convolution, measured
+in the same run on the same threads).
 """
 from __future__ import annotations
 
 import argparse
-import copy
-import functools
 import json
+import os
 import os.path as osp
 import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from ..cli import ToolParser
-from ..config import load_config, set_key
-from ..nets.amp import bf16_backbone
+from ..config import load_config
+from ..data.test_loader import collate_test, prepare_test_image
+from ..nets.amp import autocast
+from ..nets.factory import build_network
+from ..nets.half_weights import with_half_weights
 from ..settings import ModelSettings
-from .infer import _image
+from .infer import _CFGS, _REPO, IMAGE_HW, _image, _timed, machine_limit
+from .nets import _tame
 
-_REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
-NUM_CLASSES = 1601
-PROPOSALS = 300
+ROWS = ('eager_fp32', 'eager_bf16_autocast', 'eager_bf16')
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = ToolParser(prog='benchmark.py features', description=__doc__.splitlines()[0])
-    p.add_argument('--net', default=None, help='default: res101_butd where the network table has it, else res101')
-    p.add_argument('--device', default=None, help="'cuda' or 'cpu' (default: cuda when available)")
-    p.add_argument('--batches', default='1,4', help='batch sizes (comma-separated)')
+    p.add_argument('--net', default='res101_butd')
+    p.add_argument('--num-classes', type=int, default=1601, help="classes, background included (BUTD's 1601)")
+    p.add_argument('--batches', default='1,4', help='batch sizes, comma separated')
     p.add_argument('--repeat', type=int, default=3, help='timed rounds (the median is reported)')
-    p.add_argument('--classes', type=int, default=NUM_CLASSES, help='classes, background included (default 1601)')
+    p.add_argument('--warmup', type=int, default=1)
+    p.add_argument('--threads', type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument('--json', default=None, help='write the results to this file')
     return p.parse_args(argv)
 
 
-def _default_net() -> str:
-    from ..nets.registry import NETWORKS
-    return 'res101_butd' if 'res101_butd' in NETWORKS else 'res101'
-
-
-def _model(net: str, num_classes: int, device: torch.device) -> torch.nn.Module:
-    from ..nets.factory import build_network
-    from .nets import _tame
-    yml = osp.join(_REPO, 'experiments', 'cfgs', f'{net}.yml')
-    config = load_config(yml if osp.isfile(yml) else None)
-    set_key('TEST.RPN_POST_NMS_TOP_N', PROPOSALS, config)
+def _model(net: str, num_classes: int) -> torch.nn.Module:
+    """The network of ``net``'s yml with seeded weights and tamed residual branches, channels-last on the CPU."""
+    config = load_config(osp.join(_REPO, 'experiments', 'cfgs', _CFGS.get(net, f'{net}.yml')))
     torch.manual_seed(0)
     model = build_network(net, num_classes, ModelSettings.from_config(config, net))
     _tame(model.backbone)
-    return model.eval().place(device)
+    return model.eval().place('cpu')
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
+def _batch(model: torch.nn.Module, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A padded batch of ``n`` copies of the benchmark picture: images (n, 3, H, W), im_info (n, 3)."""
+    im = _image()
+    blob, im_info = prepare_test_image(im, model.settings.input)
+    batch = collate_test([{'image': blob, 'im_info': im_info, 'size': im.shape[:2], 'index': i} for i in range(n)])
+    return batch['data'], batch['im_info']
 
 
-def _timed(fn: Callable[[], object], device: torch.device) -> float:
-    _sync(device)
-    t0 = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - t0
+def features_path(model: torch.nn.Module, amp: str) -> Callable[[torch.Tensor, torch.Tensor], object]:
+    """The timed callable: images (N, 3, H, W), im_info (N, 3) -> the network's test outputs (``HeadOutputs``: the
+    rois and their heads, after RoI pooling and the tail). Swap for ``Detector.features`` here."""
+    def run(images: torch.Tensor, im_info: torch.Tensor) -> object:
+        with torch.no_grad(), autocast(images.device, amp, 'TEST.AMP'):
+            return model(images, im_info)
+    return run
 
 
-def machine_rate(device: torch.device, repeat: int) -> dict[str, float]:
-    """GFLOP/s of a 4096^2 matmul in fp32 and bf16 on ``device``."""
-    out = {}
-    a = torch.randn(4096, 4096, device=device)
-    for dtype, name in ((torch.float32, 'fp32'), (torch.bfloat16, 'bf16')):
-        aa = a.to(dtype)
-        torch.mm(aa, aa)
-        s = statistics.median(_timed(lambda: torch.mm(aa, aa), device) for _ in range(max(repeat, 3)))
-        out[name] = 2 * 4096 ** 3 / s / 1e9
-    return out
+def _count(fn: Callable[[], object]) -> tuple[int, int]:
+    """(FLOPs of one call, rois it processed)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        out = fn()
+    return int(counter.get_total_flops()), int(out.rois.shape[0])
+
+
+def bench_batch(runners: dict[str, Callable[[torch.Tensor, torch.Tensor], object]], model: torch.nn.Module, n: int,
+                args: argparse.Namespace) -> dict:
+    data, im_info = _batch(model, n)
+    calls = {k: (lambda fn=fn: fn(data, im_info)) for k, fn in runners.items()}
+    flops, rois = _count(calls['eager_bf16'])  # the same arithmetic in every row; bf16 counts fastest
+    for _ in range(args.warmup):
+        for fn in calls.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(args.repeat):
+        for key, fn in calls.items():
+            times[key].append(_timed(fn))
+    ms = {k: statistics.median(v) for k, v in times.items()}
+    return {'batch': n, 'input_hw': [int(data.shape[2]), int(data.shape[3])], 'rois': rois, 'flops': flops,
+            'ms': ms, 'runs_ms': times, 'images_per_s': {k: n * 1000.0 / v for k, v in ms.items()},
+            'gflops': {k: flops / v / 1e6 for k, v in ms.items()}}
 
 
 def feature_error(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
     """Smallest cosine similarity and largest relative error (max-abs difference over max-abs value) over the
-    regions of (N, D) features."""
+    regions of (N, D) features (bf16 against fp32, in docs/features.md)."""
     ref, oth = reference.astype(np.float64), other.astype(np.float64)
     cos = (ref * oth).sum(1) / np.maximum(np.linalg.norm(ref, axis=1) * np.linalg.norm(oth, axis=1), 1e-30)
     rel = np.abs(ref - oth).max(1) / np.maximum(np.abs(ref).max(1), 1e-30)
     return {'min_cosine': float(cos.min()), 'max_relative_error': float(rel.max())}
 
 
-def _flops(fn: Callable[[], object]) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        fn()
-    return int(counter.get_total_flops())
+def peak_rates(machine: dict[str, float]) -> dict[str, float]:
+    """The machine's rate per precision: the faster of its matmul and convolution, GFLOP/s."""
+    return {p: max(machine[f'gemm_{p}_gflops'], machine[f'conv_{p}_gflops']) for p in ('fp32', 'bf16')}
+
+
+def table(results: dict) -> str:
+    peak = peak_rates(results['machine'])
+    lines = ['| batch | row | ms / batch | images/s | GFLOP/s | share of the machine |',
+             '| ---: | --- | ---: | ---: | ---: | ---: |']
+    for e in results['batches']:
+        for key, ms in e['ms'].items():
+            share = e['gflops'][key] / peak['bf16' if 'bf16' in key else 'fp32']
+            lines.append(f'| {e["batch"]} | {key} | {ms:.0f} | {e["images_per_s"][key]:.3f} | '
+                         f'{e["gflops"][key]:.0f} | {share:.0%} |')
+    return '\n'.join(lines)
 
 
 def main(argv: list[str]) -> int:
-    from ..cli import resolve_device
-    from ..inference import Detector
-    from ..inference.region_features import RegionFeatures
     args = parse_args(argv)
-    device = torch.device(resolve_device(args.device))
-    net = args.net or _default_net()
-    batches = [int(b) for b in args.batches.split(',') if b.strip()]
-    model = _model(net, args.classes, device)
-    classes = ['__background__'] + [f'c{i}' for i in range(1, args.classes)]
-    half = bf16_backbone(copy.deepcopy(model))
-    im = _image()
-    results: dict = {'device': torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
-                     'torch': torch.__version__, 'net': net, 'image': list(im.shape[:2]), 'proposals': PROPOSALS,
-                     'repeat': args.repeat, 'machine_gflops': machine_rate(device, args.repeat), 'rows': {}}
-    print(f'{net} on {results["device"]}: machine ' + ', '.join(
-        f'{k} {v:.0f} GFLOP/s' for k, v in results['machine_gflops'].items()), flush=True)
-    runners: dict[str, tuple[Callable[[], object], str, int]] = {}
-    for b in batches:
-        images = [im] * b
-        for key, m, amp in (('eager_fp32', model, ''), ('eager_bf16', model, 'bf16'),
-                            ('eager_bf16_weights', half, 'bf16')):
-            det = Detector.from_model(m, classes, device=device, amp=amp, batch_size=b)
-            runners[f'{key}_b{b}'] = (functools.partial(det.features, images), 'bf16' if amp else 'fp32', b)
-    flops = {k: _flops(fn) for k, (fn, _, _) in runners.items()}
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    with torch.no_grad():
-        for fn, _, _ in runners.values():
-            fn()
-        for _ in range(args.repeat):
-            for k, (fn, _, _) in runners.items():
-                times[k].append(_timed(fn, device))
-    lines = ['| row | batch | images/s | TFLOP/image | share of the machine |', '| --- | ---: | ---: | ---: | ---: |']
-    for k, (_, precision, b) in runners.items():
-        s = statistics.median(times[k])
-        share = flops[k] / s / 1e9 / results['machine_gflops'][precision]
-        results['rows'][k] = {'batch': b, 'images_per_s': b / s, 'flops_per_image': flops[k] / b, 'share': share,
-                              'runs_s': times[k]}
-        lines.append(f'| {k.rsplit("_b", 1)[0]} | {b} | {b / s:.2f} | {flops[k] / b / 1e12:.2f} | {share:.0%} |')
-    fp32 = Detector.from_model(model, classes, device=device)
-    reference = fp32.features(im)
-    assert isinstance(reference, RegionFeatures)  # one image in, one RegionFeatures out
-    for key, m in (('eager_bf16', model), ('eager_bf16_weights', half)):
-        got = Detector.from_model(m, classes, device=device, amp='bf16').features(im, boxes=reference.boxes)
-        assert isinstance(got, RegionFeatures)
-        results[f'{key}_error'] = feature_error(reference.features, got.features)
-        print(f'{key} vs fp32 on the same {len(reference)} boxes: ' + ', '.join(
-            f'{k} {v:.6f}' for k, v in results[f'{key}_error'].items()))
-    print('\n'.join(lines))
-    if args.json:
-        with open(args.json, 'w', encoding='utf-8') as f:
-            json.dump(results, f, indent=2)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results: dict = {'net': args.net, 'device': f'cpu ({os.cpu_count()} cores)', 'torch': torch.__version__,
+                     'threads': torch.get_num_threads(), 'image': list(IMAGE_HW), 'repeat': args.repeat}
+    results['machine'] = machine_limit(args.repeat)
+    print('machine: ' + ', '.join(f'{k} {v:.0f}' for k, v in results['machine'].items()), flush=True)
+    model = _model(args.net, args.num_classes)
+    half = with_half_weights(model, torch.bfloat16)
+    runners = {'eager_fp32': features_path(model, ''), 'eager_bf16_autocast': features_path(model, 'bf16'),
+               'eager_bf16': features_path(half, 'bf16')}
+    results['batches'] = []
+    for n in [int(b) for b in args.batches.split(',') if b.strip()]:
+        entry = bench_batch(runners, model, n, args)
+        results['batches'].append(entry)
+        print(f'batch {n} ({entry["rois"]} rois, {entry["flops"] / 1e12:.2f} TFLOP): '
+              + ', '.join(f'{k} {v:.0f} ms' for k, v in entry['ms'].items()), flush=True)
+        if args.json:  # after every batch size: a long run's first rows are kept if it is stopped
+            with open(args.json, 'w', encoding='utf-8') as f:
+                json.dump(results, f, indent=2)
+    print(table(results))
     return 0

@@ -38,7 +38,9 @@ from ..config import Config, apply_record, merge_file, new_config
 from ..data.test_loader import collate_test, prepare_test_image
 from ..errors import ModelFileError, UsageError
 from ..model_file import exported_kind, full_category_ids, open_detector
+from ..nets.amp import AMP_DTYPES
 from ..nets.factory import build_from_file
+from ..nets.half_weights import with_half_weights
 from ..nets.postprocess import top_attributes
 from ..settings import AMP_MODES, InputSettings, ModelSettings
 from .detections import Detections
@@ -58,12 +60,17 @@ def warn_no_category_ids(path: str) -> None:
 
 
 class _EagerBackend:
-    """A ``FasterRCNN`` on a device: preprocessing on the host (workers), the network and NMS on the device."""
+    """A ``FasterRCNN`` on a device: preprocessing on the host (workers), the network and NMS on the device.
+
+    With ``amp`` the network that runs is a copy whose weights are held in the autocast dtype, cast once here
+    (``nets.half_weights``); ``model`` stays the fp32 original.
+    """
 
     def __init__(self, model: torch.nn.Module, device: torch.device, amp: str) -> None:
         if amp not in AMP_MODES:
             raise UsageError(f"amp={amp!r}: expected '' (fp32), 'bf16' or 'fp16'")
         self.model, self.device, self.amp = model, device, amp
+        self.runner = with_half_weights(model, AMP_DTYPES[amp]) if amp else model
 
     @property
     def inputs(self) -> InputSettings:
@@ -78,7 +85,7 @@ class _EagerBackend:
         top ``ATTRIBUTES_PER_BOX`` of each box."""
         data = batch['data'].to(self.device, non_blocking=True)
         im_info = batch['im_info'].to(self.device, non_blocking=True)
-        found = self.model.detect(data, im_info, batch['sizes'], amp=self.amp)
+        found = self.runner.detect(data, im_info, batch['sizes'], amp=self.amp)
         out: list[tuple[np.ndarray, ...]] = []
         for d in found:
             arrays = (d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.labels.cpu().numpy())

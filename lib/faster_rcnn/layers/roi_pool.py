@@ -129,11 +129,15 @@ def roi_features(
         if max_pool:
             return _crop_pool(features, rois, pooling_size * 2, spatial_scale, 2)
         return _crop_pool(features, rois, pooling_size, spatial_scale, 1)
-    if mode == "align":
-        return torchvision.ops.roi_align(
-            features, rois.detach().to(features.dtype), (pooling_size, pooling_size), spatial_scale, 0, False
-        )
-    if mode == "pool":
-        return torchvision.ops.roi_pool(features, rois.detach().to(features.dtype), (pooling_size, pooling_size),
-                                        spatial_scale)
+    if mode in ("align", "pool"):
+        # Boxes stay fp32 (a bf16 coordinate near 1000 is off by up to 4 pixels), and so do the features the
+        # torchvision kernels read: their CPU roi_pool has no bf16 kernel. A max of bf16 values is exact in fp32,
+        # so 'pool' under bf16 gives the bf16 kernel's result; the cast is of one feature map, not of the rois.
+        size = (pooling_size, pooling_size)
+        x, r = features.float(), rois.detach().float()
+        if mode == "align":
+            pooled = torchvision.ops.roi_align(x, r, size, spatial_scale, 0, False)
+        else:
+            pooled = torchvision.ops.roi_pool(x, r, size, spatial_scale)
+        return pooled.to(features.dtype)
     raise ValueError(f"Unknown POOLING_MODE {mode!r}: choose one of {', '.join(repr(m) for m in POOLING_MODES)}")
