@@ -41,8 +41,11 @@ from ..data.test_loader import collate_test, prepare_test_image
 from ..nets.amp import autocast
 from ..nets.factory import build_network
 from ..nets.half_weights import with_half_weights
+from ..nets.network import FasterRCNN
+from ..nets.postprocess import HeadOutputs
+from ..nets.registry import spec
 from ..settings import ModelSettings
-from .infer import _CFGS, _REPO, IMAGE_HW, _image, _timed, machine_limit
+from .infer import _REPO, IMAGE_HW, _image, _timed, machine_limit
 from .nets import _tame
 
 ROWS = ('eager_fp32', 'eager_bf16_autocast', 'eager_bf16')
@@ -62,14 +65,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def _model(net: str, num_classes: int) -> torch.nn.Module:
     """The network of ``net``'s yml with seeded weights and tamed residual branches, channels-last on the CPU."""
-    config = load_config(osp.join(_REPO, 'experiments', 'cfgs', _CFGS.get(net, f'{net}.yml')))
+    config = load_config(osp.join(_REPO, 'experiments', 'cfgs', spec(net).config_file))
     torch.manual_seed(0)
     model = build_network(net, num_classes, ModelSettings.from_config(config, net))
     _tame(model.backbone)
     return model.eval().place('cpu')
 
 
-def _batch(model: torch.nn.Module, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(model: FasterRCNN, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A padded batch of ``n`` copies of the benchmark picture: images (n, 3, H, W), im_info (n, 3)."""
     im = _image()
     blob, im_info = prepare_test_image(im, model.settings.input)
@@ -91,10 +94,11 @@ def _count(fn: Callable[[], object]) -> tuple[int, int]:
     counter = FlopCounterMode(display=False)
     with counter:
         out = fn()
+    assert isinstance(out, HeadOutputs)
     return int(counter.get_total_flops()), int(out.rois.shape[0])
 
 
-def bench_batch(runners: dict[str, Callable[[torch.Tensor, torch.Tensor], object]], model: torch.nn.Module, n: int,
+def bench_batch(runners: dict[str, Callable[[torch.Tensor, torch.Tensor], object]], model: FasterRCNN, n: int,
                 args: argparse.Namespace) -> dict:
     data, im_info = _batch(model, n)
     calls = {k: (lambda fn=fn: fn(data, im_info)) for k, fn in runners.items()}

@@ -38,8 +38,9 @@ def _folded_weights(conv: FoldedConv2d) -> tuple[torch.Tensor, torch.Tensor]:
 def _plain_conv(conv: FoldedConv2d, dtype: torch.dtype) -> nn.Conv2d:
     """A plain Conv2d with the folded weight and bias of ``conv`` held in ``dtype`` (memory layout kept)."""
     weight, bias = _folded_weights(conv)
-    out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-                    dilation=conv.dilation, groups=conv.groups, bias=True, device='meta')
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,  # type: ignore[arg-type]  # 2-d tuples
+                    stride=conv.stride, padding=conv.padding, dilation=conv.dilation,  # type: ignore[arg-type]
+                    groups=conv.groups, bias=True, device='meta')
     out.weight = nn.Parameter(weight.to(dtype), requires_grad=False)
     out.bias = nn.Parameter(bias.to(dtype), requires_grad=False)
     return out.eval()
