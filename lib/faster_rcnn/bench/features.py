@@ -63,7 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _model(net: str, num_classes: int) -> torch.nn.Module:
+def _model(net: str, num_classes: int) -> FasterRCNN:
     """The network of ``net``'s yml with seeded weights and tamed residual branches, channels-last on the CPU."""
     config = load_config(osp.join(_REPO, 'experiments', 'cfgs', spec(net).config_file))
     torch.manual_seed(0)
