@@ -9,12 +9,16 @@ picture), on the network-input image.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
+from typing import cast
 
+import numpy as np
 import torch
 from tensorboardX import SummaryWriter
 
 from faster_rcnn.data.loader import build_train_loader
+from faster_rcnn.nets.network import FasterRCNN
 from faster_rcnn.nets.postprocess import postprocess
 from faster_rcnn.settings import InputSettings
 from faster_rcnn.utils.visualization import draw_boxes, unnormalize_blob
@@ -36,11 +40,12 @@ class SummaryWriters:
         self.train = SummaryWriter(tb_dir) if enabled else None
         self.val = SummaryWriter(tb_dir + '_val') if enabled else None
         self._inputs, self._use_all_gt, self._seed = inputs or InputSettings(), use_all_gt, seed
-        self._val_batches = None
+        self._val_batches: Iterator[dict] | None = None
 
     def scalars(self, values: dict[str, float], lr: float, iteration: int) -> None:
         if not self.enabled:
             return
+        assert self.train is not None  # enabled: both writers exist
         for name, value in values.items():
             self.train.add_scalar(name if name == 'speed' else f'loss/{name}', value, iteration)
         self.train.add_scalar('lr', lr, iteration)
@@ -58,6 +63,7 @@ class SummaryWriters:
         """Validation losses, gt / predicted box images and score histograms at ``iteration``."""
         if not self.enabled:
             return
+        assert self.train is not None and self.val is not None  # enabled: both writers exist
         self._histograms(self.train, model, iteration)
         devices = [device] if device.type == 'cuda' else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
@@ -81,9 +87,10 @@ class SummaryWriters:
             finally:
                 model.train()
                 _restore_batchnorm(bn_modes)
-        inputs = model.settings.input
-        image = unnormalize_blob(images[0].float().cpu().numpy(), inputs.pixel_means, inputs.pixel_stds,
-                                 inputs.channel_order)
+        settings = cast(FasterRCNN, model).settings  # a FasterRCNN, held by the callers as a plain module
+        inputs = settings.input
+        image = unnormalize_blob(images[0].float().cpu().numpy(), np.asarray(inputs.pixel_means),
+                                 np.asarray(inputs.pixel_stds), inputs.channel_order)
         h, w = int(im_info[0, 0]), int(im_info[0, 1])
         image = image[:h, :w]
         gt = gt_boxes[0].cpu().numpy()
@@ -92,7 +99,7 @@ class SummaryWriters:
         # Boxes on the network-input image: scale 1, clipped to its extent.
         on_input = torch.tensor([[h, w, 1.0]], dtype=torch.float32, device=im_info.device)
         dets = postprocess(outputs, on_input, [(h, w)],
-                           replace(model.settings.detection, score_thresh=_SUMMARY_SCORE))[0]
+                           replace(settings.detection, score_thresh=_SUMMARY_SCORE))[0]
         ids = dets.labels.cpu().tolist()
         pred_im = draw_boxes(image, dets.boxes.cpu().numpy(), [classes[j] for j in ids], ids,
                              dets.scores.cpu().tolist())
@@ -118,7 +125,7 @@ class SummaryWriters:
 
 
 def _freeze_batchnorm(model: torch.nn.Module) -> list[tuple[torch.nn.Module, bool]]:
-    modes = []
+    modes: list[tuple[torch.nn.Module, bool]] = []
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             modes.append((m, m.training))

@@ -33,7 +33,8 @@ the example image, so one exported file takes any image size.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
@@ -43,7 +44,8 @@ from torch import Tensor, nn
 
 from ..errors import ExportError
 from ..layers.anchors import generate_anchors
-from ..nets.network import FEAT_STRIDE
+from ..nets.backbone import Backbone
+from ..nets.network import FEAT_STRIDE, FasterRCNN
 
 # Relative and absolute tie-breakers of ``_ranking_key`` (see there).
 _REL_STEP = 2.0 ** -45
@@ -58,7 +60,7 @@ class GraphOutputs(NamedTuple):
 
 def check_exportable(model: nn.Module) -> None:
     """An ExportError naming the key when ``model``'s settings have no exported form."""
-    s = model.settings
+    s = cast(FasterRCNN, model).settings  # a FasterRCNN, held by the callers as a plain module
     if len(s.input.scales) != 1:
         raise ExportError(f'TEST.SCALES = {list(s.input.scales)}: an exported graph tests at one scale; export with '
                           'one (--scales)')
@@ -148,13 +150,13 @@ class EvenPadMaxPool(nn.Module):
         return F.max_pool2d(x, kernel_size=2, stride=2)
 
 
-def export_head(backbone: nn.Module):
+def export_head(backbone: Backbone) -> Callable[[Tensor], Tensor]:
     """The backbone's head, with ceil-mode 2x2 pools (VGG16.CEIL_MODE) swapped for ``EvenPadMaxPool``."""
     features = getattr(backbone, 'features', None)
     if not isinstance(features, nn.Sequential) or not any(
             isinstance(m, nn.MaxPool2d) and m.ceil_mode for m in features):
         return backbone.head
-    layers = []
+    layers: list[nn.Module] = []
     for m in features:
         if isinstance(m, nn.MaxPool2d) and m.ceil_mode:
             if (m.kernel_size, m.stride, m.padding) not in ((2, 2, 0), ((2, 2), (2, 2), (0, 0))):
@@ -168,13 +170,18 @@ def export_head(backbone: nn.Module):
 class DetectorGraph(nn.Module):
     """See the module docstring. ``model``: a FasterRCNN in eval mode on the CPU, NCHW weights."""
 
+    # Buffers (registered in __init__).
+    means: Tensor
+    stds: Tensor
+    base_anchors: Tensor
+
     def __init__(self, model: nn.Module, raw_outputs: bool = False) -> None:
         super().__init__()
         check_exportable(model)
-        self.model = model
-        self.head = export_head(model.backbone)
+        self.model = cast(FasterRCNN, model)  # a FasterRCNN, held by the callers as a plain module
+        self.head = export_head(self.model.backbone)
         self.raw_outputs = raw_outputs
-        s = model.settings
+        s = self.model.settings
         order = slice(None) if s.input.channel_order == 'BGR' else slice(None, None, -1)
         self.register_buffer('means', torch.tensor(s.input.pixel_means[order], dtype=torch.float32))
         self.register_buffer('stds', torch.tensor(s.input.pixel_stds[order], dtype=torch.float32))
@@ -195,8 +202,9 @@ class DetectorGraph(nn.Module):
         short, long = torch.minimum(h, w), torch.maximum(h, w)
         scale = float(s.scales[0]) / short
         scale = torch.where(torch.round(scale * long) > float(s.max_size), float(s.max_size) / long, scale)
-        out_h = torch.round(h * scale).to(torch.int64).item()
-        out_w = torch.round(w * scale).to(torch.int64).item()
+        # int64 tensors, so ints (the stubs say any number).
+        out_h = cast(int, torch.round(h * scale).to(torch.int64).item())
+        out_w = cast(int, torch.round(w * scale).to(torch.int64).item())
         torch._check(out_h > 0)
         torch._check(out_w > 0)
         inv = 1.0 / scale
@@ -344,7 +352,7 @@ class DetectorGraph(nn.Module):
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         return GraphOutputs(boxes, scores, labels)
 
-    def forward(self, image: Tensor):
+    def forward(self, image: Tensor) -> tuple[Tensor, ...]:
         m = self.model
         blob, im_info = self.preprocess(image)
         features = self.head(blob)
