@@ -33,6 +33,7 @@ import os
 import os.path as osp
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -300,7 +301,7 @@ def plot_best_iou(coverage: Coverage, tb: TrainingBoxes, out_path: str, positive
     import matplotlib.pyplot as plt
     os.makedirs(osp.dirname(out_path) or '.', exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    bins = np.linspace(0, 1, 41)
+    bins = cast('Sequence[float]', np.linspace(0, 1, 41))  # matplotlib takes an array; its stubs ask a sequence
     ax.hist(coverage.best_iou, bins=bins, histtype='stepfilled', alpha=0.3, label='all', color='grey')
     groups = tb.size_groups()
     for i, g in enumerate(SIZE_GROUPS):

@@ -188,9 +188,9 @@ def comparison_tables(runs: Sequence[RunResults]) -> list[Table]:
     tables = [legend, aps]
     if any(r.coco_stats for r in runs):
         coco = Table("COCO's 12 numbers (difference to #1 in brackets)", ['', *labels])
-        for k, name in enumerate(COCO_STAT_NAMES):
-            ref = first.coco_stats[k] if first.coco_stats else None
-            coco.rows.append([name, _num(ref), *(_with_diff(r.coco_stats[k] if r.coco_stats else None, ref)
+        for i, name in enumerate(COCO_STAT_NAMES):
+            ref = first.coco_stats[i] if first.coco_stats else None
+            coco.rows.append([name, _num(ref), *(_with_diff(r.coco_stats[i] if r.coco_stats else None, ref)
                                                  for r in runs[1:])])
         tables.append(coco)
     keys = differing_keys([r.config for r in runs])

@@ -10,6 +10,7 @@ import glob
 import os
 import os.path as osp
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import cv2
 import numpy as np
@@ -138,8 +139,9 @@ def draw_errors(im_bgr: np.ndarray, gt: ImageGroundTruth, dets: ImageDetections,
     captions = [f'{ERROR_LABELS[int(errors.det_error[d])]}{" (ign)" if errors.det_ignored[d] else ""} '
                 f'{classes[labels[d]]}' for d in shown]
     out = draw_boxes(out, np.asarray(dets.boxes, dtype=np.float64).reshape(-1, 4)[shown] * factor, captions,
-                     [_ERROR_COLOUR[int(errors.det_error[d])] for d in shown], scores[shown])
-    counts = {}
+                     [_ERROR_COLOUR[int(errors.det_error[d])] for d in shown],
+                     cast('Sequence[float]', scores[shown]))  # an array is read as the sequence the stubs ask for
+    counts: dict[str, int] = {}
     for d in shown:
         name = ERROR_LABELS[int(errors.det_error[d])]
         counts[name] = counts.get(name, 0) + 1

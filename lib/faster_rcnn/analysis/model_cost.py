@@ -39,6 +39,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -49,6 +50,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import ConfigError
 from ..nets.factory import build_backbone
+from ..nets.network import FasterRCNN
 from ..nets.postprocess import postprocess
 from ..nets.registry import networks_where, spec
 from ..settings import BackboneSettings
@@ -102,7 +104,7 @@ class ParameterParts:
     parts: dict[str, tuple[int, int]]
 
 
-def parameter_parts(model: nn.Module) -> ParameterParts:
+def parameter_parts(model: FasterRCNN) -> ParameterParts:
     """Count ``model``'s (a FasterRCNN) parameters by part, the head and tail found by running them (see the
     module docstring). A parameter both probes touch is counted in the head."""
     device = next(model.parameters()).device
@@ -188,7 +190,7 @@ def roi_pooling_macs(rois: Tensor, channels: int, mode: str, pooling_size: int, 
 
 
 @contextmanager
-def _counting_parts(model: nn.Module, counter: _PartCounter) -> Iterator[None]:
+def _counting_parts(model: FasterRCNN, counter: _PartCounter) -> Iterator[None]:
     """Wrap the model's parts so that each runs under its own counter (``PARTS``)."""
     s = model.settings.network
 
@@ -287,7 +289,7 @@ class InferenceCost:
     input_sizes: list[tuple[int, int]] = field(default_factory=list)
 
 
-def inference_cost(model: nn.Module, batches: Iterable[dict]) -> InferenceCost:
+def inference_cost(model: FasterRCNN, batches: Iterable[dict]) -> InferenceCost:
     """Run the test forward and the post-processing of each batch (``data.test_loader.collate_test``'s dicts,
     one image each) under the part counters; ``model`` is placed on its device."""
     device = next(model.parameters()).device
@@ -439,12 +441,12 @@ def imagenet_check(net: str, settings: BackboneSettings | None = None) -> Imagen
         notes = ('the last max-pool (no multiply-adds) and fc8, the 1000-way classifier; the tail fc6/fc7 on the 7x7 '
                  'RoI is what torchvision runs on its pooled 7x7 map')
     elif entry.family == 'resnet':
-        conv1 = ours.layer4[0].conv1
+        conv1 = cast(nn.Conv2d, cast(Any, ours).layer4[0].conv1)  # torchvision's ResNet layout
         missing = _linear_macs(theirs.fc) + _conv_macs(conv1, head_hw) - _conv_macs(conv1, IMAGENET_GRID)
         notes = ("fc, and layer4's first 1x1 conv: torchvision runs it on the 14x14 map before its stride-2 3x3, "
                  'our stride-1 tail on the 7x7 RoI (the rest of layer4 has the same 7x7 outputs in both)')
     elif entry.family == 'mobilenet':
-        expand = ours.features[14].conv[0][0]
+        expand = cast(nn.Conv2d, cast(Any, ours).features[14].conv[0][0])  # torchvision's MobileNetV2 layout
         missing = _linear_macs(theirs.classifier[1]) + _conv_macs(expand, head_hw) - _conv_macs(expand, IMAGENET_GRID)
         notes = ("the classifier, and features[14]'s expanding 1x1 conv: torchvision runs it on the 14x14 map before "
                  'its stride-2 depthwise conv, our stride-1 tail on the 7x7 RoI')

@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -85,6 +86,7 @@ def _stub_detector(device: torch.device):
             self.features: torch.Tensor | None = None
 
         def head(self, images: torch.Tensor) -> torch.Tensor:
+            assert self.features is not None  # each timed step sets them first
             return self.features
 
         def tail(self, pooled: torch.Tensor) -> torch.Tensor:
@@ -106,7 +108,7 @@ def _cases(n: int, anchors: torch.Tensor, model, backbone, data: tuple, device: 
     gt_boxes, gt_valid = pad_gt_boxes(gts, device)
     seeds = torch.arange(n, device=device)
     scores, deltas = all_scores[:n].contiguous(), all_deltas[:n].contiguous()
-    kw = dict(pre_nms_top_n=12000, post_nms_top_n=2000, nms_thresh=0.7)
+    kw: dict[str, Any] = dict(pre_nms_top_n=12000, post_nms_top_n=2000, nms_thresh=0.7)
     props = proposals(scores, deltas, anchors, info, **kw)
     features = all_features[:n].clone().requires_grad_()
     images = torch.zeros(n, 3, 600, 800, device=device)
@@ -115,7 +117,7 @@ def _cases(n: int, anchors: torch.Tensor, model, backbone, data: tuple, device: 
         backbone.features = features
         model(images, info, gt_boxes, gt_valid, seeds=seeds)['total_loss'].backward()
 
-    cases = {
+    cases: dict[str, Callable[[], object]] = {
         'anchor_target': lambda: anchor_targets(anchors, gt_boxes, gt_valid, info, seeds, extent=(600, 800)),
         'proposal': lambda: proposals(scores, deltas, anchors, info, **kw),
         'proposal_target': lambda: proposal_targets(props.boxes, props.scores, props.valid, gt_boxes, gt_valid,

@@ -8,6 +8,7 @@ time and operators dispatched per call, and a whole training step outside the ba
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torchvision
@@ -45,7 +46,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(device: torch.device, repeat: int, warmup: int) -> dict[str, object]:
+def run(device: torch.device, repeat: int, warmup: int) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(0)
     anchors = anchors_for(38, 50, device)
     n = anchors.shape[0]
@@ -109,7 +110,7 @@ def run(device: torch.device, repeat: int, warmup: int) -> dict[str, object]:
     }
 
 
-def _table(result: dict[str, object]) -> str:
+def _table(result: dict[str, Any]) -> str:
     notes = {
         "proposal_train": "12000 -> NMS 0.7 -> 2000",
         "proposal_test": "6000 -> NMS 0.7 -> 300",

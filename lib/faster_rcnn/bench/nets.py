@@ -41,8 +41,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
+from typing import TypeVar, cast
 
 import torch
 from torch import nn
@@ -51,6 +52,7 @@ from ..cli import ToolParser
 from ..config import new_config
 from ..engine.optimizer import build_optimizer
 from ..errors import UsageError
+from ..nets.backbone import Backbone
 from ..nets.factory import build_backbone, build_network
 from ..settings import ModelSettings, OptimizerSettings
 
@@ -99,8 +101,12 @@ def _timed_call(fn: Callable[[], object], device: torch.device) -> tuple[float, 
     return ms, extra
 
 
-def _interleaved(fns: dict[Hashable, Callable[[], object]], device: torch.device, repeat: int,
-                 warmup: int) -> dict[Hashable, tuple[float, float | None]]:
+_Key = TypeVar('_Key', bound=Hashable)
+_M = TypeVar('_M', bound=nn.Module)
+
+
+def _interleaved(fns: Mapping[_Key, Callable[[], object]], device: torch.device, repeat: int,
+                 warmup: int) -> dict[_Key, tuple[float, float | None]]:
     """name -> (median ms, largest step peak in MB or None), the functions run in turn each round.
 
     Round-robin timing: a slow drift of the machine (clock, other tenants) shifts every function
@@ -109,8 +115,8 @@ def _interleaved(fns: dict[Hashable, Callable[[], object]], device: torch.device
     for _ in range(warmup):
         for fn in fns.values():
             fn()
-    times: dict[Hashable, list[float]] = {k: [] for k in fns}
-    peaks: dict[Hashable, float | None] = {k: None for k in fns}
+    times: dict[_Key, list[float]] = {k: [] for k in fns}
+    peaks: dict[_Key, float | None] = {k: None for k in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
             ms, extra = _timed_call(fn, device)
@@ -120,7 +126,7 @@ def _interleaved(fns: dict[Hashable, Callable[[], object]], device: torch.device
     return {k: (statistics.median(times[k]), peaks[k]) for k in fns}
 
 
-def _tame(backbone: nn.Module) -> nn.Module:
+def _tame(backbone: _M) -> _M:
     """Zero the last norm of each residual branch (bounded activations from random weights); see above."""
     from torchvision.models.mobilenetv2 import InvertedResidual
     from torchvision.models.resnet import Bottleneck
@@ -146,7 +152,7 @@ class _RoICounter:
 class _HeadAsBackbone(nn.Module):
     """Our head in torchvision's backbone role (a module with ``out_channels``)."""
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, backbone: Backbone | _StubBackbone) -> None:
         super().__init__()
         self.body = backbone
         self.out_channels = backbone.head_channels
@@ -156,7 +162,7 @@ class _HeadAsBackbone(nn.Module):
 
 
 class _TailAsBoxHead(nn.Module):
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, backbone: Backbone | _StubBackbone) -> None:
         super().__init__()
         self.body = backbone
 
@@ -172,7 +178,7 @@ class _StubBackbone(nn.Module):
     detection code: that is how the time outside the backbone is measured.
     """
 
-    def __init__(self, real: nn.Module, device: torch.device) -> None:
+    def __init__(self, real: Backbone, device: torch.device) -> None:
         super().__init__()
         self.head_channels, self.tail_channels = real.head_channels, real.tail_channels
         self.crop_max_pool = real.crop_max_pool
@@ -198,9 +204,8 @@ def _torchvision_model(name: str, stub_device: torch.device | None = None) -> nn
     from torchvision.ops import MultiScaleRoIAlign
 
     torch.manual_seed(0)
-    backbone = _tame(build_backbone(name))  # same cut, freezing and frozen BN as ours
-    if stub_device is not None:
-        backbone = _StubBackbone(backbone, stub_device)
+    real = _tame(build_backbone(name))  # same cut, freezing and frozen BN as ours
+    backbone: Backbone | _StubBackbone = real if stub_device is None else _StubBackbone(real, stub_device)
     return FasterRCNN(
         _HeadAsBackbone(backbone), num_classes=None, min_size=IMAGE_HW[0], max_size=IMAGE_HW[1],
         rpn_anchor_generator=AnchorGenerator(sizes=((128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),)),
@@ -247,7 +252,8 @@ def _ours(name: str, device: torch.device,
     model = build_network(name, NUM_CLASSES, ModelSettings.from_config(config, name))
     _tame(model.backbone)
     if stub:
-        model.backbone = _StubBackbone(model.backbone, device)
+        # A stand-in with the interface the detector uses (duck-typed, not a Backbone subclass).
+        model.backbone = cast(Backbone, _StubBackbone(model.backbone, device))
     model.place(device)  # channels-last on CPU (CHANNELS_LAST 'cpu'), as the tools run it
     seen = _RoICounter()
     tail = model.backbone.tail
@@ -255,7 +261,7 @@ def _ours(name: str, device: torch.device,
     def counting_tail(pooled: torch.Tensor) -> torch.Tensor:
         seen(model.backbone, (pooled,))
         return tail(pooled)
-    model.backbone.tail = counting_tail  # an instance attribute over the method
+    setattr(model.backbone, 'tail', counting_tail)  # an instance attribute over the method
     opt = build_optimizer(model, OptimizerSettings.from_config(config))
     images = torch.randn(1, 3, *IMAGE_HW, device=device)
     im_info = torch.tensor([[IMAGE_HW[0], IMAGE_HW[1], 1.0]], device=device)
@@ -268,7 +274,9 @@ def _torchvision(name: str, device: torch.device,
     """torchvision's detector on the same backbone (or its stub): its timed functions and its tail's RoI count."""
     # The memory layout ours runs in on this device (CHANNELS_LAST 'cpu'): the backbone is the same module.
     layout = torch.channels_last if device.type == 'cpu' else torch.contiguous_format
-    model = _torchvision_model(name, device if stub else None).to(device=device, memory_format=layout)
+    # Module.to takes a memory format with a device; the stubs only know them apart.
+    model = _torchvision_model(name, device if stub else None).to(  # type: ignore[call-overload]
+        device=device, memory_format=layout)
     seen = _RoICounter()
     model.roi_heads.box_head.register_forward_pre_hook(seen)
     images = [torch.randn(3, *IMAGE_HW, device=device)]
@@ -319,7 +327,7 @@ def _cpu_peaks(who: str, name: str) -> tuple[float | None, float | None]:
 
 def _bench_net(name: str, device: torch.device, args: argparse.Namespace) -> dict:
     makers = {'ours': _ours} if args.no_torchvision else {'ours': _ours, 'torchvision': _torchvision}
-    fns: dict[str, Callable[[], None]] = {}
+    fns: dict[tuple[str, bool, str], Callable[[], None]] = {}
     rois: dict[str, Callable[[], int]] = {}
     for who, make in makers.items():
         for stub in (False, True):

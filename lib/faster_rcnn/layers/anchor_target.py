@@ -57,7 +57,7 @@ def _geometry(anchors: Tensor, border: float) -> _AnchorGeometry:
 
 class _Candidates(NamedTuple):
     geometry: _AnchorGeometry  # of the candidate anchors only
-    index: Tensor | None  # (C,) int64 rows of the candidates among the anchors; None: all anchors
+    rows: Tensor | None  # (C,) int64 rows of the candidates among the anchors; None: all anchors
 
 
 @lru_cache(maxsize=16)

@@ -36,14 +36,14 @@ def generate_anchors(
     Base box (0, 0, base_size-1, base_size-1); ratio = h / w; widths are rounded half to even
     (numpy's rounding, as the reference), then multiplied by each scale and re-centred.
     """
-    ratios = np.asarray(ratios, dtype=np.float64)
-    scales = np.asarray(scales, dtype=np.float64)
+    ratio_arr = np.asarray(ratios, dtype=np.float64)
+    scale_arr = np.asarray(scales, dtype=np.float64)
     size = float(base_size)
     ctr = 0.5 * (size - 1)
-    ratio_ws = np.round(np.sqrt(size * size / ratios))
-    ratio_hs = np.round(ratio_ws * ratios)
-    widths = (ratio_ws[:, None] * scales[None, :]).reshape(-1)
-    heights = (ratio_hs[:, None] * scales[None, :]).reshape(-1)
+    ratio_ws = np.round(np.sqrt(size * size / ratio_arr))
+    ratio_hs = np.round(ratio_ws * ratio_arr)
+    widths = (ratio_ws[:, None] * scale_arr[None, :]).reshape(-1)
+    heights = (ratio_hs[:, None] * scale_arr[None, :]).reshape(-1)
     return _boxes_around(widths, heights, ctr, ctr)
 
 

@@ -141,6 +141,7 @@ def _candidates(boxes: Tensor, scores: Tensor, valid: Tensor, gt_boxes: Tensor, 
     """Step 0: the R candidate rois of each image, the proposals (with the gt boxes appended when ``use_gt``;
     by default none, §2.5): boxes (N, R, 4), scores (N, R), valid (N, R), positions (N, R) keying each draw."""
     n, g = boxes.shape[0], gt_boxes.shape[1]
+    gt_first: Tensor | int
     if positions is None:
         positions = valid.cumsum(1).sub_(1)  # each valid proposal's place in its image's own list
         gt_first = valid.sum(1, keepdim=True)  # gt boxes come after the proposals in that list
@@ -290,4 +291,4 @@ def proposal_target_layer(
     out = proposal_targets(boxes, roi_scores.reshape(1, -1), valid,
                            gt, torch.ones(gt.shape[:2], dtype=torch.bool, device=device), seed.reshape(1).to(device),
                            num_classes, **settings)
-    return tuple(out[:6])
+    return out[0], out[1], out[2], out[3], out[4], out[5]

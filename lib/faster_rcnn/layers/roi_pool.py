@@ -19,10 +19,11 @@ def _grid_constants(h: int, w: int, stride: float, crop_size: int, device: torch
     extents ``(W - 1, H - 1)`` as (2,), (2, 1) and (2, 1, 1) float32, the divisor ``crop_size - 1`` (2,), the
     sample steps ``0 .. crop_size - 1`` (S,). Device tensors, made once: a Python scalar divisor on CUDA
     goes through its reciprocal, which rounds differently from TensorFlow's true division."""
-    f32 = dict(dtype=torch.float32, device=device)
-    extent = torch.tensor([w - 1.0, h - 1.0], **f32)
-    return (torch.tensor([(w - 1) * stride, (h - 1) * stride], **f32), extent, extent.view(2, 1), extent.view(2, 1, 1),
-            torch.full((2,), float(max(crop_size - 1, 1)), **f32), torch.arange(crop_size, **f32))
+    f32 = torch.float32
+    extent = torch.tensor([w - 1.0, h - 1.0], dtype=f32, device=device)
+    return (torch.tensor([(w - 1) * stride, (h - 1) * stride], dtype=f32, device=device), extent, extent.view(2, 1),
+            extent.view(2, 1, 1), torch.full((2,), float(max(crop_size - 1, 1)), dtype=f32, device=device),
+            torch.arange(crop_size, dtype=f32, device=device))
 
 
 def _neighbours(features: Tensor, rois: Tensor, crop_size: int, spatial_scale: float) -> tuple[Tensor, Tensor, Tensor]:

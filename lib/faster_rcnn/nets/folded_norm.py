@@ -9,11 +9,15 @@ a pass-through because the convolution has already applied it.
 """
 from __future__ import annotations
 
+from typing import cast
+
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 __all__ = ["fold_frozen_norms", "FoldedConv2d", "AppliedNorm"]
+
+_Pair = tuple[int, int]  # a Conv2d's size tuples have two entries (the stubs type them as any length)
 
 
 class AppliedNorm(FrozenBatchNorm2d):
@@ -41,9 +45,10 @@ def _folded(conv: nn.Conv2d, norm: FrozenBatchNorm2d) -> tuple[FoldedConv2d, App
     """Replacements for a (conv, frozen norm) pair that share the originals' parameters and buffers."""
     if conv.padding_mode != 'zeros':
         raise ValueError(f'fold_frozen_norms: {conv} uses padding_mode {conv.padding_mode!r}; only zeros is folded')
-    new_conv = FoldedConv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                            padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
-                            bias=conv.bias is not None, device='meta')
+    padding = conv.padding if isinstance(conv.padding, str) else cast(_Pair, conv.padding)
+    new_conv = FoldedConv2d(conv.in_channels, conv.out_channels, cast(_Pair, conv.kernel_size),
+                            stride=cast(_Pair, conv.stride), padding=padding, dilation=cast(_Pair, conv.dilation),
+                            groups=conv.groups, bias=conv.bias is not None, device='meta')
     new_conv.weight = conv.weight
     if conv.bias is not None:
         new_conv.bias = conv.bias
@@ -76,7 +81,7 @@ def fold_frozen_norms(root: nn.Module, extra_parents: tuple[type, ...] = ()) -> 
         for first, second in zip(names, names[1:]):
             conv, norm = parent._modules[first], parent._modules[second]
             if (type(conv) is nn.Conv2d and type(norm) is FrozenBatchNorm2d
-                    and norm.weight.shape[0] == conv.out_channels):
+                    and cast(FrozenBatchNorm2d, norm).weight.shape[0] == conv.out_channels):
                 new_conv, new_norm = _folded(conv, norm)
                 setattr(parent, first, new_conv)
                 setattr(parent, second, new_norm)

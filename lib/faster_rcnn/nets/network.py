@@ -15,6 +15,7 @@ one NMS needs inside the proposal layer.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +49,7 @@ def _init_new_layer(layer: nn.Conv2d | nn.Linear, std: float, truncated: bool) -
         nn.init.trunc_normal_(layer.weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
     else:
         nn.init.normal_(layer.weight, mean=0.0, std=std)
+    assert layer.bias is not None  # every new layer is made with a bias
     nn.init.zeros_(layer.bias)
 
 
@@ -65,6 +67,9 @@ class FasterRCNN(nn.Module):
     ``forward`` returns the training losses or the raw test outputs (``HeadOutputs``); ``detect`` the detections
     of each image (``nets.postprocess``).
     """
+
+    _bbox_stds: Tensor  # (4K,) buffers, see __init__
+    _bbox_means: Tensor
 
     def __init__(self, backbone: Backbone, num_classes: int, settings: ModelSettings, num_attributes: int = 0) -> None:
         super().__init__()
@@ -107,7 +112,8 @@ class FasterRCNN(nn.Module):
         mode = self.settings.network.channels_last
         channels_last = mode == 'always' or (mode == 'cpu' and device.type == 'cpu')
         self.input_memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        return self.to(device=device, memory_format=self.input_memory_format)
+        # Module.to takes a memory format with a device; the stubs only know them apart.
+        return self.to(device=device, memory_format=self.input_memory_format)  # type: ignore[call-overload]
 
     @property
     def num_attributes(self) -> int:
@@ -166,6 +172,16 @@ class FasterRCNN(nn.Module):
         limits = torch.tensor(extents, device=device)  # (N, 2), one small copy per padded test batch
         valid = (ys[None, :] < limits[:, :1]) & (xs[None, :] < limits[:, 1:])
         return valid, [hi * wi * a for hi, wi in extents]
+
+    @overload
+    def _box_head(self, features: Tensor, rois: Tensor, extents: list[tuple[int, int]] | None = None,
+                  counts: list[int] | None = None, with_features: Literal[False] = False) -> tuple[Tensor, Tensor]:
+        ...
+
+    @overload
+    def _box_head(self, features: Tensor, rois: Tensor, extents: list[tuple[int, int]] | None = None,
+                  counts: list[int] | None = None, *, with_features: Literal[True]) -> tuple[Tensor, Tensor, Tensor]:
+        ...
 
     def _box_head(self, features: Tensor, rois: Tensor, extents: list[tuple[int, int]] | None = None,
                   counts: list[int] | None = None, with_features: bool = False
@@ -233,7 +249,7 @@ class FasterRCNN(nn.Module):
         are the original (H_i, W_i). ``amp`` ('', 'bf16', 'fp16') runs the network under autocast; decoding and
         NMS stay in fp32."""
         with autocast(images.device, amp, 'TEST.AMP'):
-            outputs = self.forward(images, im_info)
+            outputs = cast(HeadOutputs, self.forward(images, im_info))  # no gt boxes: the test outputs
         return postprocess(outputs, im_info, sizes, self.settings.detection)
 
     def _test_outputs(self, images: Tensor, im_info: Tensor) -> HeadOutputs:

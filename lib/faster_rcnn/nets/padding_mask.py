@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -75,7 +76,7 @@ class PaddingMask:
     @contextlib.contextmanager
     def active(self, sizes: Sequence[tuple[int, int]], padded: tuple[int, int]) -> Iterator[PaddingMask]:
         """Within the block, layers' outputs are masked for images of ``sizes`` (h, w) padded to ``padded``."""
-        self._lengths = {tuple(padded): ([int(h) for h, _ in sizes], [int(w) for _, w in sizes])}
+        self._lengths = {(padded[0], padded[1]): ([int(h) for h, _ in sizes], [int(w) for _, w in sizes])}
         self._masks = {}
         self._on = True
         try:
@@ -85,10 +86,11 @@ class PaddingMask:
 
     def extent(self, size: Sequence[int]) -> list[tuple[int, int]]:
         """Each image's own (h, w) at a feature size seen in the last ``active`` block."""
-        hs, ws = self._lengths[tuple(int(s) for s in size)]
+        hs, ws = self._lengths[cast(tuple[int, int], tuple(int(s) for s in size))]
         return list(zip(hs, ws))
 
-    def _lengths_after(self, module: nn.Module, size_in: tuple[int, int], size_out: tuple[int, int]):
+    def _lengths_after(self, module: nn.Module, size_in: tuple[int, int], size_out: tuple[int, int]
+                       ) -> tuple[list[int], list[int]]:
         if size_out in self._lengths:
             return self._lengths[size_out]
         if size_in not in self._lengths:
@@ -106,10 +108,11 @@ class PaddingMask:
     def _hook(self, module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor | None:
         if not self._on or not isinstance(output, torch.Tensor) or output.dim() != 4:
             return None
-        size_in = tuple(int(s) for s in inputs[0].shape[-2:])
-        size_out = tuple(int(s) for s in output.shape[-2:])
+        # 4-d maps: (h, w) pairs
+        size_in = cast(tuple[int, int], tuple(int(s) for s in inputs[0].shape[-2:]))
+        size_out = cast(tuple[int, int], tuple(int(s) for s in output.shape[-2:]))
         hs, ws = self._lengths_after(module, size_in, size_out)
-        key = (*size_out, output.device, output.dtype)
+        key = (size_out[0], size_out[1], output.device, output.dtype)
         mask = self._masks.get(key)
         if mask is None:
             rows = torch.arange(size_out[0], device=output.device)

@@ -12,6 +12,7 @@ Where the files are looked for, in order:
 from __future__ import annotations
 
 import os.path as osp
+from typing import cast
 
 import torch
 from torch import nn
@@ -37,7 +38,9 @@ def imagenet_url(net: str) -> str:
                              'detector')
         raise ValueError(f'no ImageNet weights known for network {net!r}: expected one of {list(IMAGENET_NETS)}')
     import torchvision.models as tvm
-    enum_name, member = TABLE[net].imagenet
+    imagenet = TABLE[net].imagenet
+    assert imagenet is not None  # every net of IMAGENET_NETS has one
+    enum_name, member = imagenet
     return getattr(getattr(tvm, enum_name), member).url
 
 
@@ -90,7 +93,7 @@ def load_imagenet_weights(model: nn.Module, path: str) -> None:
     if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelFileError(f'{path} is not a torchvision state_dict (a flat mapping of names to tensors): is it a '
                              'detector file? start from it with --finetune instead of --weight')
-    unused = tuple(backbone.imagenet_unused_prefixes)
+    unused = tuple(cast('tuple[str, ...]', backbone.imagenet_unused_prefixes))
     state = {k: v for k, v in state.items() if not k.startswith(unused)}
 
     own = backbone.state_dict()
