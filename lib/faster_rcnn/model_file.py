@@ -63,7 +63,7 @@ def list_snapshots(output_dir: str, prefix: str) -> list[tuple[int, str]]:
 def prune_snapshots(output_dir: str, prefix: str, keep: int, protect: int | None = None) -> list[str]:
     """Delete the oldest snapshots so that ``keep`` remain (``protect``: an iteration never deleted)."""
     snaps = [s for s in list_snapshots(output_dir, prefix) if s[0] != protect]
-    removed = []
+    removed: list[str] = []
     if keep <= 0:
         return removed
     for _, path in snaps[:-keep] if len(snaps) > keep else []:
@@ -88,12 +88,13 @@ def remove_stray_temporaries(output_dir: str, prefix: str) -> list[str]:
 # -- writing ----------------------------------------------------------------------------------------------
 def _os_error_in(e: BaseException) -> OSError | None:
     """The OSError with an errno at the root of ``e``'s chain, if there is one."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, OSError) and e.errno is not None:
-            return e
-        e = e.__cause__ or e.__context__
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno is not None:
+            return cur
+        cur = cur.__cause__ or cur.__context__
     return None
 
 

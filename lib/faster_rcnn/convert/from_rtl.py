@@ -83,7 +83,7 @@ def convert_rtl_state_dict(path: str, net: str, classes: Sequence[str], *, pooli
         raise ModelFileError(f'{path} holds {what}, not {net}' + (f': pass --net {held}' if held else ''))
     config = layout_config({'EXP_DIR': net, **rtl_layout(pooling_mode),
                             'ANCHOR_SCALES': [float(s) for s in anchor_scales],
-                            'ANCHOR_RATIOS': [float(r) for r in anchor_ratios]}, test_set)
+                            'ANCHOR_RATIOS': [float(r) for r in anchor_ratios]}, tuple(test_set))
     cls, rpn = state.get('cls_score_net.bias'), state.get('rpn_cls_score_net.bias')
     check_classes_and_anchors(path, file_classes=None if cls is None else cls.shape[0],
                               file_anchors=None if rpn is None else rpn.shape[0] // 2, num_classes=len(classes),
@@ -96,7 +96,8 @@ def convert_rtl_state_dict(path: str, net: str, classes: Sequence[str], *, pooli
         from faster_rcnn.nets.mobilenet_v1 import BN_EPS
         for key, value in converted.items():
             if key.endswith('.running_var'):
-                converted[key] = value + np.float32(RTL_BN_EPS - BN_EPS)
+                # torch adds a numpy scalar; its stubs do not list one among the operands.
+                converted[key] = value + np.float32(RTL_BN_EPS - BN_EPS)  # type: ignore[operator]
     source = {'format': 'pytorch-faster-rcnn', 'file': osp.basename(path), 'tensors': len(converted),
               'skipped': skipped, 'pooling_mode': pooling_mode}
     return detector_payload(net=net, classes=list(classes), state_dict=converted, record=converted_record(config, net),

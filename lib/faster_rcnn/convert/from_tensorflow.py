@@ -64,7 +64,7 @@ def convert_tf_checkpoint(path: str, net: str, classes: Sequence[str], *,
         raise UsageError(f'--net {net}: tf-faster-rcnn published vgg16, res50, res101, res152 and mobile')
     bundle = TensorBundle(path)
     config = layout_config({'EXP_DIR': net, **TF_LAYOUT, 'ANCHOR_SCALES': [float(s) for s in anchor_scales],
-                            'ANCHOR_RATIOS': [float(r) for r in anchor_ratios]}, test_set)
+                            'ANCHOR_RATIOS': [float(r) for r in anchor_ratios]}, tuple(test_set))
     _check_network(bundle, net)
     cls, rpn = f'{SCOPES[net]}/cls_score/biases', f'{SCOPES[net]}/rpn_cls_score/biases'
     check_classes_and_anchors(bundle.index_path, file_classes=bundle.shape(cls)[0] if cls in bundle else None,

@@ -26,6 +26,7 @@ def read_class_names(*, imdb: str | None, path: str | None) -> list[str]:
     if imdb is not None:
         from faster_rcnn.datasets.factory import classes_of
         return list(classes_of(imdb))
+    assert path is not None  # the tools require one of --imdb and --classes
     try:
         with open(path, encoding='utf-8') as f:
             names = [line.strip() for line in f if line.strip()]

@@ -91,6 +91,7 @@ def _fields(buf: bytes):
     while pos < len(buf):
         key, pos = _varint(buf, pos)
         field, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:
@@ -152,7 +153,8 @@ def _parse_shape(buf: bytes) -> tuple[int, ...]:
 
 
 def _parse_entry(name: str, buf: bytes) -> BundleEntry:
-    dtype, shape, shard, offset, size, crc, sliced = 0, (), 0, 0, 0, None, False
+    shape: tuple[int, ...] = ()
+    dtype, shard, offset, size, crc, sliced = 0, 0, 0, 0, None, False
     for field, _, value in _fields(buf):
         if field == 1:
             dtype = value
@@ -326,7 +328,8 @@ class TensorBundle:
             raw = np.empty(e.size, dtype=np.uint8)
         with open(path, 'rb') as f:
             f.seek(e.offset)
-            got = f.readinto(memoryview(raw)) if e.size else 0
+            # An ndarray is a buffer; numpy's stubs for Python 3.11 do not declare it.
+            got = f.readinto(memoryview(raw)) if e.size else 0  # type: ignore[arg-type]
         if got != e.size:
             have = os.path.getsize(path)
             raise CheckpointFormatError(f'{path} is truncated: tensor {name} needs bytes {e.offset}..'

@@ -90,7 +90,7 @@ class RoidbDataset(Dataset):
     def aspect_ratios(self) -> np.ndarray:
         return np.array([e['width'] / e['height'] for e in self._entries], dtype=np.float64)
 
-    def __getitem__(self, item: tuple[int, int]) -> dict:
+    def __getitem__(self, item: tuple[int, ...]) -> dict:
         batch_position, index, *rest = item
         c = self._inputs
         r = self._entries[index]
@@ -108,11 +108,11 @@ class RoidbDataset(Dataset):
         gt = np.empty((int(keep.sum()), 5), dtype=np.float32)
         gt[:, :4] = r['boxes'][keep] * scale
         gt[:, 4] = r['gt_classes'][keep]
-        item = {'image': blob, 'im_info': np.array([blob.shape[0], blob.shape[1], scale], np.float32),
-                'gt_boxes': gt, 'index': index, 'position': int(rest[0]) if rest else -1}
+        sample = {'image': blob, 'im_info': np.array([blob.shape[0], blob.shape[1], scale], np.float32),
+                  'gt_boxes': gt, 'index': index, 'position': int(rest[0]) if rest else -1}
         if 'gt_attributes' in r:
-            item['gt_attributes'] = r['gt_attributes'][keep]
-        return item
+            sample['gt_attributes'] = r['gt_attributes'][keep]
+        return sample
 
 
 def pad_images(images: list[np.ndarray]) -> torch.Tensor:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader
@@ -28,9 +30,11 @@ def build_train_loader(roidb: list[dict], inputs: InputSettings, *, ims_per_batc
     disjoint images.
     """
     dataset = RoidbDataset(roidb, seed, inputs, use_all_gt)
-    sampler = InfiniteBatchSampler(dataset.aspect_ratios(), ims_per_batch, seed, start_batch=start_batch,
+    # A float64 array serves as the sequence of ratios the sampler indexes.
+    ratios = cast(Sequence[float], dataset.aspect_ratios())
+    sampler = InfiniteBatchSampler(ratios, ims_per_batch, seed, start_batch=start_batch,
                                    rank=rank, world_size=world_size, aspect_grouping=aspect_grouping)
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if num_workers > 0:
         kwargs.update(persistent_workers=True, prefetch_factor=4, worker_init_fn=ignore_interrupts)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_batch,

@@ -90,7 +90,7 @@ def combined_roidb(imdb_names: str, settings: RoidbSettings | None = None,
     def one(name: str) -> tuple[imdb, list[dict]]:
         db = get_imdb(name, data_dir)
         logger.info(f'Loaded dataset `{db.name}` for {"training" if training else "testing"}')
-        if training:
+        if settings is not None:
             db.set_proposal_method(settings.proposal_method)
             return db, get_training_roidb(db, settings.use_flipped)
         prepare_roidb(db)
@@ -101,7 +101,7 @@ def combined_roidb(imdb_names: str, settings: RoidbSettings | None = None,
     db = pairs[0][0] if len(pairs) == 1 else CombinedImdb([d for d, _ in pairs])
     if len(pairs) > 1:
         db.roidb = roidb
-    if training:
+    if settings is not None:
         total = len(roidb)
         roidb = filter_roidb(roidb, settings.use_all_gt, settings.keep_background_images)
         if not roidb:

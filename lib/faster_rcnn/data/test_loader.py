@@ -9,6 +9,7 @@ exported graph resizes and normalises them itself).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,6 +76,6 @@ def build_test_loader(paths: Sequence[str], inputs: InputSettings | None, *, ims
         raise ConfigError(f'config key TEST.IMS_PER_BATCH must be at least 1, got {ims_per_batch}')
     indices = shard(len(paths), rank, world_size)
     batches = [indices[i:i + ims_per_batch] for i in range(0, len(indices), ims_per_batch)]
-    kwargs = {'prefetch_factor': 4, 'worker_init_fn': ignore_interrupts} if num_workers > 0 else {}
+    kwargs: dict[str, Any] = {'prefetch_factor': 4, 'worker_init_fn': ignore_interrupts} if num_workers > 0 else {}
     return DataLoader(TestImages(paths, inputs), batch_sampler=batches, num_workers=num_workers,
                       collate_fn=collate_test, pin_memory=torch.cuda.is_available(), **kwargs)

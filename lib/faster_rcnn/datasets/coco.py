@@ -131,7 +131,7 @@ class CocoDataset(imdb):
             raise AnnotationError(f'{ann_file}: two entries of "images" have the same id')
         self._image_index = sorted(self._images)
         self._has_annotations = 'annotations' in data
-        self._data = data  # dropped once the roidb is built
+        self._data: dict | None = data  # dropped once the roidb is built
         self.config = {'cleanup': True, 'use_salt': True}
 
     @property
@@ -169,7 +169,7 @@ class CocoDataset(imdb):
                 raise AnnotationError(f'{self._ann_file}: annotation {ann.get("id", k)} refers to image_id '
                                       f'{ann.get("image_id")!r}, which is not in "images"')
             per_image[ann['image_id']].append(ann)
-        dropped = []
+        dropped: list[object] = []
         roidb = [self._entry(i, per_image[i], dropped) for i in self._image_index]
         if dropped:
             logger.info(f'{self._ann_file}: {len(dropped)} zero-area boxes skipped (annotation ids '
@@ -309,5 +309,10 @@ class coco(CocoDataset):  # noqa: N801 (tf-faster-rcnn's name)
 
 
 # coco_<year>_<split>: tf-faster-rcnn's names.
+def _register_split(year: str, split: str) -> None:
+    """The name of one split (a function, so that each builder holds its own ``year`` and ``split``)."""
+    register(f'coco_{year}_{split}', lambda d: coco(split, year, data_dir=d), COCO_CLASSES)
+
+
 for _year, _split in _COCO_SPLITS:
-    register(f'coco_{_year}_{_split}', lambda d, split=_split, year=_year: coco(split, year, data_dir=d), COCO_CLASSES)
+    _register_split(_year, _split)

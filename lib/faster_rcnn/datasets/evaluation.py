@@ -45,7 +45,8 @@ def render_pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], aps: dict
         ax.legend(fontsize=7, loc='lower left', ncol=2 if len(curves) > 10 else 1)
     fig.tight_layout()
     fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy()
+    # The Agg canvas (selected above) has buffer_rgba; the stubs type the base canvas, which does not.
+    image = np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy()  # type: ignore[attr-defined]
     plt.close(fig)
     return image
 

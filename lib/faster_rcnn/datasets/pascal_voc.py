@@ -10,6 +10,7 @@ import logging
 import os
 import os.path as osp
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 from PIL import Image
@@ -153,7 +154,8 @@ class VocDataset(imdb):
             if obj.name not in self._class_to_ind:
                 raise AnnotationError(f'{where}: unknown class {obj.name!r}; the classes of {self.name} are '
                                       f'{list(self.classes[1:])}')
-            box = tuple(v - 1.0 for v in obj.bbox_1based)  # 1-based inclusive -> 0-based
+            # 1-based inclusive -> 0-based
+            box = cast(tuple[float, float, float, float], tuple(v - 1.0 for v in obj.bbox_1based))
             check_box(box, width, height, where, one_based_source=True)
             if obj.difficult and not self.config['use_diff']:
                 continue
@@ -170,6 +172,7 @@ class VocDataset(imdb):
 
     def _attribute_row(self, names: Sequence[str], where: str) -> list[int]:
         """An object's attribute indices, 0-padded to MAX_ATTRIBUTES_PER_BOX (BUTD keeps the first 16)."""
+        assert self.attributes is not None  # called for a dataset with attributes only
         row = []
         for a in names[:MAX_ATTRIBUTES_PER_BOX]:
             if a not in self._attribute_to_ind or a == '__no_attribute__':
@@ -261,9 +264,12 @@ class pascal_voc(VocDataset):  # noqa: N801 (tf-faster-rcnn's name)
 
 
 # voc_<year>_<split>[_diff]: tf-faster-rcnn's names.
+def _register_split(year: str, split: str) -> None:
+    """The names of one split (a function, so that each builder holds its own ``year`` and ``split``)."""
+    register(f'voc_{year}_{split}', lambda d: pascal_voc(split, year, data_dir=d), VOC_CLASSES)
+    register(f'voc_{year}_{split}_diff', lambda d: pascal_voc(split, year, use_diff=True, data_dir=d), VOC_CLASSES)
+
+
 for _year in ('2007', '2012'):
     for _split in ('train', 'val', 'trainval', 'test'):
-        register(f'voc_{_year}_{_split}', lambda d, split=_split, year=_year: pascal_voc(split, year, data_dir=d),
-                 VOC_CLASSES)
-        register(f'voc_{_year}_{_split}_diff',
-                 lambda d, split=_split, year=_year: pascal_voc(split, year, use_diff=True, data_dir=d), VOC_CLASSES)
+        _register_split(_year, _split)

@@ -288,8 +288,13 @@ def write_demo_images(out_dir: str, indices: tuple[int, ...] = (0, 1, 2, 3),
     return paths
 
 
+def _register_split(split: str) -> None:
+    """The names of one split (a function, so that each builder holds its own ``split``)."""
+    register(f'shapes_{split}', lambda d: shapes_voc(split, data_dir=d), CLASSES)
+    register(f'shapes_coco_{split}', lambda d: shapes_coco(split, data_dir=d), CLASSES)
+    register(f'shapes_circle_square_{split}',
+             lambda d: shapes_subset_voc(split, ('circle', 'square'), data_dir=d), CLASSES[:3])
+
+
 for _split in ('trainval', 'test'):
-    register(f'shapes_{_split}', lambda d, split=_split: shapes_voc(split, data_dir=d), CLASSES)
-    register(f'shapes_coco_{_split}', lambda d, split=_split: shapes_coco(split, data_dir=d), CLASSES)
-    register(f'shapes_circle_square_{_split}',
-             lambda d, split=_split: shapes_subset_voc(split, ('circle', 'square'), data_dir=d), CLASSES[:3])
+    _register_split(_split)

@@ -53,6 +53,7 @@ class LogLine(HookBase):
         if not _log_due(self.trainer):
             return
         t, state = self.trainer, self.trainer.state
+        assert state.loss_sums is not None  # the trainer sets it before the first step
         means = all_reduce_mean(state.loss_sums / max(state.loss_count, 1), t.info)
         values = dict(zip(loss_names(t.model), means.tolist()))
         elapsed = time.perf_counter() - state.timer_start

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from typing import cast
 
 import numpy as np
 import torch
@@ -16,7 +17,8 @@ def seed_everything(seed: int) -> None:
 
 def get_rng_states() -> dict:
     """Python, numpy, torch CPU and CUDA generator states (numpy's key array as a tensor, not a pickle)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # The legacy form (the default) is this tuple; the stubs also allow the dict form.
+    kind, keys, pos, has_gauss, cached = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     states = {
         'python': random.getstate(),
         'numpy': {'kind': kind, 'keys': torch.from_numpy(keys.astype(np.int64)), 'pos': int(pos),

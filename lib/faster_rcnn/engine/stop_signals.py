@@ -10,6 +10,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -20,13 +23,16 @@ logger = logging.getLogger(__name__)
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+# What signal.signal returns and accepts as a handler.
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
 
 class StopSignals:
     """A context that turns SIGINT / SIGTERM into a request the training loop honours between iterations."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, _Handler] = {}
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():

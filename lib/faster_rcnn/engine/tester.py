@@ -18,6 +18,7 @@ import os
 import os.path as osp
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +35,9 @@ from faster_rcnn.datasets.attribute_eval import (
 )
 from faster_rcnn.inference import Detector
 from faster_rcnn.utils.detections_file import write_detections
+
+if TYPE_CHECKING:
+    from faster_rcnn.nets.network import FasterRCNN
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +105,7 @@ def gather_detections(found: dict[int, list[np.ndarray]], num_images: int,
     dist.gather_object(found, parts, dst=0)
     if dist.get_rank() != 0:
         return None
+    assert parts is not None  # rank 0 gathered into it
     merged: dict[int, list[np.ndarray]] = {}
     for part in parts:
         merged.update(part)
@@ -140,7 +145,7 @@ def test_net(detector: Detector, imdb, output_dir: str, *, evaluate: bool = True
 
 
 @torch.no_grad()
-def evaluate_attributes(model: torch.nn.Module, imdb, *, progress: bool = True) -> tuple[AttributeAP, AttributeAP]:
+def evaluate_attributes(model: FasterRCNN, imdb, *, progress: bool = True) -> tuple[AttributeAP, AttributeAP]:
     """The attribute mAP of a network with an attribute head on ``imdb`` (which has ``attributes`` and
     ``gt_attributes``): (at its detections, at the gt boxes), ``datasets.attribute_eval``. One image at a time:
     its detections with their attribute probabilities, then its gt boxes scored as rois."""
@@ -155,6 +160,7 @@ def evaluate_attributes(model: torch.nn.Module, imdb, *, progress: bool = True) 
         data = torch.from_numpy(blob).permute(2, 0, 1)[None].to(device)
         info = torch.from_numpy(im_info)[None].to(device)
         dets = model.detect(data, info, [im.shape[:2]])[0]
+        assert dets.attr_prob is not None  # the network has an attribute head
         boxes = np.asarray(entry['boxes'], np.float32).reshape(-1, 4)
         gt_prob = (model.attributes_at(data, torch.from_numpy(boxes * im_info[2]).to(device)).cpu().numpy()
                    if len(boxes) else np.zeros((0, model.num_attributes), np.float32))

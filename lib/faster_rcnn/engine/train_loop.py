@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 
@@ -107,7 +108,7 @@ def check_weights_finite(model: torch.nn.Module, state: TrainState) -> None:
 
 def loss_names(model: torch.nn.Module) -> tuple[str, ...]:
     """The names of the losses ``model`` (a FasterRCNN, maybe wrapped in DistributedDataParallel) returns."""
-    return getattr(model, 'module', model).loss_names
+    return cast(tuple[str, ...], getattr(model, 'module', model).loss_names)
 
 
 def batch_attributes(batch: dict, device: torch.device) -> torch.Tensor | None:
@@ -138,6 +139,9 @@ class Trainer:
             of a resume are put back, see ``engine.start``).
         settings: the run's TrainSettings (schedule numbers already scaled); ``max_iters``: where it ends.
     """
+
+    # The iteration ``last_log`` was logged at: set by the LogLine hook when it first logs.
+    last_log_iteration: int
 
     def __init__(self, *, model: torch.nn.Module, train_model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  scaler: torch.amp.GradScaler | None, batches: Iterator[dict], first_batch: dict,
@@ -191,6 +195,7 @@ class Trainer:
             self.optimizer.step()
         stacked = torch.stack([losses[k].detach().float() for k in loss_names(self.model)])
         finite = torch.isfinite(stacked).all()
+        assert state.first_bad is not None and state.loss_sums is not None  # the trainer sets both
         state.first_bad = torch.where((state.first_bad < 0) & ~finite,
                                       torch.full_like(state.first_bad, state.iteration), state.first_bad)
         state.loss_sums += stacked
@@ -226,6 +231,7 @@ class Trainer:
 
     def _stop_message(self) -> str:
         import signal
+        assert self.stop_signal is not None  # asked for once a hook set it
         name = signal.Signals(self.stop_signal).name
         return (f'training stopped by {name} at iteration {self.state.iteration} / {self.max_iters}; '
                 f'{self.state.last_snapshot} written: run the same command to resume')

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import DiskError, ExportError
+from ..nets.network import FasterRCNN
 from .graph import DetectorGraph
 from .metadata import graph_metadata
 
@@ -73,7 +74,7 @@ def example_image(size: tuple[int, int] = (224, 288)) -> torch.Tensor:
     return torch.randint(0, 256, (*size, 3), dtype=torch.uint8, generator=g)
 
 
-def export_onnx(model: torch.nn.Module, classes: Sequence[str], out: str, *, net: str, record: dict | None,
+def export_onnx(model: FasterRCNN, classes: Sequence[str], out: str, *, net: str, record: dict | None,
                 raw_outputs: bool = False, example: torch.Tensor | None = None,
                 category_ids: Sequence[int] | None = None) -> dict:
     """Write ``model`` (a FasterRCNN, eval mode, CPU) as an ONNX graph at ``out``; returns its metadata."""

@@ -18,12 +18,13 @@ from collections.abc import Sequence
 import torch
 
 from ..errors import DiskError
+from ..nets.network import FasterRCNN
 from .graph import DetectorGraph
 from .metadata import META_FILE, graph_metadata
 from .onnx_export import example_image, export_program
 
 
-def export_pt2(model: torch.nn.Module, classes: Sequence[str], out: str, *, net: str, record: dict | None,
+def export_pt2(model: FasterRCNN, classes: Sequence[str], out: str, *, net: str, record: dict | None,
                raw_outputs: bool = False, category_ids: Sequence[int] | None = None) -> dict:
     """Write ``model`` (a FasterRCNN, eval mode, CPU) as a ``.pt2`` program at ``out``; returns its metadata."""
     program = export_program(DetectorGraph(model, raw_outputs=raw_outputs), example_image())

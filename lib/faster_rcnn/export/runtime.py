@@ -16,11 +16,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os.path as osp
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import ExportError, ModelFileError
+from ..errors import ExportError, ModelFileError, UserError
 from ..model_file import exported_kind
 from .metadata import decode_metadata, read_graph_metadata
 
@@ -75,6 +76,8 @@ def output_filter(path: str, settings: dict, overrides: dict, amp: str | None) -
         raise ExportError(f'amp={amp!r}: {path} is an fp32 graph; run it without amp (or use the .pth with '
                           'Detector.load(..., amp=...))')
     thresh = cap = None
+    wanted: Any  # the asked and the baked value of a key: a number, or a list of scales
+    baked: Any
     for key, value in overrides.items():
         if key == 'scales':
             wanted = [int(value)] if isinstance(value, (int, float)) else [int(v) for v in value]
@@ -250,7 +253,7 @@ class OpenCvBackend(_GraphBackend):
             with _quiet_opencv(cv2):
                 self.net = cv2.dnn.readNetFromONNX(path)
         except cv2.error as e:
-            why = _unreadable(path, f'OpenCV {cv2.__version__}', e)
+            why: UserError = _unreadable(path, f'OpenCV {cv2.__version__}', e)
             if int(cv2.__version__.split('.')[0]) < 5:
                 why = ExportError(f'{path}: OpenCV {cv2.__version__} cannot import this graph (its DNN module runs '
                                   'it from version 5 on); pip install "opencv-python-headless>=5", or use runtime '

@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -47,6 +47,9 @@ from .detections import Detections
 from .device import checked_device
 from .images import check_channel_order, to_bgr
 from .region_features import SELECT_MODES, RegionFeatures, Selection, regions_of_batch
+
+if TYPE_CHECKING:
+    from ..nets.network import FasterRCNN
 
 ATTRIBUTES_PER_BOX = 3  # the attributes a detection lists (the most probable, "no attribute" excluded)
 logger = logging.getLogger(__name__)
@@ -66,11 +69,12 @@ class _EagerBackend:
     (``nets.half_weights``); ``model`` stays the fp32 original.
     """
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, amp: str) -> None:
+    def __init__(self, model: FasterRCNN, device: torch.device, amp: str) -> None:
         if amp not in AMP_MODES:
             raise UsageError(f"amp={amp!r}: expected '' (fp32), 'bf16' or 'fp16'")
         self.model, self.device, self.amp = model, device, amp
-        self.runner = with_half_weights(model, AMP_DTYPES[amp]) if amp else model
+        # The copy is a FasterRCNN too (``with_half_weights`` deep-copies the module it is given).
+        self.runner = cast('FasterRCNN', with_half_weights(model, AMP_DTYPES[amp])) if amp else model
 
     @property
     def inputs(self) -> InputSettings:
@@ -88,7 +92,7 @@ class _EagerBackend:
         found = self.runner.detect(data, im_info, batch['sizes'], amp=self.amp)
         out: list[tuple[np.ndarray, ...]] = []
         for d in found:
-            arrays = (d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.labels.cpu().numpy())
+            arrays: tuple[np.ndarray, ...] = (d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.labels.cpu().numpy())
             if d.attr_prob is not None:
                 indices, scores = top_attributes(d.attr_prob, ATTRIBUTES_PER_BOX)
                 arrays += (indices.cpu().numpy(), scores.cpu().numpy())
@@ -135,14 +139,16 @@ class Detector:
         """A detector over a built ``FasterRCNN`` (its ``settings`` decide the input and post-processing);
         ``attributes``: the names of its attribute head's outputs ('__no_attribute__' first); ``category_ids``:
         the dataset's id of each class (K - 1 values, or K with the background slot)."""
+        model = cast('FasterRCNN', model)  # as documented; callers hold it as a plain module
+        num_attributes: int = getattr(model, 'num_attributes', 0)
         if len(classes) != model.num_classes:
             raise UsageError(f'{len(classes)} class names for a model of {model.num_classes} classes')
-        if attributes is not None and len(attributes) != getattr(model, 'num_attributes', 0):
+        if attributes is not None and len(attributes) != num_attributes:
             raise UsageError(f'{len(attributes)} attribute names for a model with '
-                             f'{getattr(model, "num_attributes", 0)} attribute outputs')
+                             f'{num_attributes} attribute outputs')
         device = checked_device(device) if device is not None else next(model.parameters()).device
         model.eval()
-        if attributes is None and getattr(model, 'num_attributes', 0):
+        if attributes is None and num_attributes:
             attributes = ['__no_attribute__'] + [f'attribute {i}' for i in range(1, model.num_attributes)]
         return cls(_EagerBackend(model, device, amp), classes, batch_size=batch_size, attributes=attributes,
                    category_ids=category_ids)
@@ -208,7 +214,7 @@ class Detector:
 
     # -- what it is --------------------------------------------------------------------------------------
     @property
-    def model(self) -> torch.nn.Module | None:
+    def model(self) -> FasterRCNN | None:
         """The ``FasterRCNN`` (None for an ONNX graph)."""
         return getattr(self._backend, 'model', None)
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import _crop
+from . import _crop  # type: ignore[attr-defined]  # compiled extension: mypy cannot see inside the .so
 
 __all__ = ["crop_pool_cpu"]
 

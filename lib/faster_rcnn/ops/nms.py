@@ -87,8 +87,11 @@ def nms_sorted_batch(boxes: Tensor, thresh: float, *, max_keep: int | None = Non
         workers = min(n, torch.get_num_threads())
         if workers > 1:
             shares = [range(w, n, workers) for w in range(workers)]
-            futures = [_cpu_pool(workers - 1).submit(lambda share=share: [one(i) for i in share])
-                       for share in shares[1:]]
+
+            def run_share(share: range) -> list[Tensor]:
+                return [one(i) for i in share]
+
+            futures = [_cpu_pool(workers - 1).submit(run_share, share) for share in shares[1:]]
             done = {0: [one(i) for i in shares[0]]}
             done.update({w + 1: f.result() for w, f in enumerate(futures)})
             out: list[Tensor] = [empty] * n
