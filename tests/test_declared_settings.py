@@ -32,8 +32,8 @@ def test_network_settings_give_the_layers_their_keyword_arguments():
                                             rpn_clobber_positives=False, rpn_batchsize=256, rpn_fg_fraction=0.5,
                                             rpn_positive_weight=-1.0, rpn_bbox_inside_weights=(1.0, 1.0, 1.0, 1.0),
                                             allowed_border=0)
-    assert net.train_proposal_kwargs == dict(pre_nms_top_n=12000, post_nms_top_n=2000, nms_thresh=0.7)
-    assert net.test_proposal_kwargs == dict(pre_nms_top_n=6000, post_nms_top_n=300, nms_thresh=0.7)
+    assert net.train_proposal_kwargs == dict(pre_nms_top_n=12000, post_nms_top_n=2000, nms_thresh=0.7, min_size=0.0)
+    assert net.test_proposal_kwargs == dict(pre_nms_top_n=6000, post_nms_top_n=300, nms_thresh=0.7, min_size=0.0)
     assert net.proposal_target_kwargs['batch_size'] == 128 and net.proposal_target_kwargs['use_gt'] is False
 
 

@@ -55,7 +55,7 @@ def test_settings_read_the_keys_and_refuse_what_has_no_meaning():
         NetworkSettings.from_config(c)
     c = new_config()
     set_key('TRAIN.RPN_MIN_SIZE', -1, c)
-    with pytest.raises(ConfigError, match='TRAIN.RPN_MIN_SIZE must be >= 0'):
+    with pytest.raises(ConfigError, match=r'TRAIN.RPN_MIN_SIZE: -1.0 is not valid; expected a number >= 0'):
         NetworkSettings.from_config(c)
 
 

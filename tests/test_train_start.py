@@ -22,9 +22,9 @@ MOBILE_CFG = str(REPO / 'experiments' / 'cfgs' / 'mobile.yml')
 
 
 def _schedule(iters: int, warmup: int, global_batch: int, reference_batch: int) -> Schedule:
-    return Schedule(iters=iters, learning_rate=0.001, stepsize=(100000,), snapshot_iters=500, display=50,
-                    eval_interval=0, warmup_iters=warmup, warmup_factor=0.001, global_batch=global_batch,
-                    reference_batch=reference_batch)
+    return Schedule(iters=iters, learning_rate=0.001, stepsize=(100000,), warmup_iters=warmup, warmup_factor=0.001,
+                    global_batch=global_batch, reference_batch=reference_batch,
+                    intervals={'SNAPSHOT_ITERS': 500, 'DISPLAY': 50, 'EVAL_INTERVAL': 0})
 
 
 def test_only_tiny_or_an_explicit_flag_starts_from_random_weights():

@@ -82,7 +82,7 @@ def test_a_backbone_a_reader_and_a_hook_with_its_setting_train_one_step(tmp_path
     monkeypatch.setitem(nets_registry.TABLE, 'tiny_narrow', NetSpec(
         'tiny_narrow', 'a narrower tiny', lambda s: Tiny(channels=[8, 8, 16, 16, 16], fc_dim=32,
                                                          pooling_size=s.pooling_size),
-        (), None, config='shapes.yml'))
+        (), None, config='shapes.yml', from_scratch=True))
     # 2. A dataset format: the reader above and its prefix.
     monkeypatch.setitem(datasets_registry.PREFIXES, 'txtboxes', lambda name, rest, d: TxtBoxes(name, rest, d))
     folder = tmp_path / 'boxes'
