@@ -213,7 +213,7 @@ def _detector_resume(root, trained):
     out.parent.mkdir(parents=True)
     torch.save(snap, out)
     return ['tools/trainval_net.py', '--net', 'tiny', '--imdb', 'shapes_trainval', '--imdbval', '', '--iters', '10',
-            '--cfg', SHAPES_CFG, '--workers', '0', '--device', 'cpu']
+            '--cfg', SHAPES_CFG, '--workers', '0', '--device', 'cpu', '--set', 'TRAIN.WARMUP_ITERS', '0']
 
 
 def _truncated_test_image(root: Path, trained: Path) -> list[str]:
@@ -341,7 +341,8 @@ CASES = [
                                                    train(voc_name(root)) + ['TRAIN.USE_ALL_GT', 'False'])[-1],
          DATA, lambda root: ['no image left to train on', 'TRAIN.USE_ALL_GT']),
     Case('dataset-fewer-than-a-batch', lambda root, t: (make_voc(root), train(voc_name(root)) + ['TRAIN.IMS_PER_BATCH', '9',
-                                                                                             'TRAIN.USE_FLIPPED', 'False'])[-1],
+                                                                                             'TRAIN.USE_FLIPPED', 'False',
+                                                                                             'TRAIN.REFERENCE_BATCH', '9'])[-1],
          DATA, lambda root: ['fewer than one batch of 9', 'TRAIN.IMS_PER_BATCH']),
     Case('dataset-folder-missing', lambda root, t: train(f'voc_dir:{root / "nowhere"}:train'), DATA,
          lambda root: [str(root / 'nowhere'), 'does not exist']),
