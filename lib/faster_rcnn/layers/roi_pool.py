@@ -135,7 +135,8 @@ def roi_features(
         # torchvision kernels read: their CPU roi_pool has no bf16 kernel. A max of bf16 values is exact in fp32,
         # so 'pool' under bf16 gives the bf16 kernel's result; the cast is of one feature map, not of the rois.
         size = (pooling_size, pooling_size)
-        x, r = features.float(), rois.detach().float()
+        x = features.float() if features.dtype in (torch.float16, torch.bfloat16) else features  # fp64 stays
+        r = rois.detach().to(x.dtype)
         if mode == "align":
             pooled = torchvision.ops.roi_align(x, r, size, spatial_scale, 0, False)
         else:
